@@ -1,0 +1,54 @@
+// Endpoint URIs and the environment variables that select a transport.
+//
+//   shm://NAME          shared-memory ring NAME on this host
+//   grpc://HOST:PORT    gRPC stream
+//   auto://HOST:PORT    handshake over gRPC; shared memory when colocated
+//   inproc://NAME       in-process queue (tests, single-process pipelines)
+//
+// DATAFEED_ENDPOINT supplies the endpoint where a program was given none.
+// DATAFEED_TRANSPORT=shm|grpc|auto overrides the scheme of the endpoint.
+#ifndef DATAFEED_TRANSPORT_ENDPOINT_H_
+#define DATAFEED_TRANSPORT_ENDPOINT_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "datafeed/transport/status.h"
+
+namespace datafeed {
+
+enum class Scheme { kShm, kGrpc, kAuto, kInProc };
+
+const char* SchemeName(Scheme scheme);  // "shm", "grpc", "auto", "inproc"
+
+struct Endpoint {
+  Scheme scheme = Scheme::kShm;
+  // shm/inproc: the name. grpc/auto: the host (brackets stripped for IPv6).
+  std::string name;
+  int port = 0;  // grpc/auto only
+
+  // The URI form, e.g. "shm://feed0" or "grpc://[::1]:5000".
+  std::string ToString() const;
+};
+
+// Shared-memory and in-process names: 1-200 characters from [A-Za-z0-9._-],
+// not starting with '.'. Errors name the offending character.
+Status ValidateName(std::string_view name);
+
+// Parses a URI. Errors say what form was expected.
+Result<Endpoint> ParseEndpoint(std::string_view uri);
+
+// Parses DATAFEED_TRANSPORT's value ("shm", "grpc" or "auto").
+Result<Scheme> ParseTransportName(std::string_view name);
+
+// The endpoint a program should use: `given` if non-empty, else
+// $DATAFEED_ENDPOINT; then the scheme is replaced by `transport` if given,
+// else by $DATAFEED_TRANSPORT if set. Forcing shm onto HOST:PORT or
+// grpc onto a NAME is an InvalidArgument that says which form is needed.
+Result<Endpoint> ResolveEndpoint(std::string_view given,
+                                 std::string_view transport = {});
+
+}  // namespace datafeed
+
+#endif  // DATAFEED_TRANSPORT_ENDPOINT_H_

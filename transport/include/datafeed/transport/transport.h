@@ -1,0 +1,181 @@
+// The transport interface: how a batch frame moves from a producer to a
+// consumer. One interface, several implementations chosen by endpoint scheme
+// (shared-memory ring, in-process queue; gRPC later).
+//
+// Producer side, loan -> fill -> publish:
+//
+//   auto writer = OpenWriter(endpoint, {}).value();
+//   auto layout = BatchLayout::Make({{"image", DType::kFloat32, {B,1,28,28}},
+//                                    {"label", DType::kInt64, {B}}}).value();
+//   WritableBatch batch = writer->Loan(layout, Deadline::Infinite()).value();
+//   float* img = batch.data<float>(0);   // write straight into transport memory
+//   ...
+//   writer->Publish(std::move(batch));
+//
+// Consumer side:
+//
+//   auto reader = OpenReader(endpoint, {}).value();
+//   for (;;) {
+//     Result<BatchView> b = reader->Next(Deadline::AfterMillis(1000));
+//     if (b.status().IsEndOfStream()) break;
+//     ... b->frame().Find("image") ...   // memory stays valid while *b lives
+//   }
+#ifndef DATAFEED_TRANSPORT_TRANSPORT_H_
+#define DATAFEED_TRANSPORT_TRANSPORT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "datafeed/transport/deadline.h"
+#include "datafeed/transport/endpoint.h"
+#include "datafeed/transport/frame.h"
+#include "datafeed/transport/status.h"
+
+namespace datafeed {
+
+// Implemented by transports: takes back memory a WritableBatch was loaned.
+class LoanOwner {
+ public:
+  virtual ~LoanOwner() = default;
+  // The loan `token` was dropped without being published. Thread-safe.
+  virtual void Abandon(uint64_t token) = 0;
+};
+
+// Frame memory loaned by a BatchWriter: fill the tensors in place, then hand
+// it to BatchWriter::Publish(). Move-only. Dropping it unpublished gives the
+// memory back to the transport. Not thread-safe; distinct batches may be
+// filled on distinct threads.
+class WritableBatch {
+ public:
+  WritableBatch() = default;
+  WritableBatch(LoanOwner* owner, uint64_t token, uint8_t* frame,
+                std::shared_ptr<const BatchLayout> layout);
+  WritableBatch(WritableBatch&& other) noexcept;
+  WritableBatch& operator=(WritableBatch&& other) noexcept;
+  WritableBatch(const WritableBatch&) = delete;
+  WritableBatch& operator=(const WritableBatch&) = delete;
+  ~WritableBatch();
+
+  bool valid() const { return frame_ != nullptr; }
+  const BatchLayout& layout() const { return *layout_; }
+  // Payload of tensor i (layout order), layout().nbytes(i) bytes.
+  uint8_t* data(size_t i) { return frame_ + layout_->offset(i); }
+  template <typename T>
+  T* data(size_t i) { return reinterpret_cast<T*>(data(i)); }
+  // Metadata written into the header at Publish (sequence is stamped by the
+  // transport and ignored here).
+  BatchMeta& meta() { return meta_; }
+  const BatchMeta& meta() const { return meta_; }
+
+  // For transports.
+  uint8_t* frame() { return frame_; }
+  size_t frame_bytes() const { return layout_->frame_bytes(); }
+  uint64_t token() const { return token_; }
+  // Marks the loan as handed back to its transport; the destructor then does
+  // nothing.
+  void Release() { owner_ = nullptr; frame_ = nullptr; }
+
+ private:
+  LoanOwner* owner_ = nullptr;
+  uint64_t token_ = 0;
+  uint8_t* frame_ = nullptr;
+  std::shared_ptr<const BatchLayout> layout_;
+  BatchMeta meta_;
+};
+
+// A received, verified batch. Copies share the same memory; the transport
+// gets the memory back (the shared-memory slot is released) when the last
+// copy and the last holder of keepalive() are gone. Safe to pass between
+// threads; the frame is read-only.
+class BatchView {
+ public:
+  BatchView() = default;
+  BatchView(FrameView frame, std::shared_ptr<void> keepalive)
+      : frame_(std::move(frame)), keepalive_(std::move(keepalive)) {}
+
+  const FrameView& frame() const { return frame_; }
+  const BatchMeta& meta() const { return frame_.meta(); }
+  const TensorView* Find(std::string_view name) const { return frame_.Find(name); }
+  // Holding this keeps the frame's memory valid (e.g. in a tensor deleter).
+  const std::shared_ptr<void>& keepalive() const { return keepalive_; }
+
+ private:
+  FrameView frame_;
+  std::shared_ptr<void> keepalive_;
+};
+
+// Producer side of a transport. Loan and Publish may be called from several
+// threads at once; batches are delivered in the order Publish is called.
+class BatchWriter {
+ public:
+  virtual ~BatchWriter() = default;
+  // Loans memory for one frame of `layout`. Blocks while the transport is
+  // full (backpressure) until `deadline` (DeadlineExceeded). Fails with
+  // ResourceExhausted if a frame of this layout can never fit.
+  virtual Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout,
+                                     Deadline deadline) = 0;
+  // Stamps the sequence number, writes the header and makes the batch
+  // visible to exactly one reader.
+  virtual Status Publish(WritableBatch batch) = 0;
+  // Ends the stream: readers get the batches already published, then
+  // EndOfStream. Later Loan/Publish fail with FailedPrecondition. Idempotent.
+  virtual Status Close() = 0;
+  // The endpoint readers should open.
+  virtual std::string endpoint() const = 0;
+};
+
+// Consumer side. Next() may be called from several threads; each batch is
+// returned to exactly one caller across all readers of the endpoint.
+class BatchReader {
+ public:
+  virtual ~BatchReader() = default;
+  // The next batch, in publication order. DeadlineExceeded if none arrives
+  // in time; EndOfStream once the writer closed and every batch was taken;
+  // Unavailable if the producer died; DataLoss for a malformed frame.
+  virtual Result<BatchView> Next(Deadline deadline) = 0;
+  // Wakes every thread blocked in Next() with Cancelled; later calls fail
+  // the same way. Thread-safe, idempotent.
+  virtual void Cancel() = 0;
+};
+
+// Shared-memory ring sizing. Defaults fit one batch of 8192 float32 28x28
+// images plus int64 labels (25.8 MB) per slot.
+struct ShmOptions {
+  size_t slot_count = 4;
+  size_t slot_bytes = 25'821'184;  // 8192*784*4 + 8192*8 + header room, 4 KiB multiple
+};
+
+struct WriterOptions {
+  ShmOptions shm;
+  // When the writer is destroyed, wait up to this long for consumers to
+  // take the batches already published (shm: the segment's name is removed
+  // at destruction, so a consumer that has not attached by then cannot).
+  int64_t linger_ms = 0;
+  // inproc: how many published-but-unread batches may wait.
+  size_t inproc_capacity = 4;
+};
+
+struct ReaderOptions {
+  // How long OpenReader waits for a producer to create the endpoint.
+  int64_t connect_timeout_ms = 0;
+  // Before sleeping, Next() polls for this long: a handoff to a reader that
+  // is waiting costs ~1 us instead of a futex wake-up. 0 disables; idle
+  // readers sleep in the kernel either way.
+  int64_t spin_us = 50;
+  // Producer liveness is checked this often while blocked (bounds how soon
+  // a dead producer is reported).
+  int64_t liveness_check_ms = 100;
+};
+
+// Opens the producer side of `endpoint`. Caller owns the writer.
+Result<std::unique_ptr<BatchWriter>> OpenWriter(const Endpoint& endpoint,
+                                                const WriterOptions& options);
+// Opens a consumer of `endpoint`. Caller owns the reader.
+Result<std::unique_ptr<BatchReader>> OpenReader(const Endpoint& endpoint,
+                                                const ReaderOptions& options);
+
+}  // namespace datafeed
+
+#endif  // DATAFEED_TRANSPORT_TRANSPORT_H_

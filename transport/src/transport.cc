@@ -1,0 +1,66 @@
+#include "datafeed/transport/transport.h"
+
+#include <utility>
+
+#include "transports_internal.h"
+
+namespace datafeed {
+
+WritableBatch::WritableBatch(LoanOwner* owner, uint64_t token, uint8_t* frame,
+                             std::shared_ptr<const BatchLayout> layout)
+    : owner_(owner), token_(token), frame_(frame), layout_(std::move(layout)) {}
+
+WritableBatch::WritableBatch(WritableBatch&& other) noexcept
+    : owner_(std::exchange(other.owner_, nullptr)),
+      token_(other.token_),
+      frame_(std::exchange(other.frame_, nullptr)),
+      layout_(std::move(other.layout_)),
+      meta_(other.meta_) {}
+
+WritableBatch& WritableBatch::operator=(WritableBatch&& other) noexcept {
+  if (this != &other) {
+    if (owner_ != nullptr && frame_ != nullptr) owner_->Abandon(token_);
+    owner_ = std::exchange(other.owner_, nullptr);
+    token_ = other.token_;
+    frame_ = std::exchange(other.frame_, nullptr);
+    layout_ = std::move(other.layout_);
+    meta_ = other.meta_;
+  }
+  return *this;
+}
+
+WritableBatch::~WritableBatch() {
+  if (owner_ != nullptr && frame_ != nullptr) owner_->Abandon(token_);
+}
+
+namespace {
+Status GrpcNotAvailable(const Endpoint& endpoint) {
+  return Status::Unimplemented("endpoint '" + endpoint.ToString() +
+                               "': the gRPC transport is not available in this build yet; "
+                               "use shm://NAME on the producer's host");
+}
+}  // namespace
+
+Result<std::unique_ptr<BatchWriter>> OpenWriter(const Endpoint& endpoint,
+                                                const WriterOptions& options) {
+  switch (endpoint.scheme) {
+    case Scheme::kShm: return internal::OpenShmWriter(endpoint.name, options);
+    case Scheme::kInProc: return internal::OpenInProcWriter(endpoint.name, options);
+    case Scheme::kGrpc:
+    case Scheme::kAuto: return GrpcNotAvailable(endpoint);
+  }
+  return Status::Internal("unknown scheme");
+}
+
+Result<std::unique_ptr<BatchReader>> OpenReader(const Endpoint& endpoint,
+                                                const ReaderOptions& options) {
+  switch (endpoint.scheme) {
+    case Scheme::kShm: return internal::OpenShmReader(endpoint.name, options);
+    case Scheme::kInProc: return internal::OpenInProcReader(endpoint.name, options);
+    case Scheme::kGrpc:
+    case Scheme::kAuto: return GrpcNotAvailable(endpoint);
+  }
+  return Status::Internal("unknown scheme");
+}
+
+}  // namespace datafeed

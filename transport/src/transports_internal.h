@@ -1,0 +1,24 @@
+// Factories of the built-in transports; OpenWriter/OpenReader dispatch on
+// the endpoint scheme to these.
+#ifndef DATAFEED_TRANSPORT_SRC_TRANSPORTS_INTERNAL_H_
+#define DATAFEED_TRANSPORT_SRC_TRANSPORTS_INTERNAL_H_
+
+#include <memory>
+#include <string>
+
+#include "datafeed/transport/transport.h"
+
+namespace datafeed::internal {
+
+Result<std::unique_ptr<BatchWriter>> OpenInProcWriter(const std::string& name,
+                                                      const WriterOptions& options);
+Result<std::unique_ptr<BatchReader>> OpenInProcReader(const std::string& name,
+                                                      const ReaderOptions& options);
+Result<std::unique_ptr<BatchWriter>> OpenShmWriter(const std::string& name,
+                                                   const WriterOptions& options);
+Result<std::unique_ptr<BatchReader>> OpenShmReader(const std::string& name,
+                                                   const ReaderOptions& options);
+
+}  // namespace datafeed::internal
+
+#endif  // DATAFEED_TRANSPORT_SRC_TRANSPORTS_INTERNAL_H_
