@@ -332,7 +332,7 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
     // the int64 elements are copied out rather than dereferenced.
     const auto* shape = t->shape();
     tv.shape.resize(shape->size());
-    std::memcpy(tv.shape.data(), shape->Data(), tv.shape.size() * sizeof(int64_t));
+    if (!tv.shape.empty()) std::memcpy(tv.shape.data(), shape->Data(), tv.shape.size() * sizeof(int64_t));
     for (size_t axis = 0; axis < tv.shape.size(); ++axis) {
       int64_t& dim = tv.shape[axis];
       dim = flatbuffers::EndianScalar(dim);

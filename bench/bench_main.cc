@@ -1,0 +1,52 @@
+// datafeed-bench SUBCOMMAND [--json] [options]
+//
+// Every subcommand measures the physical limit of what it benchmarks in the
+// same run (memcpy, raw TCP, the bare OpenCV loop) and prints the ratio.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "bench_util.h"
+
+namespace datafeed::bench {
+int RunShm(const Args& args);
+}  // namespace datafeed::bench
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  int (*run)(const datafeed::bench::Args&);
+  const char* help;
+};
+
+const Subcommand kSubcommands[] = {
+    {"shm", datafeed::bench::RunShm,
+     "producer and consumer processes over the shared-memory ring: GB/s vs memcpy,\n"
+     "        4 KB handoff latency, idle reader CPU\n"
+     "        [--batches 300] [--warmup 20] [--batch 8192] [--slots 4] [--lat-frames 20000]\n"
+     "        [--spin-us 50] [--idle-seconds 2]"},
+};
+
+void Usage() {
+  std::fprintf(stderr, "usage: datafeed-bench SUBCOMMAND [--json] [options]\n\n");
+  for (const auto& s : kSubcommands) std::fprintf(stderr, "  %-8s%s\n\n", s.name, s.help);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    Usage();
+    return argc < 2 ? 2 : 0;
+  }
+  for (const auto& s : kSubcommands) {
+    if (s.name == std::string(argv[1])) {
+      datafeed::bench::Args args(argc - 2, argv + 2);
+      return s.run(args);
+    }
+  }
+  std::fprintf(stderr, "datafeed-bench: unknown subcommand '%s'\n\n", argv[1]);
+  Usage();
+  return 2;
+}

@@ -1,0 +1,269 @@
+// datafeed-bench shm: the shared-memory ring between two processes.
+//
+// Throughput: the producer (this process) memcpys a full reference batch
+// (8192x1x28x28 float32 + 8192 int64 labels) into each loaned slot — every
+// payload byte written — and the consumer (a forked child) checksums every
+// byte and compares with the expected sum. Limit: single-thread memcpy of the
+// same bytes, measured in this run. Latency: 4 KB frames stamped with
+// CLOCK_MONOTONIC just before Publish, measured on arrival; once as a steady
+// stream (every 100 us: the reader is still in its spin window) and once
+// paced 2 ms apart (the reader is asleep in the kernel and must be woken).
+// Idle: the consumer blocks in Next() with nothing coming; its CPU time over
+// wall time.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "datafeed/transport/transport.h"
+
+namespace datafeed::bench {
+namespace {
+
+enum Phase : uint32_t { kThroughput = 1, kLatencyHot = 2, kLatencyCold = 3, kIdle = 4 };
+
+struct ChildResult {
+  double gbps = 0;
+  uint64_t bad = 0;
+  double hot_p50 = 0, hot_p99 = 0, cold_p50 = 0, cold_p99 = 0;
+  double idle_cpu_pct = 0;
+  int64_t batches = 0;
+  char error[256] = {0};
+};
+
+double CpuSeconds() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+void FillSource(std::vector<uint8_t>& src) {
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i + 8 <= src.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&src[i], &v, 8);
+  }
+}
+
+// The consumer process. Writes one ChildResult to `fd`.
+void RunConsumer(const Endpoint& ep, int64_t warmup, int64_t spin_us, double idle_seconds,
+                 size_t image_bytes, size_t label_bytes, int fd) {
+  ChildResult res;
+  auto finish = [&](const std::string& err) {
+    std::snprintf(res.error, sizeof res.error, "%s", err.c_str());
+    (void)!write(fd, &res, sizeof res);
+    _exit(err.empty() ? 0 : 1);
+  };
+  // The expected checksums, from the same deterministic source.
+  std::vector<uint8_t> src(image_bytes + label_bytes);
+  FillSource(src);
+  const uint64_t want_image = Checksum(src.data(), image_bytes);
+  const uint64_t want_label = Checksum(src.data() + image_bytes, label_bytes);
+  src = {};
+
+  ReaderOptions ro;
+  ro.connect_timeout_ms = 10'000;
+  ro.spin_us = spin_us;
+  auto reader = OpenReader(ep, ro);
+  if (!reader.ok()) finish(reader.status().ToString());
+
+  int64_t seen = 0, t0 = 0, t1 = 0, bytes = 0;
+  std::vector<double> hot, cold;
+  for (;;) {
+    auto v = (*reader)->Next(Deadline::AfterMillis(30'000));
+    const int64_t now = NowNs();
+    if (!v.ok()) finish(v.status().ToString());
+    const uint32_t phase = v->meta().flags;
+    if (phase == kThroughput) {
+      const TensorView* img = v->Find("image");
+      const TensorView* lab = v->Find("label");
+      if (!img || !lab) finish("throughput batch without image/label");
+      if (Checksum(img->data, img->nbytes) != want_image ||
+          Checksum(lab->data, lab->nbytes) != want_label) {
+        ++res.bad;
+      }
+      ++seen;
+      if (seen == warmup) t0 = NowNs();
+      if (seen > warmup) {
+        bytes += static_cast<int64_t>(v->frame().size());
+        t1 = NowNs();
+        ++res.batches;
+      }
+    } else if (phase == kLatencyHot || phase == kLatencyCold) {
+      int64_t stamp;
+      std::memcpy(&stamp, v->Find("stamp")->data, sizeof stamp);
+      (phase == kLatencyHot ? hot : cold).push_back(static_cast<double>(now - stamp) / 1000.0);
+    } else if (phase == kIdle) {
+      v = Status::Cancelled("release");
+      const double cpu0 = CpuSeconds();
+      const int64_t w0 = NowNs();
+      auto none = (*reader)->Next(Deadline::After(std::chrono::nanoseconds(
+          static_cast<int64_t>(idle_seconds * 1e9))));
+      const double cpu = CpuSeconds() - cpu0;
+      const double wall = static_cast<double>(NowNs() - w0) / 1e9;
+      if (!none.status().IsDeadlineExceeded()) finish("idle phase: " + none.status().ToString());
+      res.idle_cpu_pct = 100.0 * cpu / wall;
+      break;
+    }
+  }
+  res.gbps = t1 > t0 ? static_cast<double>(bytes) / static_cast<double>(t1 - t0) : 0;
+  res.hot_p50 = Percentile(hot, 50);
+  res.hot_p99 = Percentile(hot, 99);
+  res.cold_p50 = Percentile(cold, 50);
+  res.cold_p99 = Percentile(cold, 99);
+  finish("");
+}
+
+void SpinUntil(int64_t t) {
+  while (NowNs() < t) {
+  }
+}
+
+}  // namespace
+
+int RunShm(const Args& args) {
+  const bool json = args.Flag("json");
+  const int64_t batches = args.Int("batches", 300);
+  const int64_t warmup = args.Int("warmup", 20);
+  const int64_t batch = args.Int("batch", 8192);
+  const int64_t slots = args.Int("slots", 4);
+  const int64_t lat_frames = args.Int("lat-frames", 20000);
+  const int64_t spin_us = args.Int("spin-us", 50);
+  const double idle_seconds = args.Double("idle-seconds", 2.0);
+  for (const auto& k : args.Unused()) {
+    std::fprintf(stderr, "datafeed-bench shm: unknown option --%s\n", k.c_str());
+    return 2;
+  }
+
+  auto layout = std::make_shared<const BatchLayout>(
+      BatchLayout::Make({{"image", DType::kFloat32, {batch, 1, 28, 28}},
+                         {"label", DType::kInt64, {batch}}}).value());
+  // A 4 KB frame: header + one 8-byte-aligned payload filling the rest.
+  std::shared_ptr<const BatchLayout> small;
+  for (int64_t payload = 4096; payload > 0 && !small; payload -= 64) {
+    auto l = BatchLayout::Make({{"stamp", DType::kUInt8, {payload}}});
+    if (l.ok() && l->frame_bytes() <= 4096) small = std::make_shared<const BatchLayout>(std::move(l).value());
+  }
+  const size_t image_bytes = layout->nbytes(0), label_bytes = layout->nbytes(1);
+
+  const double memcpy_gbps = MemcpyGbps(image_bytes + label_bytes, 30);
+
+  const std::string name = "bench-" + std::to_string(getpid());
+  Endpoint ep = ParseEndpoint("shm://" + name).value();
+  WriterOptions wo;
+  wo.shm.slot_count = static_cast<size_t>(slots);
+  wo.shm.slot_bytes = layout->frame_bytes();
+  wo.linger_ms = 5000;
+  auto writer = OpenWriter(ep, wo);
+  if (!writer.ok()) {
+    std::fprintf(stderr, "datafeed-bench shm: %s\n", writer.status().ToString().c_str());
+    return 1;
+  }
+  int fds[2];
+  if (pipe(fds) != 0) return 1;
+  pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    writer->release();  // the child must not own (or unlink) the producer's segment
+    RunConsumer(ep, warmup, spin_us, idle_seconds, image_bytes, label_bytes, fds[1]);
+  }
+  close(fds[1]);
+
+  std::vector<uint8_t> src(image_bytes + label_bytes);
+  FillSource(src);
+  auto fail = [&](const Status& st) {
+    std::fprintf(stderr, "datafeed-bench shm: %s\n", st.ToString().c_str());
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+    return 1;
+  };
+  const int64_t p0 = NowNs();
+  for (int64_t i = 0; i < warmup + batches; ++i) {
+    auto b = (*writer)->Loan(layout, Deadline::AfterMillis(30'000));
+    if (!b.ok()) return fail(b.status());
+    std::memcpy(b->data(0), src.data(), image_bytes);
+    std::memcpy(b->data(1), src.data() + image_bytes, label_bytes);
+    b->meta().flags = kThroughput;
+    b->meta().first_index = static_cast<uint64_t>(i * batch);
+    if (Status st = (*writer)->Publish(std::move(*b)); !st.ok()) return fail(st);
+  }
+  const int64_t p1 = NowNs();
+  auto send_stamped = [&](Phase phase, int64_t count, int64_t gap_ns) -> Status {
+    int64_t next = NowNs() + gap_ns;
+    for (int64_t i = 0; i < count; ++i) {
+      SpinUntil(next);
+      next += gap_ns;
+      auto b = (*writer)->Loan(small, Deadline::AfterMillis(30'000));
+      if (!b.ok()) return b.status();
+      b->meta().flags = phase;
+      int64_t stamp = NowNs();
+      std::memcpy(b->data(0), &stamp, sizeof stamp);
+      DATAFEED_RETURN_NOT_OK((*writer)->Publish(std::move(*b)));
+    }
+    return Status::OK();
+  };
+  if (Status st = send_stamped(kLatencyHot, lat_frames, 100'000); !st.ok()) return fail(st);
+  if (Status st = send_stamped(kLatencyCold, std::max<int64_t>(50, lat_frames / 40), 2'000'000); !st.ok()) {
+    return fail(st);
+  }
+  // Let the reader fall asleep before the idle phase starts.
+  if (Status st = send_stamped(kIdle, 1, 1'000'000); !st.ok()) return fail(st);
+
+  ChildResult res;
+  const ssize_t got = read(fds[0], &res, sizeof res);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (got != static_cast<ssize_t>(sizeof res) || res.error[0]) {
+    std::fprintf(stderr, "datafeed-bench shm: consumer failed: %s\n",
+                 got == static_cast<ssize_t>(sizeof res) ? res.error : "no result");
+    return 1;
+  }
+  if (res.bad != 0) {
+    std::fprintf(stderr, "datafeed-bench shm: %llu batches had a wrong checksum\n",
+                 static_cast<unsigned long long>(res.bad));
+    return 1;
+  }
+  const double producer_gbps =
+      static_cast<double>((warmup + batches) * static_cast<int64_t>(layout->frame_bytes())) /
+      static_cast<double>(p1 - p0);
+  const double ratio = res.gbps / memcpy_gbps;
+  if (json) {
+    std::printf("%s\n", JsonLine({{"bench", Quote("shm")},
+                                  {"frame_bytes", std::to_string(layout->frame_bytes())},
+                                  {"batches", std::to_string(res.batches)},
+                                  {"slots", std::to_string(slots)},
+                                  {"gbps", Num(res.gbps)},
+                                  {"memcpy_gbps", Num(memcpy_gbps)},
+                                  {"ratio", Num(ratio)},
+                                  {"producer_gbps", Num(producer_gbps)},
+                                  {"lat_p50_us", Num(res.hot_p50, 2)},
+                                  {"lat_p99_us", Num(res.hot_p99, 2)},
+                                  {"lat_sleeping_p50_us", Num(res.cold_p50, 2)},
+                                  {"lat_sleeping_p99_us", Num(res.cold_p99, 2)},
+                                  {"spin_us", std::to_string(spin_us)},
+                                  {"idle_reader_cpu_pct", Num(res.idle_cpu_pct, 4)}})
+                          .c_str());
+  } else {
+    std::printf("shm ring, %lld x %.1f MB frames, %lld slots, producer and consumer processes\n",
+                static_cast<long long>(res.batches), static_cast<double>(layout->frame_bytes()) / 1e6,
+                static_cast<long long>(slots));
+    std::printf("  delivered      %7.2f GB/s (every byte written by the producer, checksummed by the consumer)\n", res.gbps);
+    std::printf("  memcpy         %7.2f GB/s (one thread, same bytes, this run)\n", memcpy_gbps);
+    std::printf("  ratio          %7.3f\n", ratio);
+    std::printf("  4 KB handoff   p50 %.2f us, p99 %.2f us (steady stream, reader spin %lld us)\n",
+                res.hot_p50, res.hot_p99, static_cast<long long>(spin_us));
+    std::printf("                 p50 %.2f us, p99 %.2f us (reader asleep, 2 ms apart)\n",
+                res.cold_p50, res.cold_p99);
+    std::printf("  idle reader    %.4f%% of a core\n", res.idle_cpu_pct);
+  }
+  return 0;
+}
+
+}  // namespace datafeed::bench

@@ -1,0 +1,276 @@
+// The transform registry, the pipeline spec parser and Pipeline::Run.
+#include <algorithm>
+#include <charconv>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "datafeed/producer/transform.h"
+#include "transform_internal.h"
+
+namespace datafeed {
+namespace {
+
+class Registry {
+ public:
+  static Registry& Get() {
+    static Registry* registry = new Registry();  // never destroyed: used until exit
+    return *registry;
+  }
+
+  Status Add(const std::string& name, TransformFactory factory) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!factories_.emplace(name, std::move(factory)).second) {
+      return Status::AlreadyExists("transform '" + name + "' is already registered");
+    }
+    return Status::OK();
+  }
+
+  // The factory for `name`, or null.
+  TransformFactory Find(const std::string& name) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = factories_.find(name);
+    return it == factories_.end() ? TransformFactory() : it->second;
+  }
+
+  std::vector<std::string> Names() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> names;
+    for (const auto& kv : factories_) names.push_back(kv.first);
+    return names;  // std::map keeps them sorted
+  }
+
+ private:
+  Registry() {
+    for (auto& kv : internal::BuiltinTransforms()) factories_.emplace(kv.first, std::move(kv.second));
+  }
+  mutable std::mutex mu_;
+  std::map<std::string, TransformFactory> factories_;
+};
+
+std::string Join(const std::vector<std::string>& parts, const char* sep) {
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? sep : "") + parts[i];
+  return s;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+  return s;
+}
+
+bool ValidName(std::string_view name) {
+  if (name.empty()) return false;
+  return std::all_of(name.begin(), name.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+  });
+}
+
+// Splits `spec` at the commas outside parentheses.
+Status SplitTopLevel(std::string_view spec, std::vector<std::string_view>* items) {
+  int depth = 0;
+  size_t start = 0;
+  for (size_t i = 0; i < spec.size(); ++i) {
+    const char ch = spec[i];
+    if (ch == '(') {
+      if (++depth > 1) return Status::InvalidArgument("nested parentheses at offset " + std::to_string(i));
+    } else if (ch == ')') {
+      if (--depth < 0) return Status::InvalidArgument("unmatched ')' at offset " + std::to_string(i));
+    } else if (ch == ',' && depth == 0) {
+      items->push_back(spec.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (depth != 0) return Status::InvalidArgument("unmatched '('");
+  items->push_back(spec.substr(start));
+  return Status::OK();
+}
+
+// One "name(a, b, ...)" item into its name and numbers.
+Status ParseItem(std::string_view item, std::string* name, std::vector<double>* args) {
+  const size_t open = item.find('(');
+  *name = std::string(Trim(item.substr(0, open)));
+  args->clear();
+  if (open == std::string_view::npos) return Status::OK();
+  if (item.back() != ')') {
+    return Status::InvalidArgument("'" + std::string(item) + "': text after ')'");
+  }
+  std::string_view inner = Trim(item.substr(open + 1, item.size() - open - 2));
+  if (inner.empty()) return Status::OK();
+  size_t start = 0;
+  while (true) {
+    const size_t comma = inner.find(',', start);
+    std::string_view tok = Trim(inner.substr(start, comma == std::string_view::npos ? inner.npos : comma - start));
+    double v = 0;
+    const char* first = tok.data();
+    const char* last = tok.data() + tok.size();
+    if (!tok.empty() && *first == '+') ++first;
+    const auto res = std::from_chars(first, last, v);
+    if (tok.empty() || res.ec != std::errc() || res.ptr != last) {
+      return Status::InvalidArgument("'" + std::string(item) + "': '" + std::string(tok) +
+                                     "' is not a number");
+    }
+    args->push_back(v);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return Status::OK();
+}
+
+const char* FormName(DType dtype) {
+  return dtype == DType::kUInt8 ? "uint8 HWC" : dtype == DType::kFloat32 ? "float32 CHW" : "?";
+}
+
+// Intermediate images of Run(), one pair per thread, grown to the largest
+// image seen and then reused.
+struct Scratch {
+  std::vector<float> buf[2];
+  void* Get(int which, size_t bytes) {
+    std::vector<float>& b = buf[which];
+    const size_t floats = (bytes + sizeof(float) - 1) / sizeof(float);
+    if (b.size() < floats) b.resize(floats);
+    return b.data();
+  }
+};
+
+}  // namespace
+
+std::string ToString(const ImageShape& s) {
+  const std::string c = std::to_string(s.channels), h = std::to_string(s.height),
+                    w = std::to_string(s.width);
+  if (s.dtype == DType::kUInt8) return "uint8 HWC " + h + "x" + w + "x" + c;
+  return std::string(DTypeName(s.dtype)) + " CHW " + c + "x" + h + "x" + w;
+}
+
+Status RegisterTransform(const std::string& name, TransformFactory factory) {
+  if (!ValidName(name)) {
+    return Status::InvalidArgument("transform name '" + name + "' must be non-empty [a-z0-9_]");
+  }
+  if (!factory) return Status::InvalidArgument("transform '" + name + "': the factory is empty");
+  return Registry::Get().Add(name, std::move(factory));
+}
+
+std::vector<std::string> KnownTransforms() { return Registry::Get().Names(); }
+
+Result<Pipeline> Pipeline::Make(std::string_view spec) {
+  const std::string where = "pipeline spec '" + std::string(spec) + "'";
+  if (Trim(spec).empty()) {
+    return Status::InvalidArgument(where + ": is empty; give transforms such as "
+                                   "'to_tensor,normalize(0.1307,0.3081)'; known transforms: " +
+                                   Join(KnownTransforms(), ", "));
+  }
+  std::vector<std::string_view> items;
+  if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
+
+  std::vector<std::shared_ptr<const Transform>> parsed;
+  for (std::string_view raw : items) {
+    const std::string_view item = Trim(raw);
+    if (item.empty()) {
+      return Status::InvalidArgument(where + ": empty transform (a stray comma?); known transforms: " +
+                                     Join(KnownTransforms(), ", "));
+    }
+    std::string name;
+    std::vector<double> args;
+    if (Status st = ParseItem(item, &name, &args); !st.ok()) return st.WithContext(where);
+    const TransformFactory factory = Registry::Get().Find(name);
+    if (!factory) {
+      return Status::InvalidArgument(where + ": unknown transform '" + name +
+                                     "'; known transforms: " + Join(KnownTransforms(), ", "));
+    }
+    Result<std::unique_ptr<Transform>> made = factory(args);
+    if (!made.ok()) return made.status().WithContext(where);
+    if (*made == nullptr) {
+      return Status::Internal(where + ": the factory of '" + name + "' returned null");
+    }
+    parsed.push_back(std::shared_ptr<const Transform>(std::move(made).value()));
+  }
+
+  // Dtype flow: uint8 HWC in, float32 CHW out; each stage must accept what it gets.
+  DType dtype = DType::kUInt8;
+  for (const auto& t : parsed) {
+    if (!t->Accepts(dtype)) {
+      const bool wants_float = t->Accepts(DType::kFloat32);
+      return Status::InvalidArgument(
+          where + ": " + t->ToString() + " gets a " + FormName(dtype) + " image here but takes " +
+          (wants_float ? "float32 CHW; put it after to_tensor" : "uint8 HWC; put it before to_tensor"));
+    }
+    dtype = t->OutputDType(dtype);
+  }
+  if (dtype != DType::kFloat32) {
+    return Status::InvalidArgument(where + ": the output would be " + FormName(dtype) +
+                                   "; a pipeline must produce float32, add to_tensor");
+  }
+
+  Pipeline p;
+  p.spec_ = std::string(spec);
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    if (i + 1 < parsed.size()) {
+      if (auto fused = internal::Fuse(*parsed[i], *parsed[i + 1])) {
+        p.stages_.push_back(std::move(fused));
+        ++i;
+        continue;
+      }
+    }
+    p.stages_.push_back(parsed[i]);
+  }
+  return p;
+}
+
+Result<ImageShape> Pipeline::OutputShape(int height, int width, int channels) const {
+  if (height <= 0 || width <= 0 || channels <= 0) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': input " + std::to_string(height) +
+                                   "x" + std::to_string(width) + "x" + std::to_string(channels) +
+                                   " must have positive sides and channels");
+  }
+  ImageShape shape{DType::kUInt8, channels, height, width};
+  for (const auto& t : stages_) {
+    Result<ImageShape> next = t->OutputShape(shape);
+    if (!next.ok()) return next.status().WithContext("pipeline '" + spec_ + "'");
+    shape = *next;
+  }
+  return shape;
+}
+
+Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, float* out_chw,
+                     SampleRng rng) const {
+  if (hwc == nullptr || out_chw == nullptr) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': null input or output buffer");
+  }
+  if (height <= 0 || width <= 0 || channels <= 0) return OutputShape(height, width, channels).status();
+  thread_local Scratch scratch;
+  ImageView cur{ImageShape{DType::kUInt8, channels, height, width}, hwc};
+  try {
+    for (size_t i = 0; i < stages_.size(); ++i) {
+      const Transform& t = *stages_[i];
+      Result<ImageShape> shape = t.OutputShape(cur.shape);
+      if (!shape.ok()) return shape.status().WithContext("pipeline '" + spec_ + "'");
+      if (shape->dtype != t.OutputDType(cur.shape.dtype)) {
+        return Status::Internal("pipeline '" + spec_ + "': " + t.ToString() +
+                                " gave an output shape whose dtype disagrees with OutputDType");
+      }
+      const bool last = i + 1 == stages_.size();
+      // Stages alternate between the two scratch buffers, so a stage never
+      // writes the buffer it reads; the last writes the caller's memory.
+      void* dst = last ? static_cast<void*>(out_chw)
+                       : scratch.Get(static_cast<int>(i % 2), shape->nbytes());
+      const MutableImageView out{*shape, dst};
+      DATAFEED_RETURN_NOT_OK(t.Apply(cur, out, rng));
+      cur = ImageView{*shape, dst};
+    }
+  } catch (const std::exception& e) {
+    return Status::Internal("pipeline '" + spec_ + "': " + e.what());
+  }
+  return Status::OK();
+}
+
+std::string Pipeline::Describe() const {
+  std::vector<std::string> parts;
+  for (const auto& t : stages_) parts.push_back(t->ToString());
+  return Join(parts, " -> ");
+}
+
+}  // namespace datafeed

@@ -1,0 +1,173 @@
+// datafeed-producer: the preprocessing service. Reads a dataset, runs the
+// pipeline on a thread pool and serves finished batches on an endpoint.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <thread>
+
+#include "datafeed/producer/dataset.h"
+#include "datafeed/producer/producer.h"
+#include "datafeed/transport/flags.h"
+#include "datafeed/transport/transport.h"
+
+using namespace datafeed;
+
+namespace {
+
+int Die(const Status& st) {
+  std::fprintf(stderr, "datafeed-producer: %s\n", st.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string endpoint_uri, transport, mnist_dir, split = "train", folder;
+  std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
+  int64_t batch_size = 8192, threads = 0, seed = 0, epochs = 1, shard = 0, num_shards = 1;
+  int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
+  int64_t max_in_flight = 2;
+  double progress_s = 2.0;
+  bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
+
+  Flags flags("datafeed-producer",
+              "Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
+              "(float32 'image' [B,C,H,W] and int64 'label' [B]) on an endpoint.\n"
+              "Stops cleanly on SIGINT/SIGTERM.");
+  flags.String("endpoint", &endpoint_uri, "where to serve: shm://NAME (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
+  flags.String("transport", &transport, "force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
+  flags.String("mnist", &mnist_dir, "MNIST IDX directory (see datafeed-make-mnist)");
+  flags.String("split", &split, "MNIST file prefix: train or t10k");
+  flags.String("image-folder", &folder, "image-folder dataset root (one subfolder per class)");
+  flags.Int("height", &height, "image-folder: image height");
+  flags.Int("width", &width, "image-folder: image width");
+  flags.Int("channels", &channels, "image-folder: 1 (gray) or 3 (RGB)");
+  flags.String("pipeline", &pipeline_spec, "transform spec");
+  flags.Int("batch-size", &batch_size, "samples per batch");
+  flags.Int("threads", &threads, "worker threads (0: one per core)");
+  flags.Int("max-in-flight", &max_in_flight, "batches filled at once");
+  flags.Int("seed", &seed, "seed for shuffling and random transforms");
+  flags.Int("epochs", &epochs, "epochs to serve (0: endless)");
+  flags.Bool("shuffle", &shuffle, "shuffle every epoch");
+  flags.Bool("drop-last", &drop_last, "drop each epoch's short last batch");
+  flags.Int("shard", &shard, "this producer's shard index");
+  flags.Int("num-shards", &num_shards, "number of shards");
+  flags.Bool("unordered", &unordered, "publish batches as they finish, not in order");
+  flags.Bool("strict", &strict, "an undecodable image is fatal (default: skip and count it)");
+  flags.Int("slots", &slots, "shared-memory slots (batches buffered)");
+  flags.Int("slot-bytes", &slot_bytes, "bytes per slot (0: exactly one batch)");
+  flags.Int("linger-ms", &linger_ms, "at the end, wait this long for consumers to take what was published");
+  flags.Double("progress-s", &progress_s, "seconds between progress lines (0: none)");
+  flags.Bool("quiet", &quiet, "no progress lines");
+  ParseFlagsOrExit(flags, argc, argv);
+
+  if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
+  auto endpoint = ResolveEndpoint(endpoint_uri, transport);
+  if (!endpoint.ok()) return Die(endpoint.status());
+
+  std::shared_ptr<const Dataset> dataset;
+  if (!mnist_dir.empty() == !folder.empty()) {
+    return Die(Status::InvalidArgument("give exactly one dataset: --mnist DIR or --image-folder ROOT"));
+  }
+  if (!mnist_dir.empty()) {
+    auto ds = MnistDataset::OpenDir(mnist_dir, split);
+    if (!ds.ok()) return Die(ds.status());
+    dataset = std::move(ds).value();
+  } else {
+    auto ds = ImageFolderDataset::Open(folder, static_cast<int>(height), static_cast<int>(width),
+                                       static_cast<int>(channels));
+    if (!ds.ok()) return Die(ds.status());
+    dataset = std::move(ds).value();
+  }
+  auto pipeline = Pipeline::Make(pipeline_spec);
+  if (!pipeline.ok()) return Die(pipeline.status().WithContext("--pipeline"));
+
+  ProducerOptions po;
+  po.sampler.batch_size = static_cast<size_t>(batch_size);
+  po.sampler.shuffle = shuffle;
+  po.sampler.seed = static_cast<uint64_t>(seed);
+  po.sampler.drop_last = drop_last;
+  po.sampler.shard_index = static_cast<size_t>(shard);
+  po.sampler.num_shards = static_cast<size_t>(num_shards);
+  po.sampler.num_epochs = epochs == 0 ? SamplerOptions::kEndless : static_cast<uint64_t>(epochs);
+  po.threads = static_cast<int>(threads);
+  po.max_in_flight = static_cast<int>(max_in_flight);
+  po.ordered = !unordered;
+  po.fail_on_bad_sample = strict;
+  po.producer_id = static_cast<uint64_t>(getpid());
+
+  // The writer needs the batch size in bytes; ask a throwaway producer for
+  // the layout first (no threads start until Run).
+  WriterOptions wo;
+  wo.linger_ms = linger_ms;
+  wo.shm.slot_count = static_cast<size_t>(slots);
+  std::unique_ptr<BatchWriter> writer;
+  {
+    class NullWriter : public BatchWriter {
+      Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout>, Deadline) override {
+        return Status::Internal("unused");
+      }
+      Status Publish(WritableBatch) override { return Status::Internal("unused"); }
+      Status Close() override { return Status::OK(); }
+      std::string endpoint() const override { return ""; }
+    } null_writer;
+    auto probe = Producer::Make(dataset, *pipeline, po, &null_writer);
+    if (!probe.ok()) return Die(probe.status());
+    const size_t frame = (*probe)->BatchLayoutFor(static_cast<size_t>(batch_size))->frame_bytes();
+    wo.shm.slot_bytes = slot_bytes > 0 ? static_cast<size_t>(slot_bytes) : frame;
+  }
+  auto w = OpenWriter(*endpoint, wo);
+  if (!w.ok()) return Die(w.status());
+  writer = std::move(w).value();
+  auto producer = Producer::Make(dataset, *pipeline, po, writer.get());
+  if (!producer.ok()) return Die(producer.status());
+
+  // Signals go to the monitor thread only.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  std::fprintf(stderr,
+               "datafeed-producer: serving %s: %zu samples, pipeline %s, batch %lld, %d threads\n",
+               writer->endpoint().c_str(), dataset->size(), pipeline->Describe().c_str(),
+               static_cast<long long>(batch_size),
+               threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::thread::hardware_concurrency()));
+  std::atomic<bool> done{false};
+  std::atomic<int> got_signal{0};
+  std::thread monitor([&] {
+    auto next_progress = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(progress_s));
+    while (!done.load()) {
+      struct timespec ts {0, 200'000'000};
+      int sig = sigtimedwait(&sigs, nullptr, &ts);
+      if (sig > 0) {
+        got_signal.store(sig);
+        (*producer)->Stop();
+      }
+      if (!quiet && progress_s > 0 && std::chrono::steady_clock::now() >= next_progress) {
+        std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
+        next_progress += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(progress_s));
+      }
+    }
+  });
+  Status st = (*producer)->Run();
+  done.store(true);
+  monitor.join();
+  Status closed = writer->Close();
+  std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
+  if (got_signal.load() != 0 && st.code() == StatusCode::kCancelled) {
+    std::fprintf(stderr, "datafeed-producer: stopped by signal %d\n", got_signal.load());
+    writer.reset();
+    return 0;
+  }
+  if (!st.ok()) return Die(st);
+  if (!closed.ok()) return Die(closed);
+  writer.reset();  // lingers until consumers took what was published
+  return 0;
+}
