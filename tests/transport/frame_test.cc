@@ -1,5 +1,6 @@
 #include "datafeed/transport/frame.h"
 
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -11,8 +12,6 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "datafeed/schemas/batch_generated.h"
 
 namespace datafeed {
@@ -23,8 +22,8 @@ constexpr size_t kImageBytes = kBatch * 28 * 28 * sizeof(float);
 constexpr size_t kLabelBytes = kBatch * sizeof(int64_t);
 
 BatchLayout MnistLayout() {
-  auto layout = BatchLayout::Make({{"image", DType::kFloat32, {kBatch, 1, 28, 28}},
-                                   {"label", DType::kInt64, {kBatch}}});
+  auto layout = BatchLayout::Make(
+      {{"image", DType::kFloat32, {kBatch, 1, 28, 28}}, {"label", DType::kInt64, {kBatch}}});
   EXPECT_TRUE(layout.ok()) << layout.status().ToString();
   return std::move(layout).value();
 }
@@ -61,8 +60,8 @@ RawHeader RawFromLayout(const BatchLayout& layout) {
   RawHeader h;
   for (size_t i = 0; i < layout.num_tensors(); ++i) {
     const TensorSpec& spec = layout.spec(i);
-    h.tensors.push_back({spec.name, static_cast<uint8_t>(spec.dtype), spec.shape, layout.offset(i),
-                         layout.nbytes(i)});
+    h.tensors.push_back(
+        {spec.name, static_cast<uint8_t>(spec.dtype), spec.shape, layout.offset(i), layout.nbytes(i)});
   }
   h.frame_bytes = layout.frame_bytes();
   return h;
@@ -77,7 +76,8 @@ std::vector<uint8_t> BuildFrame(const RawHeader& h, size_t total) {
   for (const RawTensor& t : h.tensors) {
     const auto name = fbb.CreateString(t.name);
     const auto shape = fbb.CreateVector(t.shape);
-    tensors.push_back(fb::CreateTensor(fbb, name, static_cast<fb::DType>(t.dtype), shape, t.offset, t.nbytes));
+    tensors.push_back(
+        fb::CreateTensor(fbb, name, static_cast<fb::DType>(t.dtype), shape, t.offset, t.nbytes));
   }
   const fb::BatchMeta meta(h.meta.sequence, h.meta.first_index, h.meta.producer_id, h.meta.epoch,
                            h.meta.flags);
@@ -91,9 +91,13 @@ std::vector<uint8_t> BuildFrame(const RawHeader& h, size_t total) {
 Result<FrameView> Parse(const std::vector<uint8_t>& frame) { return ParseFrame(frame.data(), frame.size()); }
 
 ::testing::AssertionResult IsDataLoss(const Result<FrameView>& r, const std::string& substring) {
-  if (r.ok()) return ::testing::AssertionFailure() << "parsed OK, expected DataLoss containing \"" << substring << "\"";
+  if (r.ok()) {
+    return ::testing::AssertionFailure() << "parsed OK, expected DataLoss containing \"" << substring << "\"";
+  }
   const Status s = r.status();
-  if (s.code() != StatusCode::kDataLoss) return ::testing::AssertionFailure() << "wrong code: " << s.ToString();
+  if (s.code() != StatusCode::kDataLoss) {
+    return ::testing::AssertionFailure() << "wrong code: " << s.ToString();
+  }
   if (s.message().rfind("frame: ", 0) != 0) {
     return ::testing::AssertionFailure() << "message lacks the 'frame: ' prefix: " << s.message();
   }
@@ -110,7 +114,8 @@ Result<FrameView> Parse(const std::vector<uint8_t>& frame) { return ParseFrame(f
     const size_t offset = static_cast<size_t>(t.data - data);
     if (t.data < data || offset > size || t.nbytes > size - offset || offset % kFrameAlignment != 0 ||
         t.name.empty()) {
-      return ::testing::AssertionFailure() << "tensor out of range: offset " << offset << " nbytes " << t.nbytes;
+      return ::testing::AssertionFailure()
+             << "tensor out of range: offset " << offset << " nbytes " << t.nbytes;
     }
   }
   return ::testing::AssertionSuccess();
@@ -130,8 +135,8 @@ TEST(DTypeTest, SizesAndNamesRoundTrip) {
     size_t size;
     const char* name;
   } kCases[] = {
-      {DType::kUInt8, 1, "uint8"},     {DType::kInt8, 1, "int8"},       {DType::kInt16, 2, "int16"},
-      {DType::kInt32, 4, "int32"},     {DType::kInt64, 8, "int64"},     {DType::kFloat16, 2, "float16"},
+      {DType::kUInt8, 1, "uint8"},       {DType::kInt8, 1, "int8"},       {DType::kInt16, 2, "int16"},
+      {DType::kInt32, 4, "int32"},       {DType::kInt64, 8, "int64"},     {DType::kFloat16, 2, "float16"},
       {DType::kBFloat16, 2, "bfloat16"}, {DType::kFloat32, 4, "float32"}, {DType::kFloat64, 8, "float64"},
       {DType::kBool, 1, "bool"},
   };
@@ -177,7 +182,8 @@ TEST(BatchLayoutTest, OffsetsAreAlignedAndInSpecOrder) {
 }
 
 TEST(BatchLayoutTest, PadsUnalignedPayloadsTo64Bytes) {
-  auto layout = BatchLayout::Make({{"a", DType::kUInt8, {3}}, {"b", DType::kInt16, {5}}, {"c", DType::kBool, {}}});
+  auto layout =
+      BatchLayout::Make({{"a", DType::kUInt8, {3}}, {"b", DType::kInt16, {5}}, {"c", DType::kBool, {}}});
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
   const size_t h = layout->header_bytes();
   EXPECT_EQ(layout->offset(0), h);
@@ -199,9 +205,11 @@ TEST(BatchLayoutTest, MakeRejectsBadSpecs) {
       {{{"x", static_cast<DType>(0), {1}}}, "'x' has unknown dtype 0"},
       {{{"x", static_cast<DType>(42), {1}}}, "'x' has unknown dtype 42"},
       {{{"x", DType::kFloat32, {4, -1}}}, "'x' has negative dimension -1 at axis 1"},
-      {{{"x", DType::kFloat32, {int64_t{1} << 62}}}, "'x' of shape [4611686018427387904] float32 is more than 2^64"},
+      {{{"x", DType::kFloat32, {int64_t{1} << 62}}},
+       "'x' of shape [4611686018427387904] float32 is more than 2^64"},
       {{{"x", DType::kUInt8, {1 << 30, 1 << 30, 1 << 30}}}, "is more than 2^64"},
-      {{{"x", DType::kUInt8, {kMax}}, {"y", DType::kUInt8, {kMax}}}, "the tensors up to 'y' add up to more than 2^64"},
+      {{{"x", DType::kUInt8, {kMax}}, {"y", DType::kUInt8, {kMax}}},
+       "the tensors up to 'y' add up to more than 2^64"},
       {{{"x", DType::kUInt8, {kMax, 2}}}, "more than 2^64 bytes"},
   };
   for (const auto& c : kCases) {
@@ -215,7 +223,7 @@ TEST(BatchLayoutTest, MakeRejectsBadSpecs) {
 
 TEST(BatchLayoutTest, EmptyScalarAndZeroSizedTensors) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  auto layout = BatchLayout::Make({{"empty", DType::kFloat32, {0, kMax, kMax}},
+  auto layout = BatchLayout::Make({{"empty", DType::kFloat32, {kMax, kMax, 0}},
                                    {"scalar", DType::kFloat64, {}},
                                    {"none", DType::kInt32, {3, 0}}});
   ASSERT_TRUE(layout.ok()) << layout.status().ToString();
@@ -312,7 +320,8 @@ TEST(FrameTest, UpdateMetaRewritesOnlyTheMetadata) {
   const BatchLayout layout = MnistLayout();
   std::vector<uint8_t> frame = ValidFrame(layout, {1, 2, 3, 4, 0});
   const std::vector<uint8_t> before = frame;
-  const BatchMeta meta{std::numeric_limits<uint64_t>::max(), 1ull << 40, 7, std::numeric_limits<uint32_t>::max(), 5};
+  const BatchMeta meta{std::numeric_limits<uint64_t>::max(), 1ull << 40, 7,
+                       std::numeric_limits<uint32_t>::max(), 5};
   BatchLayout::UpdateMeta(frame.data(), meta);
 
   size_t changed = 0;
@@ -387,10 +396,11 @@ TEST(FrameTest, RejectsEveryTruncation) {
   std::memcpy(&prefix, frame.data(), 4);
   std::vector<size_t> lengths;
   for (size_t n = 0; n <= layout.header_bytes(); ++n) lengths.push_back(n);
-  for (size_t n : {layout.header_bytes() + 1, layout.offset(1), layout.frame_bytes() - 1}) lengths.push_back(n);
+  for (size_t n : {layout.header_bytes() + 1, layout.offset(1), layout.frame_bytes() - 1})
+    lengths.push_back(n);
   for (size_t n : lengths) {
     const std::vector<uint8_t> truncated(frame.begin(), frame.begin() + n);
-    const char* expected = n < 4 ? "cannot hold the header's size prefix"
+    const char* expected = n < 4            ? "cannot hold the header's size prefix"
                            : n < 4 + prefix ? "follow its size prefix"
                                             : "bytes were given";
     EXPECT_TRUE(IsDataLoss(Parse(truncated), expected)) << "length " << n;
@@ -418,7 +428,8 @@ TEST(FrameTest, RejectsBadIdentifier) {
   const BatchLayout layout = MnistLayout();
   RawHeader h = RawFromLayout(layout);
   h.identifier = "XYZ1";
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "file identifier is 'XYZ1', expected 'DFB1'"));
+  EXPECT_TRUE(
+      IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "file identifier is 'XYZ1', expected 'DFB1'"));
 
   std::vector<uint8_t> frame = ValidFrame(layout);
   frame[8] = 0x00;
@@ -460,11 +471,13 @@ TEST(FrameTest, RejectsNbytesThatDoNotMatchTheShape) {
   const BatchLayout layout = MnistLayout();
   RawHeader h = RawFromLayout(layout);
   h.tensors[0].nbytes = kImageBytes - 4;
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
-                         "tensor 'image' of shape [8, 1, 28, 28] float32 needs 25088 bytes but the header says 25084"));
+  EXPECT_TRUE(IsDataLoss(
+      Parse(BuildFrame(h, layout.frame_bytes())),
+      "tensor 'image' of shape [8, 1, 28, 28] float32 needs 25088 bytes but the header says 25084"));
   h = RawFromLayout(layout);
   h.tensors[1].dtype = static_cast<uint8_t>(DType::kInt32);
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "needs 32 bytes but the header says 64"));
+  EXPECT_TRUE(
+      IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "needs 32 bytes but the header says 64"));
 }
 
 TEST(FrameTest, RejectsOverflowingShape) {
@@ -472,8 +485,9 @@ TEST(FrameTest, RejectsOverflowingShape) {
   const BatchLayout layout = MnistLayout();
   RawHeader h = RawFromLayout(layout);
   h.tensors[0].shape = {1 << 16, 1 << 16, 1 << 16, 1 << 16};  // 2^64 elements
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
-                         "tensor 'image' of shape [65536, 65536, 65536, 65536] float32 is more than 2^64 bytes"));
+  EXPECT_TRUE(
+      IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
+                 "tensor 'image' of shape [65536, 65536, 65536, 65536] float32 is more than 2^64 bytes"));
   // 2^61 int64s are 2^64 bytes: the element count fits, the byte count does not.
   h = RawFromLayout(layout);
   h.tensors[1].shape = {int64_t{1} << 61};
@@ -486,9 +500,9 @@ TEST(FrameTest, RejectsMisalignedOffset) {
   const BatchLayout layout = MnistLayout();
   RawHeader h = RawFromLayout(layout);
   h.tensors[1].offset -= 8;
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
-                         "tensor 'label' is at offset " + std::to_string(layout.offset(1) - 8) +
-                             ", not a multiple of 64"));
+  EXPECT_TRUE(IsDataLoss(
+      Parse(BuildFrame(h, layout.frame_bytes())),
+      "tensor 'label' is at offset " + std::to_string(layout.offset(1) - 8) + ", not a multiple of 64"));
 }
 
 TEST(FrameTest, RejectsOffsetInsideHeader) {
@@ -508,18 +522,20 @@ TEST(FrameTest, RejectsPayloadPastTheEnd) {
   RawHeader h = RawFromLayout(layout);
   h.tensors[1].offset = layout.frame_bytes();
   EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
-                         "frame: tensor 'label' claims 64 bytes at offset " + frame_bytes + " but the frame is " +
-                             frame_bytes + " bytes"));
+                         "frame: tensor 'label' claims 64 bytes at offset " + frame_bytes +
+                             " but the frame is " + frame_bytes + " bytes"));
 
   // offset + nbytes wraps around to a small number.
   h.tensors[1].offset = std::numeric_limits<uint64_t>::max() - 63;
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "claims 64 bytes at offset 18446744073709551552"));
+  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
+                         "claims 64 bytes at offset 18446744073709551552"));
 
   // A shape and nbytes that agree but are far larger than the frame.
   h = RawFromLayout(layout);
   h.tensors[0].shape = {int64_t{1} << 40};
   h.tensors[0].nbytes = uint64_t{4} << 40;
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "tensor 'image' claims 4398046511104 bytes"));
+  EXPECT_TRUE(
+      IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "tensor 'image' claims 4398046511104 bytes"));
 }
 
 TEST(FrameTest, RejectsOverlappingPayloads) {
@@ -528,8 +544,9 @@ TEST(FrameTest, RejectsOverlappingPayloads) {
   h.tensors[1].offset = layout.offset(0) + 128;  // inside image
   EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "overlap"));
   const std::string image_end = std::to_string(layout.offset(0) + kImageBytes);
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
-                         "tensors 'image' [" + std::to_string(layout.offset(0)) + ", " + image_end + ") and 'label'"));
+  EXPECT_TRUE(IsDataLoss(
+      Parse(BuildFrame(h, layout.frame_bytes())),
+      "tensors 'image' [" + std::to_string(layout.offset(0)) + ", " + image_end + ") and 'label'"));
 
   // Same start, reversed header order.
   h.tensors[1].offset = layout.offset(0);
@@ -541,7 +558,8 @@ TEST(FrameTest, RejectsDuplicateAndEmptyNames) {
   const BatchLayout layout = MnistLayout();
   RawHeader h = RawFromLayout(layout);
   h.tensors[1].name = "image";
-  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "tensor name 'image' appears more than once"));
+  EXPECT_TRUE(
+      IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "tensor name 'image' appears more than once"));
   h.tensors[1].name = "";
   EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "tensor 1 has an empty name"));
 }
@@ -552,7 +570,8 @@ TEST(FrameTest, RejectsFrameBytesOutOfRange) {
   h.frame_bytes = layout.frame_bytes() + 64;
   EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),
                          "the header says the frame is " + std::to_string(layout.frame_bytes() + 64) +
-                             " bytes but only " + std::to_string(layout.frame_bytes()) + " bytes were given"));
+                             " bytes but only " + std::to_string(layout.frame_bytes()) +
+                             " bytes were given"));
   h.frame_bytes = std::numeric_limits<uint64_t>::max();
   EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())), "bytes were given"));
   h.frame_bytes = 64;

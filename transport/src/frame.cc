@@ -13,8 +13,7 @@ namespace {
 
 static_assert(static_cast<uint8_t>(DType::kUInt8) == static_cast<uint8_t>(fb::DType::UInt8) &&
                   static_cast<uint8_t>(DType::kBool) == static_cast<uint8_t>(fb::DType::Bool) &&
-                  static_cast<uint8_t>(DType::kFloat32) ==
-                      static_cast<uint8_t>(fb::DType::Float32),
+                  static_cast<uint8_t>(DType::kFloat32) == static_cast<uint8_t>(fb::DType::Float32),
               "DType must match schemas/batch.fbs");
 
 constexpr size_t kSizePrefixBytes = sizeof(flatbuffers::uoffset_t);
@@ -33,11 +32,10 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {DType::kUInt8, 1, "uint8"},     {DType::kInt8, 1, "int8"},
-    {DType::kInt16, 2, "int16"},     {DType::kInt32, 4, "int32"},
-    {DType::kInt64, 8, "int64"},     {DType::kFloat16, 2, "float16"},
-    {DType::kBFloat16, 2, "bfloat16"}, {DType::kFloat32, 4, "float32"},
-    {DType::kFloat64, 8, "float64"}, {DType::kBool, 1, "bool"},
+    {DType::kUInt8, 1, "uint8"},       {DType::kInt8, 1, "int8"},       {DType::kInt16, 2, "int16"},
+    {DType::kInt32, 4, "int32"},       {DType::kInt64, 8, "int64"},     {DType::kFloat16, 2, "float16"},
+    {DType::kBFloat16, 2, "bfloat16"}, {DType::kFloat32, 4, "float32"}, {DType::kFloat64, 8, "float64"},
+    {DType::kBool, 1, "bool"},
 };
 
 const DTypeInfo* FindDType(DType dtype) {
@@ -166,8 +164,9 @@ Result<BatchLayout> BatchLayout::Make(std::vector<TensorSpec> tensors) {
   }
   // FlatBufferBuilder aborts rather than fail on a buffer this large.
   if (header_estimate > kMaxHeaderBytes) {
-    return LayoutError("the tensor names and shapes need a header of about " + std::to_string(header_estimate) +
-                       " bytes; the limit is " + std::to_string(kMaxHeaderBytes));
+    return LayoutError("the tensor names and shapes need a header of about " +
+                       std::to_string(header_estimate) + " bytes; the limit is " +
+                       std::to_string(kMaxHeaderBytes));
   }
 
   // Offsets and frame_bytes are patched in after the build: with
@@ -194,10 +193,8 @@ Result<BatchLayout> BatchLayout::Make(std::vector<TensorSpec> tensors) {
   layout.offsets_.reserve(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     uint64_t offset = 0;
-    if (!AlignUp(cursor, &offset) ||
-        __builtin_add_overflow(offset, uint64_t{layout.nbytes_[i]}, &cursor)) {
-      return LayoutError("the tensors up to " + Quote(tensors[i].name) +
-                         " add up to more than 2^64 bytes");
+    if (!AlignUp(cursor, &offset) || __builtin_add_overflow(offset, uint64_t{layout.nbytes_[i]}, &cursor)) {
+      return LayoutError("the tensors up to " + Quote(tensors[i].name) + " add up to more than 2^64 bytes");
     }
     layout.offsets_.push_back(offset);
   }
@@ -269,8 +266,8 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
     return FrameError("the header claims " + std::to_string(prefix) +
                       " bytes, more than a flatbuffer can hold");
   }
-  constexpr size_t kIdEnd = kSizePrefixBytes + sizeof(flatbuffers::uoffset_t) +
-                            flatbuffers::kFileIdentifierLength;
+  constexpr size_t kIdEnd =
+      kSizePrefixBytes + sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength;
   if (header_end >= kIdEnd && !fb::SizePrefixedBatchHeaderBufferHasIdentifier(data)) {
     const auto* id = reinterpret_cast<const char*>(data) + kIdEnd - flatbuffers::kFileIdentifierLength;
     return FrameError("file identifier is " +
@@ -279,8 +276,7 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
   }
   flatbuffers::Verifier verifier(data, header_end, flatbuffers::Verifier::Options());
   if (!fb::VerifySizePrefixedBatchHeaderBuffer(verifier)) {
-    return FrameError("the " + std::to_string(header_end) +
-                      "-byte header failed flatbuffers verification");
+    return FrameError("the " + std::to_string(header_end) + "-byte header failed flatbuffers verification");
   }
   const fb::BatchHeader* header = fb::GetSizePrefixedBatchHeader(data);
   if (header->version() != kFrameVersion) {
@@ -324,8 +320,7 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
     tv.dtype = static_cast<DType>(t->dtype());
     const size_t dtype_size = DTypeSize(tv.dtype);
     if (dtype_size == 0) {
-      return tensor_error("has unknown dtype " +
-                        std::to_string(static_cast<int>(t->dtype())));
+      return tensor_error("has unknown dtype " + std::to_string(static_cast<int>(t->dtype())));
     }
 
     // The Verifier checks the vector's bounds but only 4-byte alignment, so
@@ -337,35 +332,33 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
       int64_t& dim = tv.shape[axis];
       dim = flatbuffers::EndianScalar(dim);
       if (dim < 0) {
-        return tensor_error("has negative dimension " + std::to_string(dim) +
-                          " at axis " + std::to_string(axis));
+        return tensor_error("has negative dimension " + std::to_string(dim) + " at axis " +
+                            std::to_string(axis));
       }
     }
     const uint64_t nbytes = t->nbytes();
     uint64_t expected = 0;
     if (!ShapeBytes(tv.shape, dtype_size, &expected)) {
       return tensor_error("of shape " + ShapeString(tv.shape) + " " + DTypeName(tv.dtype) +
-                        " is more than 2^64 bytes");
+                          " is more than 2^64 bytes");
     }
     if (expected != nbytes) {
-      return tensor_error("of shape " + ShapeString(tv.shape) + " " + DTypeName(tv.dtype) +
-                        " needs " + std::to_string(expected) + " bytes but the header says " +
-                        std::to_string(nbytes));
+      return tensor_error("of shape " + ShapeString(tv.shape) + " " + DTypeName(tv.dtype) + " needs " +
+                          std::to_string(expected) + " bytes but the header says " + std::to_string(nbytes));
     }
 
     const uint64_t offset = t->offset();
     if (offset % kFrameAlignment != 0) {
-      return tensor_error("is at offset " + std::to_string(offset) +
-                        ", not a multiple of " + std::to_string(kFrameAlignment));
+      return tensor_error("is at offset " + std::to_string(offset) + ", not a multiple of " +
+                          std::to_string(kFrameAlignment));
     }
     if (offset < header_bytes) {
       return tensor_error("is at offset " + std::to_string(offset) + ", inside the " +
-                        std::to_string(header_bytes) + "-byte header");
+                          std::to_string(header_bytes) + "-byte header");
     }
     if (nbytes > frame_bytes || offset > frame_bytes - nbytes) {
-      return tensor_error("claims " + std::to_string(nbytes) + " bytes at offset " +
-                        std::to_string(offset) + " but the frame is " + std::to_string(frame_bytes) +
-                        " bytes");
+      return tensor_error("claims " + std::to_string(nbytes) + " bytes at offset " + std::to_string(offset) +
+                          " but the frame is " + std::to_string(frame_bytes) + " bytes");
     }
     tv.data = data + offset;
     tv.nbytes = nbytes;
