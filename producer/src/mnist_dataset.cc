@@ -93,6 +93,8 @@ Status MapFile(const std::string& path, const char* what, const uint8_t** data, 
       ::close(fd);
       return Status::FromErrno(err, path + ": cannot mmap " + std::to_string(*size) + " bytes");
     }
+    // Start reading the whole file in the background; training touches all of it.
+    (void)::madvise(addr, *size, MADV_WILLNEED);
     *data = static_cast<const uint8_t*>(addr);
     *mapped = true;
   }

@@ -117,9 +117,11 @@ struct NormalizeParams {
   std::vector<float> std;
   std::vector<double> args;  // as given, for ToString
 
-  Status CheckChannels(int channels, const std::string& call) const {
+  // `self` names the transform in the error (built only on failure: this
+  // runs per sample).
+  Status CheckChannels(int channels, const Transform& self) const {
     if (mean.size() != 1 && mean.size() != static_cast<size_t>(channels)) {
-      return Status::InvalidArgument(call + ": gives " + std::to_string(mean.size()) +
+      return Status::InvalidArgument(self.ToString() + ": gives " + std::to_string(mean.size()) +
                                      " means and stds but the image has " +
                                      std::to_string(channels) + " channel" +
                                      (channels == 1 ? "" : "s") +
@@ -135,7 +137,7 @@ class Normalize final : public Transform {
   const NormalizeParams& params() const { return p_; }
   std::string ToString() const override { return Call("normalize", p_.args); }
   Result<ImageShape> OutputShape(const ImageShape& in) const override {
-    DATAFEED_RETURN_NOT_OK(p_.CheckChannels(in.channels, ToString()));
+    DATAFEED_RETURN_NOT_OK(p_.CheckChannels(in.channels, *this));
     return in;
   }
   Status Apply(const ImageView& in, const MutableImageView& out, SampleRng&) const override {
@@ -172,7 +174,7 @@ class ToTensorNormalize final : public Transform {
   bool Accepts(DType dtype) const override { return dtype == DType::kUInt8; }
   DType OutputDType(DType) const override { return DType::kFloat32; }
   Result<ImageShape> OutputShape(const ImageShape& in) const override {
-    DATAFEED_RETURN_NOT_OK(p_.CheckChannels(in.channels, ToString()));
+    DATAFEED_RETURN_NOT_OK(p_.CheckChannels(in.channels, *this));
     return ImageShape{DType::kFloat32, in.channels, in.height, in.width};
   }
   Status Apply(const ImageView& in, const MutableImageView& out, SampleRng&) const override {
@@ -214,8 +216,8 @@ Result<std::unique_ptr<Transform>> MakeNormalize(const std::vector<double>& args
 
 class GaussianBlur final : public Transform {
  public:
-  GaussianBlur(int k, double sigma_lo, double sigma_hi, std::vector<double> args)
-      : k_(k), sigma_lo_(sigma_lo), sigma_hi_(sigma_hi), args_(std::move(args)) {
+  GaussianBlur(int k, double sigma_lo, double sigma_hi)
+      : k_(k), sigma_lo_(sigma_lo), sigma_hi_(sigma_hi) {
     if (sigma_lo_ == sigma_hi_) {
       kernel_.resize(static_cast<size_t>(k_));
       GaussianKernel1d(k_, sigma_lo_, kernel_.data());
@@ -255,6 +257,9 @@ class GaussianBlur final : public Transform {
       // BORDER_REFLECT_101 is torch's "reflect" padding (edge not repeated).
       cv::sepFilter2D(src, dst, CV_32F, kmat, kmat, cv::Point(-1, -1), 0.0,
                       cv::BORDER_REFLECT_101);
+      if (dst.data != reinterpret_cast<uchar*>(out.as<float>() + c * plane)) {
+        return Status::Internal(ToString() + ": OpenCV reallocated the output plane");
+      }
     }
     return Status::OK();
   }
@@ -262,7 +267,6 @@ class GaussianBlur final : public Transform {
  private:
   int k_;
   double sigma_lo_, sigma_hi_;
-  std::vector<double> args_;
   std::vector<float> kernel_;  // when sigma is fixed
 };
 
@@ -281,7 +285,7 @@ Result<std::unique_ptr<Transform>> MakeGaussianBlur(const std::vector<double>& a
   if (!(lo > 0) || !(hi >= lo) || !std::isfinite(hi)) {
     return Status::InvalidArgument(call + ": sigma must be positive (and min <= max)");
   }
-  return std::unique_ptr<Transform>(new GaussianBlur(k, lo, hi, args));
+  return std::unique_ptr<Transform>(new GaussianBlur(k, lo, hi));
 }
 
 // ---- resize -------------------------------------------------------------------
@@ -469,18 +473,21 @@ Result<std::unique_ptr<Transform>> MakeRandomHorizontalFlip(const std::vector<do
 
 // ---- resize kernel ------------------------------------------------------------
 
-// torch's compute_source_index_and_lambda (align_corners=False), float32.
+// One output coordinate's two source taps and weights, as torch 1.13's
+// upsample_bilinear2d (align_corners=False) computes them: the scale is
+// float32 in / out, the source coordinate is evaluated in double, and the
+// weights are stored as float32 (l0 = 1 - l1 in float32).
 struct Tap {
   int i0, i1;
   float l0, l1;
 };
 inline Tap SourceTap(int out_index, int in_size, int out_size, float scale) {
   if (in_size == out_size) return {out_index, out_index, 1.0f, 0.0f};
-  float real = scale * (static_cast<float>(out_index) + 0.5f) - 0.5f;
-  if (real < 0.0f) real = 0.0f;
+  double real = static_cast<double>(scale) * (out_index + 0.5) - 0.5;
+  if (real < 0.0) real = 0.0;
   const int i0 = std::min(static_cast<int>(real), in_size - 1);
   const int i1 = i0 + (i0 < in_size - 1 ? 1 : 0);
-  const float l1 = std::min(std::max(real - static_cast<float>(i0), 0.0f), 1.0f);
+  const float l1 = static_cast<float>(std::min(std::max(real - i0, 0.0), 1.0));
   return {i0, i1, 1.0f - l1, l1};
 }
 
@@ -490,7 +497,6 @@ void ResizeBilinearT(const ImageView& in, const MutableImageView& out) {
   const int ih = in.shape.height, iw = in.shape.width;
   const int oh = out.shape.height, ow = out.shape.width;
   const int px = pl.px;
-  // torch's area_pixel_compute_scale: input / output in float32.
   const float sh = static_cast<float>(ih) / static_cast<float>(oh);
   const float sw = static_cast<float>(iw) / static_cast<float>(ow);
   for (int p = 0; p < pl.planes; ++p) {
@@ -503,13 +509,31 @@ void ResizeBilinearT(const ImageView& in, const MutableImageView& out) {
       T* d = dst + static_cast<size_t>(oy) * ow * px;
       for (int ox = 0; ox < ow; ++ox) {
         const Tap tx = SourceTap(ox, iw, ow, sw);
+        // torch 1.13's CPU kernel rounds differently for one channel and for
+        // several (its loops take different paths); both were matched bit for
+        // bit against its output, on integer and fractional inputs.
+        //  * 1 channel: the four 2-D weights are float32 products, the
+        //    weighted sum is taken in double and rounded once.
+        //  * C > 1: t_r = fma(x_r0, w0, x_r1 * w1) per row, then
+        //    fma(t_0, h0, t_1 * h1): `a * w0 + b * w1` contracted to FMA.
+        const float w00 = ty.l0 * tx.l0, w01 = ty.l0 * tx.l1;
+        const float w10 = ty.l1 * tx.l0, w11 = ty.l1 * tx.l1;
         for (int k = 0; k < px; ++k) {
           const size_t a = static_cast<size_t>(tx.i0) * px + k;
           const size_t b = static_cast<size_t>(tx.i1) * px + k;
-          // torch's Interpolate<2>: (x00 w0 + x01 w1) h0 + (x10 w0 + x11 w1) h1.
-          const float t0 = static_cast<float>(r0[a]) * tx.l0 + static_cast<float>(r0[b]) * tx.l1;
-          const float t1 = static_cast<float>(r1[a]) * tx.l0 + static_cast<float>(r1[b]) * tx.l1;
-          const float v = t0 * ty.l0 + t1 * ty.l1;
+          const float x00 = static_cast<float>(r0[a]), x01 = static_cast<float>(r0[b]);
+          const float x10 = static_cast<float>(r1[a]), x11 = static_cast<float>(r1[b]);
+          float v;
+          if (in.shape.channels == 1) {
+            v = static_cast<float>(static_cast<double>(x00) * w00 + static_cast<double>(x01) * w01 +
+                                   static_cast<double>(x10) * w10 + static_cast<double>(x11) * w11);
+          } else {
+            const float p01 = x01 * tx.l1, p11 = x11 * tx.l1;
+            const float t0 = std::fma(x00, tx.l0, p01);
+            const float t1 = std::fma(x10, tx.l0, p11);
+            const float q1 = t1 * ty.l1;
+            v = std::fma(t0, ty.l0, q1);
+          }
           if constexpr (std::is_same_v<T, uint8_t>) {
             // torchvision's uint8 path: torch.round (half to even), then cast.
             d[static_cast<size_t>(ox) * px + k] =

@@ -18,6 +18,10 @@ dims, then the elements in C order. Inputs are HWC uint8, outputs CHW float32.
 manifest.txt, one case per line, fields separated by single spaces:
     pipeline <input> <output> <spec>
     crop <input> <output> <top> <left> <height> <width>
+It also writes image_folder/, a tiny ImageFolderDataset fixture encoded by PIL:
+cat/0_rgb.png (color0, lossless), cat/1_gray.png (gray2, 28x28, mode L) and
+dog/0.jpg (color1, quality 95).
+
 A crop case is to_tensor followed by a crop of the zero-padded image at a
 fixed offset (top/left < 0 reach into the padding): the deterministic part of
 random_crop (torchvision: F.crop(F.pad(img, pad), top + pad, left + pad, h, w)).
@@ -59,6 +63,11 @@ CASES = [
     ("resize(13,31),to_tensor", GRAY[2:3]),
     ("resize(24,30),to_tensor", COLOR[:1]),
     ("resize(70),to_tensor", COLOR[1:]),
+    # Exact 2x up/down: many results land on .5, where rounding must agree.
+    ("resize(56),to_tensor", GRAY[2:3]),
+    ("resize(14),to_tensor", GRAY[:1]),
+    ("resize(16,20),to_tensor", COLOR[1:]),
+    ("resize(64,80),to_tensor", COLOR[:1]),
     ("to_tensor,center_crop(20)", GRAY[:2]),
     ("to_tensor,center_crop(33)", GRAY[2:3]),
     ("center_crop(24,27),to_tensor", GRAY[3:]),
@@ -133,7 +142,10 @@ def ints(args):
 
 
 def run(spec, hwc):
-    """Runs spec through torchvision. Before to_tensor the image is a uint8 CHW tensor."""
+    """Runs spec through torchvision. Before to_tensor the image is a contiguous
+    uint8 CHW tensor, as F.pil_to_tensor and torchvision.io.read_image make it
+    (a channels-last view would take torch's channels-last resize kernel, whose
+    float rounding differs and can move a uint8 result by 1)."""
     img = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
     is_float = False
     for name, args in parse(spec):
@@ -152,7 +164,7 @@ def run(spec, hwc):
                 img = T.GaussianBlur(k, sigma=args[1])(img)
         elif name == "resize":
             size = ints(args)
-            img = F.resize(img, size[0] if len(size) == 1 else size,
+            img = F.resize(img.contiguous(), size[0] if len(size) == 1 else size,
                            interpolation=T.InterpolationMode.BILINEAR, antialias=False)
         elif name == "center_crop":
             img = T.CenterCrop(ints(args))(img)
@@ -202,13 +214,21 @@ def main():
         write_array(os.path.join(out, oname + ".bin"), res.numpy())
         lines.append("crop %s %s %d %d %d %d" % (inp, oname, top - pad, left - pad, h, w))
 
+    folder = os.path.join(out, "image_folder")
+    for sub in ("cat", "dog"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    PIL.Image.fromarray(imgs["color0"]).save(os.path.join(folder, "cat", "0_rgb.png"))
+    PIL.Image.fromarray(imgs["gray2"][:, :, 0]).save(os.path.join(folder, "cat", "1_gray.png"))
+    PIL.Image.fromarray(imgs["color1"]).save(os.path.join(folder, "dog", "0.jpg"), quality=95)
+
     with open(os.path.join(out, "manifest.txt"), "w") as f:
         f.write("# Made by producer/tools/make_goldens.py with torch %s, torchvision %s, numpy %s.\n"
                 % (torch.__version__, torchvision.__version__, np.__version__))
         f.write("# Do not edit; rerun the script.\n")
         f.write("\n".join(lines) + "\n")
-    total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
-    print("wrote %d cases, %d files, %d bytes to %s" % (len(lines), len(os.listdir(out)), total, out))
+    files = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs]
+    total = sum(os.path.getsize(f) for f in files)
+    print("wrote %d cases, %d files, %d bytes to %s" % (len(lines), len(files), total, out))
 
 
 if __name__ == "__main__":

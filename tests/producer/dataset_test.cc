@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
+
+#include "golden_util.h"
 
 namespace datafeed {
 namespace {
@@ -295,6 +298,46 @@ TEST(ImageFolderTest, ClassesSortedAndPixelsInRgbOrder) {
   EXPECT_EQ(out, a);
   ASSERT_TRUE((*ds)->Get(2, out.data(), &label).ok());
   EXPECT_EQ(out, b);
+}
+
+// PNG and JPEG files written by PIL (producer/tools/make_goldens.py).
+TEST(ImageFolderTest, DecodesPngAndJpegLikePil) {
+  auto ds = ImageFolderDataset::Open(test::GoldenPath("image_folder"), 32, 40, 3);
+  ASSERT_TRUE(ds.ok()) << ds.status().ToString();
+  ASSERT_EQ((*ds)->size(), 3u);  // cat/0_rgb.png, cat/1_gray.png, dog/0.jpg
+  const auto color0 = test::ReadGoldenArray("color0");
+  const auto color1 = test::ReadGoldenArray("color1");
+  const auto gray2 = test::ReadGoldenArray("gray2");
+  std::vector<uint8_t> out(32 * 40 * 3);
+  int64_t label = -1;
+  // Lossless PNG: exactly PIL's RGB bytes.
+  ASSERT_TRUE((*ds)->Get(0, out.data(), &label).ok());
+  EXPECT_EQ(label, 0);
+  EXPECT_EQ(out, color0.bytes);
+  // A 28x28 grayscale PNG: the wrong size for Get(); Decode() gives it as RGB.
+  EXPECT_EQ((*ds)->Get(1, out.data(), &label).code(), StatusCode::kInvalidArgument);
+  std::vector<uint8_t> decoded;
+  int h = 0, w = 0;
+  ASSERT_TRUE((*ds)->Decode(1, &decoded, &h, &w, &label).ok());
+  ASSERT_EQ(h * w * 3, 28 * 28 * 3);
+  for (size_t i = 0; i < 28 * 28; ++i) {
+    ASSERT_EQ(decoded[3 * i], gray2.bytes[i]);
+    ASSERT_EQ(decoded[3 * i + 2], gray2.bytes[i]);
+  }
+  // JPEG is lossy: close to the source, and in RGB order (a BGR mix-up of
+  // this gradient image would be far off).
+  ASSERT_TRUE((*ds)->Get(2, out.data(), &label).ok());
+  EXPECT_EQ(label, 1);
+  double err = 0, swapped_err = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const size_t swapped = i - i % 3 + (2 - i % 3);  // the same pixel, R and B exchanged
+    err += std::abs(int{out[i]} - int{color1.bytes[i]});
+    swapped_err += std::abs(int{out[swapped]} - int{color1.bytes[i]});
+  }
+  err /= static_cast<double>(out.size());
+  swapped_err /= static_cast<double>(out.size());
+  EXPECT_LT(err, 8.0);
+  EXPECT_GT(swapped_err, 4 * err) << "mean abs error " << err;
 }
 
 TEST(ImageFolderTest, GrayscaleAndOwnSizeDecode) {

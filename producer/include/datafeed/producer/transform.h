@@ -17,8 +17,11 @@
 //   normalize(m..., s...)      (x - m[c]) / s[c]; one (m, s) pair broadcasts to
 //                              every channel, else give C means then C stds
 //                              [Normalize]
-//   gaussian_blur(k)           k odd; sigma = 0.15 k + 0.35, torchvision's
-//                              default [F.gaussian_blur(img, k)]
+//   gaussian_blur(k)           k odd; sigma = 0.15 k + 0.35 (= 0.3 ((k - 1) / 2
+//                              - 1) + 0.8), torchvision's default
+//                              [F.gaussian_blur(img, k)]. Reflect padding
+//                              (torch "reflect" = BORDER_REFLECT_101), so
+//                              each image side must exceed k / 2
 //   gaussian_blur(k, s)        fixed sigma s [GaussianBlur(k, sigma=s)]
 //   gaussian_blur(k, lo, hi)   sigma uniform in [lo, hi) per sample
 //                              [GaussianBlur(k, sigma=(lo, hi))]; note that
@@ -26,12 +29,14 @@
 //                              sigma=(0.1, 2.0), i.e. gaussian_blur(k,0.1,2)
 //                              here, unlike its functional form
 //   resize(s) | resize(h, w)   bilinear, half-pixel centres, no antialiasing:
-//                              torchvision's tensor path (F.resize on a tensor,
-//                              antialias=False, the 0.14 default), *not* its
-//                              PIL path (which antialiases); resize(s) scales
-//                              the shorter edge to s. On uint8 (before
-//                              to_tensor) the result is rounded half-to-even
-//                              like F.resize on a uint8 tensor [Resize]
+//                              torchvision's tensor path (F.resize on a
+//                              contiguous tensor, antialias=False, the 0.14
+//                              default), *not* its PIL path (which
+//                              antialiases); resize(s) scales the shorter edge
+//                              to s. Reproduces torch 1.13's float rounding
+//                              bit for bit, so on uint8 (before to_tensor) the
+//                              rounded result (half to even, like F.resize on
+//                              a uint8 tensor) is identical too [Resize]
 //   center_crop(s) | center_crop(h, w)   zero-pads when the image is smaller
 //                              [CenterCrop]
 //   random_crop(s[, pad]) | random_crop(h, w, pad)   zero padding on every
@@ -50,7 +55,8 @@
 // are const and may be called from any number of threads at once. Run() keeps
 // its intermediate images in thread_local scratch buffers that grow to the
 // largest image seen and are then reused, so steady-state Run() does no heap
-// allocation of its own (OpenCV's filter may allocate small row buffers).
+// allocation of its own; gaussian_blur's cv::sepFilter2D still allocates its
+// own small row buffers on every call (about ten).
 #ifndef DATAFEED_PRODUCER_TRANSFORM_H_
 #define DATAFEED_PRODUCER_TRANSFORM_H_
 
