@@ -43,8 +43,7 @@ TEST(Endpoint, ParsesEveryScheme) {
 TEST(Endpoint, RejectsMalformedUrisWithAHint) {
   struct Case { const char* uri; const char* hint; };
   for (Case c : {Case{"feed0", "no scheme"}, Case{"tcp://a:1", "unknown scheme 'tcp'"},
-                 Case{"grpc://host", "HOST:PORT"}, Case{"grpc://host:0", "1 to 65535"},
-                 Case{"grpc://host:99999", "1 to 65535"}, Case{"grpc://host:12ab", "not a number"},
+                 Case{"grpc://host", "HOST:PORT"}, Case{"grpc://host:99999", "0 to 65535"}, Case{"grpc://host:12ab", "not a number"},
                  Case{"grpc://:5000", "host is empty"}, Case{"grpc://::1:5", "brackets"},
                  Case{"shm://", "empty"}, Case{"shm://a/b", "invalid character '/'"},
                  Case{"shm://../x", "may not start with '.'"}}) {
@@ -78,16 +77,11 @@ TEST(Endpoint, EnvironmentSuppliesAndOverrides) {
   EXPECT_NE(mismatch.status().message().find("needs HOST:PORT"), std::string::npos)
       << mismatch.status().ToString();
   setenv("DATAFEED_TRANSPORT", "shm", 1);
-  mismatch = ResolveEndpoint("grpc://h:1");
-  EXPECT_NE(mismatch.status().message().find("needs a segment name"), std::string::npos);
-}
-
-TEST(Endpoint, GrpcIsNotAvailableYet) {
-  auto r = OpenReader(ParseEndpoint("grpc://localhost:5000").value(), ReaderOptions{});
-  EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(r.status().message().find("not available"), std::string::npos);
-  auto w = OpenWriter(ParseEndpoint("auto://localhost:5000").value(), WriterOptions{});
-  EXPECT_EQ(w.status().code(), StatusCode::kUnimplemented);
+  auto forced = ResolveEndpoint("grpc://h:1");
+  ASSERT_TRUE(forced.ok()) << forced.status().ToString();
+  EXPECT_EQ(forced->scheme, Scheme::kAuto);
+  EXPECT_TRUE(forced->force_shm);
+  EXPECT_EQ(ResolveEndpoint("shm://x").value().scheme, Scheme::kShm);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ bool IsNameChar(char c) {
 Result<int> ParsePort(std::string_view text, std::string_view uri) {
   if (text.empty() || text.size() > 5) {
     return Status::InvalidArgument("endpoint '" + std::string(uri) +
-                                   "': port must be a number from 1 to 65535");
+                                   "': port must be a number from 0 to 65535");
   }
   int port = 0;
   for (char c : text) {
@@ -26,9 +26,10 @@ Result<int> ParsePort(std::string_view text, std::string_view uri) {
     }
     port = port * 10 + (c - '0');
   }
-  if (port < 1 || port > 65535) {
+  // 0 lets a producer's kernel choose (the writer's endpoint() tells which).
+  if (port > 65535) {
     return Status::InvalidArgument("endpoint '" + std::string(uri) +
-                                   "': port must be a number from 1 to 65535");
+                                   "': port must be a number from 0 to 65535");
   }
   return port;
 }
@@ -175,11 +176,10 @@ Result<Endpoint> ResolveEndpoint(std::string_view given, std::string_view transp
   if (!scheme.ok()) return scheme.status();
   if (*scheme == ep.scheme || ep.scheme == Scheme::kInProc) return ep;
   if (*scheme == Scheme::kShm && IsHostScheme(ep.scheme)) {
-    // The auto handshake is what maps HOST:PORT to a segment; forcing shm
-    // keeps the endpoint and asks the handshake for shared memory.
-    if (ep.scheme == Scheme::kAuto) return ep;
-    return Status::InvalidArgument(source + "=shm needs a segment name, but endpoint '" + uri +
-                                   "' is HOST:PORT; use shm://NAME or auto://HOST:PORT");
+    // The handshake at HOST:PORT names the segment; insist on it.
+    ep.scheme = Scheme::kAuto;
+    ep.force_shm = true;
+    return ep;
   }
   if (IsHostScheme(*scheme) && !IsHostScheme(ep.scheme)) {
     return Status::InvalidArgument(source + "=" + forced + " needs HOST:PORT, but endpoint '" +

@@ -33,21 +33,13 @@ WritableBatch::~WritableBatch() {
   if (owner_ != nullptr && frame_ != nullptr) owner_->Abandon(token_);
 }
 
-namespace {
-Status GrpcNotAvailable(const Endpoint& endpoint) {
-  return Status::Unimplemented("endpoint '" + endpoint.ToString() +
-                               "': the gRPC transport is not available in this build yet; "
-                               "use shm://NAME on the producer's host");
-}
-}  // namespace
-
 Result<std::unique_ptr<BatchWriter>> OpenWriter(const Endpoint& endpoint,
                                                 const WriterOptions& options) {
   switch (endpoint.scheme) {
     case Scheme::kShm: return internal::OpenShmWriter(endpoint.name, options);
     case Scheme::kInProc: return internal::OpenInProcWriter(endpoint.name, options);
     case Scheme::kGrpc:
-    case Scheme::kAuto: return GrpcNotAvailable(endpoint);
+    case Scheme::kAuto: return internal::OpenGrpcWriter(endpoint, options);
   }
   return Status::Internal("unknown scheme");
 }
@@ -58,7 +50,7 @@ Result<std::unique_ptr<BatchReader>> OpenReader(const Endpoint& endpoint,
     case Scheme::kShm: return internal::OpenShmReader(endpoint.name, options);
     case Scheme::kInProc: return internal::OpenInProcReader(endpoint.name, options);
     case Scheme::kGrpc:
-    case Scheme::kAuto: return GrpcNotAvailable(endpoint);
+    case Scheme::kAuto: return internal::OpenGrpcReader(endpoint, options);
   }
   return Status::Internal("unknown scheme");
 }

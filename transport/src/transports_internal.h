@@ -19,6 +19,12 @@ Result<std::unique_ptr<BatchWriter>> OpenShmWriter(const std::string& name,
 Result<std::unique_ptr<BatchReader>> OpenShmReader(const std::string& name,
                                                    const ReaderOptions& options);
 
+// grpc:// and auto:// (the writer serves both a gRPC endpoint and a ring).
+Result<std::unique_ptr<BatchWriter>> OpenGrpcWriter(const Endpoint& endpoint,
+                                                    const WriterOptions& options);
+Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint,
+                                                    const ReaderOptions& options);
+
 }  // namespace datafeed::internal
 
 #endif  // DATAFEED_TRANSPORT_SRC_TRANSPORTS_INTERNAL_H_

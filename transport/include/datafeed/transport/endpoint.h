@@ -27,6 +27,9 @@ struct Endpoint {
   // shm/inproc: the name. grpc/auto: the host (brackets stripped for IPv6).
   std::string name;
   int port = 0;  // grpc/auto only
+  // auto only: the consumer insists on shared memory (DATAFEED_TRANSPORT=shm
+  // on a HOST:PORT endpoint); the handshake fails if it is not colocated.
+  bool force_shm = false;
 
   // The URI form, e.g. "shm://feed0" or "grpc://[::1]:5000".
   std::string ToString() const;
@@ -44,8 +47,10 @@ Result<Scheme> ParseTransportName(std::string_view name);
 
 // The endpoint a program should use: `given` if non-empty, else
 // $DATAFEED_ENDPOINT; then the scheme is replaced by `transport` if given,
-// else by $DATAFEED_TRANSPORT if set. Forcing shm onto HOST:PORT or
-// grpc onto a NAME is an InvalidArgument that says which form is needed.
+// else by $DATAFEED_TRANSPORT if set. Forcing shm onto HOST:PORT keeps the
+// address and asks its handshake for shared memory (auto + force_shm);
+// forcing grpc or auto onto a NAME is an InvalidArgument that says which
+// form is needed.
 Result<Endpoint> ResolveEndpoint(std::string_view given,
                                  std::string_view transport = {});
 

@@ -147,8 +147,34 @@ struct ShmOptions {
   size_t slot_bytes = 25'821'184;  // 8192*784*4 + 8192*8 + header room, 4 KiB multiple
 };
 
+// The gRPC transport (grpc:// and auto:// endpoints).
+struct GrpcOptions {
+  // TLS, PEM files. Producer: tls_cert + tls_key serve TLS; adding tls_ca
+  // requires consumers to present a certificate signed by it (mTLS).
+  // Consumer: tls_ca verifies the producer (enables TLS); tls_cert +
+  // tls_key present a client certificate.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
+  // Consumer: the name expected in the producer's certificate, when it is
+  // not the endpoint's HOST.
+  std::string tls_server_name;
+  // Consumer: "gzip" asks the producer to compress frames ("" = none).
+  std::string compression;
+  // HTTP/2 keepalive ping interval: a silent dead peer is noticed within
+  // about twice this.
+  int64_t keepalive_ms = 1000;
+  // Largest frame a consumer accepts (0: 1 GiB). Larger frames are refused
+  // with an error naming the endpoint and this limit.
+  size_t max_frame_bytes = 0;
+};
+
 struct WriterOptions {
   ShmOptions shm;
+  GrpcOptions grpc;
+  // grpc/auto: the name of the shared-memory ring behind the gRPC endpoint
+  // (default: "datafeed-grpc-PORT").
+  std::string shm_name;
   // When the writer is destroyed, wait up to this long for consumers to
   // take the batches already published (shm: the segment's name is removed
   // at destruction, so a consumer that has not attached by then cannot).
@@ -167,6 +193,13 @@ struct ReaderOptions {
   // Producer liveness is checked this often while blocked (bounds how soon
   // a dead producer is reported).
   int64_t liveness_check_ms = 100;
+  GrpcOptions grpc;
+  // gRPC: frames received ahead of Next() (each holds one frame of memory).
+  int grpc_prefetch = 1;
+  // gRPC: when the producer goes away, reconnect (with backoff: 50 ms
+  // doubling to 2 s) for up to reconnect_timeout_ms instead of failing.
+  bool reconnect = false;
+  int64_t reconnect_timeout_ms = 30'000;
 };
 
 // Opens the producer side of `endpoint`. Caller owns the writer.

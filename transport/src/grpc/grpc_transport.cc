@@ -1,0 +1,574 @@
+// The gRPC transport. Producer side: the writer is a shared-memory ring
+// plus a gRPC server whose StreamBatches handlers are readers of that ring,
+// so local (shm) and remote (gRPC) consumers compete for the same batches,
+// each batch goes to exactly one of them, and a batch travels from its slot
+// to the socket without a copy. Consumer side: Handshake decides between
+// the ring (colocated, auto://) and the stream.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <grpcpp/impl/codegen/rpc_method.h>
+#include <grpcpp/impl/codegen/rpc_service_method.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "datafeed/proto/datafeed.grpc.pb.h"
+#include "transports_internal.h"
+#include "wire_internal.h"
+
+namespace datafeed::internal {
+namespace {
+
+namespace pb = ::datafeed::v1;
+using std::chrono::milliseconds;
+
+constexpr uint32_t kProtocolVersion = 1;
+constexpr char kStreamMethod[] = "/datafeed.v1.BatchStream/StreamBatches";
+constexpr size_t kDefaultMaxFrame = size_t{1} << 30;
+
+std::string Uri(const Endpoint& ep) { return ep.ToString(); }
+
+std::string ReadFirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+pb::HostIdentity LocalHost() {
+  pb::HostIdentity id;
+  id.set_machine_id(ReadFirstLine("/etc/machine-id"));
+  id.set_boot_id(ReadFirstLine("/proc/sys/kernel/random/boot_id"));
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  id.set_hostname(host);
+  id.set_uid(static_cast<uint32_t>(getuid()));
+  return id;
+}
+
+bool SameHost(const pb::HostIdentity& a, const pb::HostIdentity& b) {
+  return !a.machine_id().empty() && !a.boot_id().empty() && a.machine_id() == b.machine_id() &&
+         a.boot_id() == b.boot_id() && a.uid() == b.uid();
+}
+
+Result<std::string> ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(std::string(what) + " file '" + path + "' cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Converts a gRPC status to ours, in one place, naming the endpoint.
+Status FromGrpc(const grpc::Status& st, const std::string& uri, const char* during) {
+  const std::string msg = uri + ": " + during + ": " + st.error_message();
+  switch (st.error_code()) {
+    case grpc::StatusCode::OK: return Status::OK();
+    case grpc::StatusCode::UNAVAILABLE:
+      return Status::Unavailable(msg + " (is datafeed-producer running and reachable there?)");
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(msg);
+    case grpc::StatusCode::CANCELLED: return Status::Cancelled(msg);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return Status::ResourceExhausted(msg + " (a frame larger than the consumer's max_frame_bytes?)");
+    case grpc::StatusCode::DATA_LOSS: return Status::DataLoss(msg);
+    case grpc::StatusCode::FAILED_PRECONDITION: return Status::FailedPrecondition(msg);
+    case grpc::StatusCode::INVALID_ARGUMENT: return Status::InvalidArgument(msg);
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return Status::Unimplemented(msg + " (is that a datafeed producer?)");
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED: return Status::FailedPrecondition(msg + " (TLS settings?)");
+    default: return Status::Internal(msg);
+  }
+}
+
+// ---------------------------------------------------------------- server
+
+struct ServerState {
+  std::unique_ptr<BatchReader> ring_reader;  // the gRPC side's reader of the ring
+  std::string shm_name;
+  uint64_t producer_id = 0;
+  size_t slot_count = 0, slot_bytes = 0;
+  pb::HostIdentity host;
+  std::atomic<uint64_t> streamed{0}, bytes{0};
+  std::atomic<uint32_t> active{0};
+  std::atomic<uint64_t>* published = nullptr;
+  std::atomic<bool> shutting_down{false};
+};
+
+class ControlService final : public pb::DataFeed::Service {
+ public:
+  explicit ControlService(ServerState* s) : s_(s) {}
+
+  grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest* req,
+                         pb::HandshakeResponse* resp) override {
+    if (req->protocol_version() != kProtocolVersion) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "protocol version mismatch: consumer speaks " +
+                              std::to_string(req->protocol_version()) + ", producer speaks " +
+                              std::to_string(kProtocolVersion) + "; use matching datafeed builds");
+    }
+    resp->set_protocol_version(kProtocolVersion);
+    *resp->mutable_producer_host() = s_->host;
+    resp->set_producer_id(s_->producer_id);
+    resp->set_max_frame_bytes(s_->slot_bytes);
+    const bool colocated = SameHost(req->host(), s_->host) && req->can_map_shm();
+    if (req->preference() == pb::TRANSPORT_GRPC || (!colocated && req->preference() == pb::TRANSPORT_AUTO)) {
+      resp->set_transport(pb::TRANSPORT_GRPC);
+      resp->set_reason(req->preference() == pb::TRANSPORT_GRPC ? "the consumer asked for gRPC"
+                                                              : "the consumer is on another host");
+      return grpc::Status::OK;
+    }
+    if (!colocated) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "shared memory was forced (DATAFEED_TRANSPORT=shm) but the consumer is not "
+                          "on the producer's host (" + s_->host.hostname() +
+                              ") or cannot map its segments; use auto or grpc");
+    }
+    resp->set_transport(pb::TRANSPORT_SHM);
+    resp->set_shm_name(s_->shm_name);
+    resp->set_reason("the consumer shares the producer's host");
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetStats(grpc::ServerContext*, const pb::StatsRequest*, pb::StatsResponse* resp) override {
+    resp->set_batches_published(s_->published ? s_->published->load() : 0);
+    resp->set_batches_streamed(s_->streamed.load());
+    resp->set_bytes_streamed(s_->bytes.load());
+    resp->set_active_streams(s_->active.load());
+    resp->set_slot_count(static_cast<uint32_t>(s_->slot_count));
+    resp->set_slot_bytes(s_->slot_bytes);
+    resp->set_shm_name(s_->shm_name);
+    return grpc::Status::OK;
+  }
+
+ private:
+  ServerState* s_;
+};
+
+// StreamBatches, registered by hand so responses use WireFrame's zero-copy
+// serialization instead of a protobuf message.
+class StreamService final : public grpc::Service {
+ public:
+  explicit StreamService(ServerState* s) : s_(s) {
+    AddMethod(new grpc::internal::RpcServiceMethod(
+        kStreamMethod, grpc::internal::RpcMethod::SERVER_STREAMING,
+        new grpc::internal::ServerStreamingHandler<StreamService, pb::StreamRequest, WireFrame>(
+            [](StreamService* self, grpc::ServerContext* ctx, const pb::StreamRequest* req,
+               grpc::ServerWriter<WireFrame>* w) { return self->Stream(ctx, req, w); },
+            this)));
+  }
+
+  grpc::Status Stream(grpc::ServerContext* ctx, const pb::StreamRequest* req,
+                      grpc::ServerWriter<WireFrame>* writer) {
+    if (req->protocol_version() != kProtocolVersion) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "protocol version mismatch");
+    }
+    if (req->compression() == "gzip") {
+      ctx->set_compression_algorithm(GRPC_COMPRESS_GZIP);
+    } else if (!req->compression().empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "unknown compression '" + req->compression() + "'; use gzip or none");
+    }
+    writer->SendInitialMetadata();  // tells the consumer its stream is accepted
+    s_->active.fetch_add(1);
+    struct Leave {
+      ServerState* s;
+      ~Leave() { s->active.fetch_sub(1); }
+    } leave{s_};
+    for (;;) {
+      if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+      Result<BatchView> v = s_->ring_reader->Next(Deadline::AfterMillis(100));
+      if (v.status().IsDeadlineExceeded()) continue;
+      if (v.status().IsEndOfStream()) return grpc::Status::OK;
+      if (!v.ok()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, v.status().ToString());
+      }
+      WireFrame frame;
+      frame.view = std::move(v).value();
+      const size_t n = frame.view.frame().size();
+      // Blocks while the consumer is slow (HTTP/2 flow control): the slot
+      // stays claimed, so the ring, not memory, absorbs the backlog. A batch
+      // whose write fails is lost with the consumer that was receiving it.
+      if (!writer->Write(frame)) return grpc::Status::CANCELLED;
+      s_->streamed.fetch_add(1);
+      s_->bytes.fetch_add(n);
+    }
+  }
+
+ private:
+  ServerState* s_;
+};
+
+void ApplyChannelArgs(grpc::ChannelArguments* args, const GrpcOptions& o, size_t max_frame) {
+  args->SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(max_frame + 64, INT32_MAX)));
+  args->SetMaxSendMessageSize(-1);
+  args->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.keepalive_ms));
+  args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.keepalive_ms));
+  args->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Big frames: larger HTTP/2 frames and windows mean fewer round trips.
+  args->SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 * 1024 * 1024 - 1);
+  args->SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024 * 1024);
+  args->SetInt(GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, 64 * 1024 * 1024);
+}
+
+class GrpcWriter final : public BatchWriter {
+ public:
+  static Result<std::unique_ptr<BatchWriter>> Open(const Endpoint& ep, const WriterOptions& o) {
+    std::unique_ptr<GrpcWriter> w(new GrpcWriter());
+    w->state_.host = LocalHost();
+    std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+    if (!o.grpc.tls_cert.empty() || !o.grpc.tls_key.empty()) {
+      grpc::SslServerCredentialsOptions ssl(o.grpc.tls_ca.empty()
+                                                ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                                : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+      DATAFEED_ASSIGN_OR_RETURN(std::string cert, ReadFile(o.grpc.tls_cert, "TLS certificate"));
+      DATAFEED_ASSIGN_OR_RETURN(std::string key, ReadFile(o.grpc.tls_key, "TLS key"));
+      ssl.pem_key_cert_pairs.push_back({key, cert});
+      if (!o.grpc.tls_ca.empty()) {
+        DATAFEED_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.grpc.tls_ca, "TLS client CA"));
+      }
+      creds = grpc::SslServerCredentials(ssl);
+    }
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    const std::string host = ep.name.find(':') != std::string::npos ? "[" + ep.name + "]" : ep.name;
+    builder.AddListeningPort(host + ":" + std::to_string(ep.port == 0 ? 0 : ep.port), creds, &port);
+    builder.SetMaxReceiveMessageSize(1 << 20);
+    // Two live producers must not share a port (gRPC sets SO_REUSEPORT by default).
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    builder.SetMaxSendMessageSize(-1);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.grpc.keepalive_ms));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.grpc.keepalive_ms));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                               static_cast<int>(std::max<int64_t>(100, o.grpc.keepalive_ms / 2)));
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 * 1024 * 1024 - 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, 64 * 1024 * 1024);
+    w->control_ = std::make_unique<ControlService>(&w->state_);
+    w->stream_ = std::make_unique<StreamService>(&w->state_);
+    builder.RegisterService(w->control_.get());
+    builder.RegisterService(w->stream_.get());
+    // The ring must exist before the first request; the port may be chosen
+    // by the kernel (port 0), so bind first, then create the ring, then serve.
+    w->server_ = builder.BuildAndStart();
+    if (!w->server_ || port == 0) {
+      return Status::Unavailable(Uri(ep) + ": cannot listen on " + host + ":" + std::to_string(ep.port) +
+                                 " (port in use, or not an address of this host?)");
+    }
+    w->endpoint_ = ep;
+    w->endpoint_.port = port;
+    w->state_.shm_name = !o.shm_name.empty() ? o.shm_name
+                         : ep.port != 0      ? "datafeed-grpc-" + std::to_string(port)
+                                             : "datafeed-grpc-" + std::to_string(getpid()) + "-" +
+                                                   std::to_string(port);
+    DATAFEED_ASSIGN_OR_RETURN(w->ring_, OpenShmWriter(w->state_.shm_name, o));
+    DATAFEED_ASSIGN_OR_RETURN(w->state_.ring_reader, OpenShmReader(w->state_.shm_name, ReaderOptions{}));
+    w->state_.slot_count = o.shm.slot_count;
+    w->state_.slot_bytes = o.shm.slot_bytes;
+    w->state_.published = &w->published_;
+    w->linger_ms_ = o.linger_ms;
+    return std::unique_ptr<BatchWriter>(std::move(w));
+  }
+
+  ~GrpcWriter() override {
+    (void)Close();
+    if (server_) {
+      // Streams finish once the closed ring is drained (or after the linger).
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(std::max<int64_t>(linger_ms_, 1000)));
+    }
+    if (state_.ring_reader) state_.ring_reader->Cancel();
+    server_.reset();
+    state_.ring_reader.reset();
+    ring_.reset();
+  }
+
+  Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
+    if (!ring_) return Status::FailedPrecondition(Uri(endpoint_) + ": the ring is not open");
+    return ring_->Loan(std::move(layout), deadline);
+  }
+  Status Publish(WritableBatch batch) override {
+    DATAFEED_RETURN_NOT_OK(ring_->Publish(std::move(batch)));
+    published_.fetch_add(1);
+    return Status::OK();
+  }
+  Status Close() override { return ring_ ? ring_->Close() : Status::OK(); }
+  std::string endpoint() const override { return endpoint_.ToString(); }
+
+ private:
+  GrpcWriter() = default;
+  Endpoint endpoint_;
+  ServerState state_;
+  std::atomic<uint64_t> published_{0};
+  int64_t linger_ms_ = 0;
+  std::unique_ptr<BatchWriter> ring_;
+  std::unique_ptr<ControlService> control_;
+  std::unique_ptr<StreamService> stream_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+// ---------------------------------------------------------------- client
+
+Result<std::shared_ptr<grpc::Channel>> MakeChannel(const Endpoint& ep, const GrpcOptions& o) {
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  ApplyChannelArgs(&args, o, o.max_frame_bytes ? o.max_frame_bytes : kDefaultMaxFrame);
+  if (!o.tls_ca.empty() || !o.tls_cert.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    if (!o.tls_ca.empty()) {
+      DATAFEED_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.tls_ca, "TLS CA"));
+    }
+    if (!o.tls_cert.empty()) {
+      DATAFEED_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(o.tls_cert, "TLS client certificate"));
+      DATAFEED_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(o.tls_key, "TLS client key"));
+    }
+    creds = grpc::SslCredentials(ssl);
+    if (!o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
+  }
+  // A fresh connection per reader: readers are independent consumers.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  const std::string host = ep.name.find(':') != std::string::npos ? "[" + ep.name + "]" : ep.name;
+  return grpc::CreateCustomChannel(host + ":" + std::to_string(ep.port), creds, args);
+}
+
+Result<pb::HandshakeResponse> DoHandshake(const std::shared_ptr<grpc::Channel>& channel,
+                                          const Endpoint& ep, pb::Transport preference,
+                                          Deadline deadline) {
+  pb::DataFeed::Stub stub(channel);
+  grpc::ClientContext ctx;
+  // Wait (up to the deadline) for a producer that is still starting.
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(deadline.infinite() ? std::chrono::system_clock::time_point::max()
+                                       : std::chrono::system_clock::now() + deadline.remaining());
+  pb::HandshakeRequest req;
+  req.set_protocol_version(kProtocolVersion);
+  *req.mutable_host() = LocalHost();
+  struct stat st {};
+  req.set_can_map_shm(::stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode));
+  req.set_preference(preference);
+  pb::HandshakeResponse resp;
+  grpc::Status gs = stub.Handshake(&ctx, req, &resp);
+  if (gs.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return Status::Unavailable(Uri(ep) + ": no producer answered the handshake in time "
+                               "(is datafeed-producer running there, and is the port right?): " +
+                               gs.error_message());
+  }
+  if (!gs.ok()) return FromGrpc(gs, Uri(ep), "handshake");
+  if (resp.protocol_version() != kProtocolVersion) {
+    return Status::FailedPrecondition(Uri(ep) + ": producer speaks protocol " +
+                                      std::to_string(resp.protocol_version()) + ", this consumer " +
+                                      std::to_string(kProtocolVersion) + "; use matching datafeed builds");
+  }
+  return resp;
+}
+
+class GrpcReader final : public BatchReader {
+ public:
+  GrpcReader(Endpoint ep, ReaderOptions o, std::shared_ptr<grpc::Channel> channel)
+      : ep_(std::move(ep)), o_(std::move(o)), channel_(std::move(channel)),
+        pool_(std::make_shared<FramePool>()) {}
+  ~GrpcReader() override {
+    Cancel();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Opens the stream and waits until the producer has accepted it, so that a
+  // producer closing right after OpenReader returns still serves this reader.
+  Status Start(Deadline deadline) {
+    DATAFEED_RETURN_NOT_OK(OpenStream(deadline));
+    thread_ = std::thread([this] { Receive(); });
+    return Status::OK();
+  }
+
+  Result<BatchView> Next(Deadline deadline) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
+      if (!queue_.empty()) break;
+      if (!end_.ok()) return end_;
+      if (deadline.infinite()) {
+        cv_.wait(lock);
+      } else if (cv_.wait_until(lock, deadline.when()) == std::cv_status::timeout && queue_.empty() &&
+                 end_.ok() && !cancelled_) {
+        return Status::DeadlineExceeded(Uri(ep_) + ": no batch before the deadline");
+      }
+    }
+    WireFrame f = std::move(queue_.front());
+    queue_.pop_front();
+    cv_.notify_all();
+    lock.unlock();
+    Result<FrameView> frame = ParseFrame(f.buffer->data, f.size);
+    if (!frame.ok()) return frame.status().WithContext(Uri(ep_) + ": malformed frame from the network");
+    return BatchView(std::move(frame).value(), std::move(f.buffer));
+  }
+
+  void Cancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    if (ctx_) ctx_->TryCancel();
+    cv_.notify_all();
+  }
+
+ private:
+  Status OpenStream(Deadline deadline) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_wait_for_ready(true);
+    pb::StreamRequest req;
+    req.set_protocol_version(kProtocolVersion);
+    req.set_compression(o_.grpc.compression);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
+      ctx_ = ctx.get();
+    }
+    std::unique_ptr<grpc::ClientReader<WireFrame>> reader(
+        grpc::internal::ClientReaderFactory<WireFrame>::Create(
+            channel_.get(),
+            grpc::internal::RpcMethod(kStreamMethod, grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
+            ctx.get(), req));
+    // The producer sends its initial metadata as soon as it accepts the stream.
+    std::atomic<bool> done{false};
+    std::thread watchdog([&] {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, deadline.infinite() ? std::chrono::steady_clock::time_point::max() : deadline.when(),
+                     [&] { return done.load() || cancelled_; });
+      if (!done.load()) ctx->TryCancel();
+    });
+    reader->WaitForInitialMetadata();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done.store(true);
+      cv_.notify_all();
+    }
+    watchdog.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_ctx_ = std::move(ctx);
+    stream_ = std::move(reader);
+    return Status::OK();
+  }
+
+  // Receives frames into queue_ (at most grpc_prefetch ahead). Reconnects
+  // with backoff when asked to.
+  void Receive() {
+    const int64_t limit = std::max(1, o_.grpc_prefetch);
+    Deadline reconnect_until = Deadline::Infinite();
+    int64_t backoff_ms = 50;
+    for (;;) {
+      std::unique_ptr<grpc::ClientContext> ctx;
+      std::unique_ptr<grpc::ClientReader<WireFrame>> reader;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ctx = std::move(stream_ctx_);
+        reader = std::move(stream_);
+      }
+      bool got_any = false;
+      grpc::Status gs;
+      if (reader) {
+        for (;;) {
+          {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [&] { return cancelled_ || static_cast<int64_t>(queue_.size()) < limit; });
+            if (cancelled_) break;
+          }
+          WireFrame f;
+          f.pool = pool_.get();
+          if (!reader->Read(&f)) break;
+          got_any = true;
+          std::lock_guard<std::mutex> lock(mu_);
+          queue_.push_back(std::move(f));
+          cv_.notify_all();
+        }
+        gs = reader->Finish();
+      } else {
+        gs = grpc::Status(grpc::StatusCode::UNAVAILABLE, "reconnecting");
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      ctx_ = nullptr;
+      if (cancelled_) return;
+      Status end = gs.ok() ? Status::EndOfStream(Uri(ep_) + ": the producer closed the stream")
+                           : FromGrpc(gs, Uri(ep_), "batch stream");
+      if (gs.error_code() == grpc::StatusCode::UNAVAILABLE ||
+          gs.error_code() == grpc::StatusCode::INTERNAL ||
+          gs.error_code() == grpc::StatusCode::CANCELLED) {
+        end = Status::Unavailable(Uri(ep_) + ": the producer went away (" + gs.error_message() + ")" +
+                                  (o_.reconnect ? "; gave up reconnecting" : "; restart it, or reconnect"));
+      }
+      const bool retry = o_.reconnect && !gs.ok() && gs.error_code() != grpc::StatusCode::DATA_LOSS &&
+                         gs.error_code() != grpc::StatusCode::FAILED_PRECONDITION;
+      if (retry) {
+        if (got_any || reconnect_until.infinite()) {
+          reconnect_until = Deadline::AfterMillis(o_.reconnect_timeout_ms);
+          backoff_ms = 50;
+        }
+        if (!reconnect_until.expired()) {
+          cv_.wait_for(lock, milliseconds(backoff_ms), [&] { return cancelled_; });
+          backoff_ms = std::min<int64_t>(backoff_ms * 2, 2000);
+          lock.unlock();
+          // A failed attempt leaves stream_ empty and is retried after backoff.
+          (void)OpenStream(Deadline::AfterMillis(std::max<int64_t>(backoff_ms, 500)));
+          continue;
+        }
+      }
+      end_ = end;
+      cv_.notify_all();
+      return;
+    }
+  }
+
+  Endpoint ep_;
+  ReaderOptions o_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<FramePool> pool_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<WireFrame> queue_;
+  Status end_;  // set when the stream ended; returned once queue_ is empty
+  bool cancelled_ = false;
+  grpc::ClientContext* ctx_ = nullptr;  // the live stream, for Cancel()
+  std::unique_ptr<grpc::ClientContext> stream_ctx_;  // opened, not yet taken by Receive()
+  std::unique_ptr<grpc::ClientReader<WireFrame>> stream_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BatchWriter>> OpenGrpcWriter(const Endpoint& endpoint, const WriterOptions& options) {
+  return GrpcWriter::Open(endpoint, options);
+}
+
+Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint, const ReaderOptions& options) {
+  DATAFEED_ASSIGN_OR_RETURN(auto channel, MakeChannel(endpoint, options.grpc));
+  const pb::Transport preference = endpoint.scheme == Scheme::kGrpc ? pb::TRANSPORT_GRPC
+                                   : endpoint.force_shm              ? pb::TRANSPORT_SHM
+                                                                     : pb::TRANSPORT_AUTO;
+  DATAFEED_ASSIGN_OR_RETURN(
+      pb::HandshakeResponse hs,
+      DoHandshake(channel, endpoint, preference,
+                  Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000))));
+  if (hs.transport() == pb::TRANSPORT_SHM) {
+    Result<std::unique_ptr<BatchReader>> shm = OpenShmReader(hs.shm_name(), options);
+    // Same machine and boot but another /dev/shm (a container): use the stream.
+    if (shm.ok() || endpoint.force_shm) {
+      if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + " (shared memory was forced)");
+      return shm;
+    }
+  }
+  auto reader = std::make_unique<GrpcReader>(endpoint, options, std::move(channel));
+  DATAFEED_RETURN_NOT_OK(reader->Start(Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000))));
+  return std::unique_ptr<BatchReader>(std::move(reader));
+}
+
+}  // namespace datafeed::internal

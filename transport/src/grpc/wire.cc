@@ -1,0 +1,134 @@
+#include <cstdlib>
+#include <cstring>
+
+#include "wire_internal.h"
+
+namespace datafeed::internal {
+
+FramePool::Buffer::~Buffer() { std::free(data); }
+
+std::shared_ptr<FramePool::Buffer> FramePool::Get(size_t bytes) {
+  std::unique_ptr<Buffer> b;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i]->capacity >= bytes) {
+        b = std::move(free_[i]);
+        free_.erase(free_.begin() + static_cast<long>(i));
+        break;
+      }
+    }
+  }
+  if (!b) {
+    b = std::make_unique<Buffer>();
+    b->capacity = (std::max<size_t>(bytes, 64) + 4095) / 4096 * 4096;
+    b->data = static_cast<uint8_t*>(std::aligned_alloc(4096, b->capacity));
+    if (b->data == nullptr) return nullptr;
+  }
+  std::weak_ptr<FramePool> self = weak_from_this();
+  Buffer* raw = b.release();
+  return std::shared_ptr<Buffer>(raw, [self](Buffer* p) {
+    if (auto pool = self.lock()) {
+      pool->Put(std::unique_ptr<Buffer>(p));
+    } else {
+      delete p;
+    }
+  });
+}
+
+void FramePool::Put(std::unique_ptr<Buffer> b) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Keep a few: prefetch depth plus what the trainer holds.
+  if (free_.size() < 8) free_.push_back(std::move(b));
+}
+
+size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]) {
+  size_t n = 0;
+  out[n++] = 0x0A;  // field 1, wire type 2 (length-delimited)
+  uint64_t v = frame_bytes;
+  while (v >= 0x80) {
+    out[n++] = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  out[n++] = static_cast<uint8_t>(v);
+  return n;
+}
+
+}  // namespace datafeed::internal
+
+namespace grpc {
+
+using datafeed::internal::WireFrame;
+
+namespace {
+void ReleaseKeepalive(void* user_data) { delete static_cast<std::shared_ptr<void>*>(user_data); }
+}  // namespace
+
+Status SerializationTraits<WireFrame, void>::Serialize(const WireFrame& msg, ByteBuffer* bb,
+                                                        bool* own_buffer) {
+  const datafeed::FrameView& f = msg.view.frame();
+  uint8_t header[11];
+  const size_t hn = datafeed::internal::EncodeFrameHeader(f.size(), header);
+  Slice slices[2] = {
+      Slice(header, hn),  // copied: a few bytes
+      Slice(const_cast<uint8_t*>(f.data()), f.size(), ReleaseKeepalive,
+            new std::shared_ptr<void>(msg.view.keepalive())),
+  };
+  ByteBuffer out(slices, 2);
+  bb->Swap(&out);
+  *own_buffer = true;
+  return Status::OK;
+}
+
+Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFrame* msg) {
+  std::vector<Slice> slices;
+  Status st = bb->Dump(&slices);
+  bb->Clear();
+  if (!st.ok()) return st;
+  // Parse the tag and varint length, which may straddle slices.
+  size_t si = 0, off = 0;
+  auto next_byte = [&](uint8_t* b) {
+    while (si < slices.size() && off >= slices[si].size()) {
+      ++si;
+      off = 0;
+    }
+    if (si >= slices.size()) return false;
+    *b = slices[si].begin()[off++];
+    return true;
+  };
+  uint8_t tag = 0;
+  if (slices.empty() || !next_byte(&tag)) {
+    return Status(StatusCode::DATA_LOSS, "empty message where a batch frame was expected");
+  }
+  if (tag != 0x0A) {
+    return Status(StatusCode::DATA_LOSS, "malformed message: expected a Frame (tag 0x0A), got tag 0x" +
+                                             std::to_string(tag));
+  }
+  uint64_t len = 0;
+  for (int shift = 0;; shift += 7) {
+    uint8_t b = 0;
+    if (shift > 63 || !next_byte(&b)) return Status(StatusCode::DATA_LOSS, "malformed frame length");
+    len |= static_cast<uint64_t>(b & 0x7F) << shift;
+    if (!(b & 0x80)) break;
+  }
+  size_t remaining = 0;
+  for (size_t i = si; i < slices.size(); ++i) remaining += slices[i].size() - (i == si ? off : 0);
+  if (remaining != len) {
+    return Status(StatusCode::DATA_LOSS, "malformed message: the frame claims " + std::to_string(len) +
+                                             " bytes but " + std::to_string(remaining) + " arrived");
+  }
+  if (msg->pool == nullptr) return Status(StatusCode::INTERNAL, "no receive buffer pool");
+  msg->buffer = msg->pool->Get(len);
+  if (!msg->buffer) return Status(StatusCode::RESOURCE_EXHAUSTED, "out of memory for a frame");
+  uint8_t* dst = msg->buffer->data;
+  for (size_t i = si; i < slices.size(); ++i) {
+    const size_t start = i == si ? off : 0;
+    const size_t n = slices[i].size() - start;
+    std::memcpy(dst, slices[i].begin() + start, n);
+    dst += n;
+  }
+  msg->size = len;
+  return Status::OK;
+}
+
+}  // namespace grpc

@@ -1,0 +1,74 @@
+// The StreamBatches wire format without protobuf objects in the way.
+//
+// A response is the protobuf encoding of `Frame { bytes frame = 1; }`: one
+// tag byte (0x0A), a varint length, then the batch frame. The server side
+// serializes a WireFrame as two slices: those few header bytes, and a slice
+// that points straight into the frame's memory (the shared-memory slot),
+// released when gRPC is done sending it. The client side reads the header
+// and copies the payload once, from gRPC's receive slices into a reusable
+// 64-byte-aligned buffer, which then backs the tensors.
+#ifndef DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
+#define DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
+
+#include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/impl/serialization_traits.h>
+#include <grpcpp/support/slice.h>
+#include <grpcpp/support/status.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "datafeed/transport/transport.h"
+
+namespace datafeed::internal {
+
+// Aligned receive buffers, reused so a steady stream does not page-fault
+// fresh memory for every 25 MB frame. Thread-safe.
+class FramePool : public std::enable_shared_from_this<FramePool> {
+ public:
+  struct Buffer {
+    uint8_t* data = nullptr;
+    size_t capacity = 0;
+    ~Buffer();
+  };
+  // A buffer of at least `bytes`, returned to the pool when the last
+  // shared_ptr copy is gone.
+  std::shared_ptr<Buffer> Get(size_t bytes);
+
+ private:
+  void Put(std::unique_ptr<Buffer> b);
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Buffer>> free_;
+};
+
+// One StreamBatches response.
+struct WireFrame {
+  // Server: the batch to send (its keepalive is held until sent).
+  BatchView view;
+  // Client: where to receive, and what was received.
+  FramePool* pool = nullptr;
+  std::shared_ptr<FramePool::Buffer> buffer;
+  size_t size = 0;
+};
+
+// The header of a `Frame` message carrying `frame_bytes` bytes.
+size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]);
+
+}  // namespace datafeed::internal
+
+namespace grpc {
+
+template <>
+class SerializationTraits<datafeed::internal::WireFrame, void> {
+ public:
+  static Status Serialize(const datafeed::internal::WireFrame& msg, ByteBuffer* bb,
+                          bool* own_buffer);
+  static Status Deserialize(ByteBuffer* bb, datafeed::internal::WireFrame* msg);
+};
+
+}  // namespace grpc
+
+#endif  // DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
