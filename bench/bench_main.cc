@@ -10,6 +10,7 @@
 
 namespace datafeed::bench {
 int RunShm(const Args& args);
+int RunPipeline(const Args& args);
 }  // namespace datafeed::bench
 
 namespace {
@@ -26,11 +27,18 @@ const Subcommand kSubcommands[] = {
      "        4 KB handoff latency, idle reader CPU\n"
      "        [--batches 300] [--warmup 20] [--batch 8192] [--slots 4] [--lat-frames 20000]\n"
      "        [--spin-us 50] [--idle-seconds 2] [--fill generate|copy]"},
+    {"pipeline", datafeed::bench::RunPipeline,
+     "Producer samples/s for the reference pipeline into a transport vs the\n"
+     "        bare OpenCV loop (convertTo + sepFilter2D) on the same threads and images\n"
+     "        [--threads 1] [--batch 8192] [--pipeline SPEC] [--samples 60000] [--seconds 3]\n"
+     "        [--repeats 3] [--transport inproc|shm] [--shuffle] [--scaling]\n"
+     "        [--torchvision [--tv-count 2000] [--tv-random-sigma] [--python /usr/bin/python3]\n"
+     "        [--tv-script PATH]]"},
 };
 
 void Usage() {
   std::fprintf(stderr, "usage: datafeed-bench SUBCOMMAND [--json] [options]\n\n");
-  for (const auto& s : kSubcommands) std::fprintf(stderr, "  %-8s%s\n\n", s.name, s.help);
+  for (const auto& s : kSubcommands) std::fprintf(stderr, "  %-8s %s\n\n", s.name, s.help);
 }
 
 }  // namespace

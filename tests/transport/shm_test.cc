@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "datafeed/transport/transport.h"
+#include "peer_util.h"
 #include "test_util.h"
 
 namespace datafeed {
@@ -23,62 +24,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::CheckBatch;
+using testing::Peer;
 using testing::UniqueName;
-
-// A child process running datafeed_test_peer; its stdout is captured.
-class Peer {
- public:
-  explicit Peer(std::vector<std::string> args) {
-    int fds[2];
-    EXPECT_EQ(pipe(fds), 0);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> argv;
-      static std::string peer = DATAFEED_TEST_PEER;
-      argv.push_back(peer.data());
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(peer.c_str(), argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    out_ = fdopen(fds[0], "r");
-  }
-  ~Peer() {
-    if (pid_ > 0) Kill();
-    if (out_) fclose(out_);
-  }
-  // Next line of the peer's stdout, or "" at EOF.
-  std::string ReadLine() {
-    char buf[256];
-    if (!fgets(buf, sizeof buf, out_)) return "";
-    std::string s(buf);
-    if (!s.empty() && s.back() == '\n') s.pop_back();
-    return s;
-  }
-  std::vector<std::string> ReadAll() {
-    std::vector<std::string> lines;
-    for (std::string l = ReadLine(); !l.empty(); l = ReadLine()) lines.push_back(l);
-    return lines;
-  }
-  void Kill() {
-    kill(pid_, SIGKILL);
-    Wait();
-  }
-  int Wait() {
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
-};
 
 std::unique_ptr<BatchWriter> SmallWriter(const std::string& name, size_t slots) {
   WriterOptions o;
@@ -117,6 +64,7 @@ TEST(ShmMultiProcess, ConsumerProcessesShareTheStreamExactlyOnce) {
 TEST(ShmMultiProcess, KilledProducerIsReportedWithinOneSecond) {
   const std::string name = UniqueName("kp");
   Peer producer({"produce", name, "2", "4", "sleep"});
+  producer.Serving();
   ASSERT_EQ(producer.ReadLine(), "published 2");
   auto r = ReaderFor(name);
   ASSERT_NE(r, nullptr);
@@ -141,6 +89,7 @@ TEST(ShmMultiProcess, KilledProducerIsReportedWithinOneSecond) {
 TEST(ShmMultiProcess, BatchesPublishedBeforeTheProducerDiedAreStillDelivered) {
   const std::string name = UniqueName("kp2");
   Peer producer({"produce", name, "3", "4", "sleep"});
+  producer.Serving();
   ASSERT_EQ(producer.ReadLine(), "published 3");
   auto r = ReaderFor(name);
   ASSERT_NE(r, nullptr);
@@ -187,6 +136,7 @@ TEST(ShmMultiProcess, RestartedProducerReplacesTheStaleSegment) {
   const std::string name = UniqueName("rs");
   {
     Peer producer({"produce", name, "1", "2", "sleep"});
+    producer.Serving();
     ASSERT_EQ(producer.ReadLine(), "published 1");
     // Alive: a second producer is refused.
     WriterOptions o;

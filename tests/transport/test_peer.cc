@@ -1,11 +1,13 @@
 // A real producer or consumer process for the multi-process tests.
 //
-//   datafeed_test_peer produce NAME COUNT SLOTS [sleep]   publish COUNT batches
-//       (ids 0..COUNT-1), then close and linger (or sleep forever: "sleep")
-//   datafeed_test_peer consume NAME                       print each batch's id
+//   datafeed_test_peer produce URI COUNT SLOTS [sleep]   print "serving URI",
+//       publish COUNT batches (ids 0..COUNT-1), print "published COUNT", then
+//       close and linger (or sleep forever: "sleep")
+//   datafeed_test_peer consume URI                       print each batch's id
 //       until end of stream; exit 0 at end of stream, 3 on a bad batch, 4 on error
-//   datafeed_test_peer hold NAME                          take one batch, print
+//   datafeed_test_peer hold URI                          take one batch, print
 //       its id, then sleep forever holding it
+// A URI without a scheme is a shared-memory name.
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,11 +21,13 @@ using namespace datafeed;
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s produce|consume|hold NAME ...\n", argv[0]);
+    std::fprintf(stderr, "usage: %s produce|consume|hold URI ...\n", argv[0]);
     return 2;
   }
   const std::string mode = argv[1];
-  Endpoint ep = ParseEndpoint(std::string("shm://") + argv[2]).value();
+  std::string uri = argv[2];
+  if (uri.find("://") == std::string::npos) uri = "shm://" + uri;
+  Endpoint ep = ResolveEndpoint(uri).value();
   if (mode == "produce") {
     const uint64_t count = std::strtoull(argv[3], nullptr, 10);
     WriterOptions o;
@@ -36,6 +40,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", w.status().ToString().c_str());
       return 4;
     }
+    std::printf("serving %s\n", (*w)->endpoint().c_str());
+    std::fflush(stdout);
     auto layout = testing::TestLayout(8, 512);
     for (uint64_t id = 0; id < count; ++id) {
       auto b = (*w)->Loan(layout, Deadline::Infinite());

@@ -422,6 +422,8 @@ class GrpcReader final : public BatchReader {
     cv_.notify_all();
   }
 
+  Scheme transport() const override { return Scheme::kGrpc; }
+
  private:
   Status OpenStream(Deadline deadline) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -443,8 +445,12 @@ class GrpcReader final : public BatchReader {
     std::atomic<bool> done{false};
     std::thread watchdog([&] {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, deadline.infinite() ? std::chrono::steady_clock::time_point::max() : deadline.when(),
-                     [&] { return done.load() || cancelled_; });
+      auto finished = [&] { return done.load() || cancelled_; };
+      if (deadline.infinite()) {
+        cv_.wait(lock, finished);
+      } else {
+        cv_.wait_until(lock, deadline.when(), finished);
+      }
       if (!done.load()) ctx->TryCancel();
     });
     reader->WaitForInitialMetadata();

@@ -172,6 +172,8 @@ class InProcReader final : public BatchReader {
     ch_->data_cv.notify_all();
   }
 
+  Scheme transport() const override { return Scheme::kInProc; }
+
  private:
   std::shared_ptr<Channel> ch_;
   bool cancelled_ = false;  // guarded by ch_->mu

@@ -266,6 +266,8 @@ class ShmReader final : public BatchReader {
     ShmSegment::Wake(&c->data_futex, INT_MAX);
   }
 
+  Scheme transport() const override { return Scheme::kShm; }
+
  private:
   Result<BatchView> MakeView(size_t slot, uint64_t word) {
     auto lease = std::make_shared<SlotLease>(core_, slot, word);

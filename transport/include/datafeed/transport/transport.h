@@ -138,6 +138,9 @@ class BatchReader {
   // Wakes every thread blocked in Next() with Cancelled; later calls fail
   // the same way. Thread-safe, idempotent.
   virtual void Cancel() = 0;
+  // The transport batches actually arrive on: kShm or kGrpc for an auto://
+  // endpoint, after its handshake chose.
+  virtual Scheme transport() const = 0;
 };
 
 // Shared-memory ring sizing. Defaults fit one batch of 8192 float32 28x28

@@ -1,0 +1,544 @@
+// datafeed-bench pipeline: the producer's preprocessing rate against the bare
+// OpenCV loop for the same operations, measured in the same run.
+//
+// Data: a synthetic MNIST (WriteSyntheticMnist, fixed seed) in a temporary
+// directory, memory-mapped by MnistDataset; the directory is removed once the
+// files are mapped.
+//
+// datafeed: the real Producer (N threads, the reference pipeline
+// to_tensor,normalize(0.1307,0.3081),gaussian_blur(11) or --pipeline, batch
+// 8192, samples in order like the bare loop (--shuffle: shuffled), endless
+// epochs) writing into an inproc:// transport, with a consumer thread that
+// takes every batch and drops it. samples/s is what the consumer receives: the
+// samples of the batches that arrive after the first one (warm-up) over the
+// time between that first arrival and the last, so it includes everything the
+// producer does per batch (sampling, loans, dataset reads, the pipeline,
+// publishing) but not start-up. The inproc transport allocates every frame
+// afresh, so the page faults of first writing it count against datafeed;
+// --transport shm uses a shared-memory ring in this process instead, whose
+// slots are faulted in once and reused.
+//
+// Bare OpenCV (the limit): the same images and ops with no datafeed code. N
+// std::threads, each taking a contiguous share of the samples and of the slots
+// of one reused 8192 x 784 float output buffer laid out like a batch; per
+// sample cv::Mat wraps the mapped uint8 image, convertTo(CV_32F, 1/(255 std),
+// -mean/std) into a per-thread scratch image, and sepFilter2D with the 1-D
+// Gaussian kernel (computed here) and BORDER_REFLECT_101 writes the sample's
+// slot; the label is copied into a label array. samples/s is all threads'
+// samples over the wall time of the run.
+//
+// Each measurement is repeated (--repeats 3 runs of --seconds 3, datafeed and
+// OpenCV runs interleaved so that noise from other tenants hits both) and the
+// median is reported; ratio = median datafeed / median bare OpenCV.
+//
+// --torchvision: torchvision_pipeline.py (next to this file) times the
+// torchvision pipeline per sample (PIL image as torchvision's MNIST makes it,
+// ToTensor, Normalize, F.gaussian_blur(img, 11)), one process,
+// torch.set_num_threads(1), on the first --tv-count images of the same file;
+// x_torchvision compares datafeed's rate per thread with that per-core rate.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "bench_util.h"
+#include "datafeed/producer/dataset.h"
+#include "datafeed/producer/producer.h"
+#include "datafeed/producer/transform.h"
+#include "datafeed/transport/transport.h"
+
+#ifndef DATAFEED_BENCH_SOURCE_DIR
+#define DATAFEED_BENCH_SOURCE_DIR "bench"
+#endif
+
+namespace datafeed::bench {
+namespace {
+
+// The reference pipeline and the constants the bare loop uses for it.
+constexpr const char* kReferencePipeline = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
+constexpr double kMean = 0.1307, kStd = 0.3081;
+constexpr int kBlurSize = 11;
+
+double Seconds(int64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+// CPU time of the whole process, all threads: what a run really got of the
+// machine, whoever else was running.
+int64_t ProcessCpuNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// A rate by wall time and by the CPU time the process used meanwhile.
+struct Rate {
+  double per_s = 0;
+  double per_cpu_s = 0;
+};
+
+// ---- datafeed -------------------------------------------------------------
+
+struct ProducerRun {
+  Rate rate;
+  uint64_t samples = 0;    // counted (after warm-up)
+  double seconds = 0;      // over which they were counted
+  double cpu_seconds = 0;  // the process's CPU time meanwhile
+  ProducerStats stats;     // the whole run, warm-up included
+};
+
+// One Producer run into a fresh `scheme`:// endpoint (inproc or shm) for about
+// `seconds` of steady state. `run_id` keeps endpoint names unique within the
+// process.
+Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
+                                const Pipeline& pipeline, const std::string& scheme, int threads,
+                                int64_t batch, bool shuffle, double seconds, int run_id) {
+  DATAFEED_ASSIGN_OR_RETURN(
+      Endpoint ep, ParseEndpoint(scheme + "://pipeline-bench-" + std::to_string(getpid()) + "-" +
+                                 std::to_string(run_id)));
+  // Room for two batches being filled (max_in_flight) plus two waiting: the
+  // transport is never full while the consumer keeps up.
+  WriterOptions wo;
+  wo.inproc_capacity = 4;
+  wo.shm.slot_count = 4;
+  const SampleShape in = dataset->shape();
+  DATAFEED_ASSIGN_OR_RETURN(ImageShape shape, pipeline.OutputShape(in.height, in.width, in.channels));
+  DATAFEED_ASSIGN_OR_RETURN(
+      BatchLayout layout,
+      BatchLayout::Make({{"image", DType::kFloat32, {batch, shape.channels, shape.height, shape.width}},
+                         {"label", DType::kInt64, {batch}}}));
+  wo.shm.slot_bytes = layout.frame_bytes();
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchWriter> writer, OpenWriter(ep, wo));
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchReader> reader, OpenReader(ep, ReaderOptions{}));
+
+  ProducerOptions po;
+  po.sampler.batch_size = static_cast<size_t>(batch);
+  po.sampler.shuffle = shuffle;
+  po.sampler.seed = 1;
+  po.sampler.drop_last = true;  // every batch full size
+  po.sampler.num_epochs = SamplerOptions::kEndless;
+  po.threads = threads;
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<Producer> producer,
+                            Producer::Make(dataset, pipeline, po, writer.get()));
+
+  ProducerRun out;
+  Status consumer_error;
+  const int64_t want_ns = static_cast<int64_t>(seconds * 1e9);
+  std::thread consumer([&] {
+    int64_t t0 = 0, t1 = 0, cpu0 = 0, cpu1 = 0, seen = 0;
+    bool stopped = false;
+    for (;;) {
+      Result<BatchView> b = reader->Next(Deadline::AfterMillis(60'000));
+      const int64_t now = NowNs(), cpu = ProcessCpuNs();
+      if (b.status().IsEndOfStream()) break;
+      if (!b.ok()) {
+        consumer_error = b.status();
+        producer->Stop();
+        break;
+      }
+      if (stopped) continue;  // draining what was published after Stop()
+      const TensorView* labels = b->Find("label");
+      const uint64_t n = labels ? labels->nbytes / sizeof(int64_t) : 0;
+      if (++seen == 1) {
+        t0 = now;  // the first batch is warm-up: time starts at its arrival
+        cpu0 = cpu;
+        continue;
+      }
+      out.samples += n;
+      t1 = now;
+      cpu1 = cpu;
+      if (t1 - t0 >= want_ns) {
+        producer->Stop();
+        stopped = true;
+      }
+    }
+    out.seconds = Seconds(t1 - t0);
+    out.cpu_seconds = Seconds(cpu1 - cpu0);
+  });
+  Status st = producer->Run();
+  Status closed = writer->Close();
+  consumer.join();
+  if (!consumer_error.ok()) return consumer_error.WithContext("consumer");
+  if (!st.ok() && st.code() != StatusCode::kCancelled) return st.WithContext("producer");
+  DATAFEED_RETURN_NOT_OK(closed);
+  if (out.seconds <= 0) return Status::Internal("the producer delivered fewer than two batches");
+  out.rate.per_s = static_cast<double>(out.samples) / out.seconds;
+  out.rate.per_cpu_s = static_cast<double>(out.samples) / out.cpu_seconds;
+  out.stats = producer->stats();
+  return out;
+}
+
+// ---- bare OpenCV ----------------------------------------------------------
+
+// torchvision's default sigma for a kernel of size k, and its 1-D kernel:
+// exp(-0.5 (x / sigma)^2) over x = -(k-1)/2 .. (k-1)/2, normalised to sum 1.
+std::vector<float> GaussianKernel(int k) {
+  const double sigma = 0.3 * ((k - 1) * 0.5 - 1) + 0.8;
+  std::vector<float> kernel(static_cast<size_t>(k));
+  float sum = 0;
+  for (int i = 0; i < k; ++i) {
+    const float x = static_cast<float>(i - (k - 1) / 2) / static_cast<float>(sigma);
+    kernel[static_cast<size_t>(i)] = std::exp(-0.5f * x * x);
+    sum += kernel[static_cast<size_t>(i)];
+  }
+  for (float& v : kernel) v /= sum;
+  return kernel;
+}
+
+struct KernelLoop {
+  const uint8_t* images = nullptr;  // count x rows x cols, contiguous
+  const uint8_t* labels = nullptr;  // count
+  size_t count = 0;
+  int rows = 0, cols = 0;
+  int64_t batch = 0;
+  std::vector<float> kernel;
+  std::vector<float> out_images;  // batch x rows x cols, reused by every run
+  std::vector<int64_t> out_labels;
+};
+
+// All threads' samples over the wall time of a run of about `seconds`, and
+// over the CPU time it took.
+Rate RunKernelLoop(KernelLoop& k, int threads, double seconds) {
+  const size_t plane = static_cast<size_t>(k.rows) * static_cast<size_t>(k.cols);
+  const double alpha = 1.0 / (255.0 * kStd), beta = -kMean / kStd;
+  const auto n = static_cast<size_t>(threads);
+  const auto slots = static_cast<size_t>(k.batch);
+  std::vector<uint64_t> done(n, 0);
+  std::vector<int64_t> ended(n, 0);
+  const int64_t start = NowNs(), cpu_start = ProcessCpuNs();
+  const int64_t deadline = start + static_cast<int64_t>(seconds * 1e9);
+  std::vector<std::thread> pool;
+  for (size_t t = 0; t < n; ++t) {
+    pool.emplace_back([&, t] {
+      const size_t first = t * k.count / n, last = (t + 1) * k.count / n;
+      const size_t slot0 = t * slots / n, slot_n = (t + 1) * slots / n - slot0;
+      const cv::Mat kx(1, static_cast<int>(k.kernel.size()), CV_32F, k.kernel.data());
+      cv::Mat scratch(k.rows, k.cols, CV_32F);
+      uint64_t samples = 0;
+      size_t i = first, slot = 0;
+      while (NowNs() < deadline) {
+        for (int step = 0; step < 64; ++step) {
+          const cv::Mat src(k.rows, k.cols, CV_8U, const_cast<uint8_t*>(k.images + i * plane));
+          src.convertTo(scratch, CV_32F, alpha, beta);
+          cv::Mat dst(k.rows, k.cols, CV_32F, k.out_images.data() + (slot0 + slot) * plane);
+          cv::sepFilter2D(scratch, dst, CV_32F, kx, kx, cv::Point(-1, -1), 0.0,
+                          cv::BORDER_REFLECT_101);
+          k.out_labels[slot0 + slot] = k.labels[i];
+          if (++i == last) i = first;
+          if (++slot == slot_n) slot = 0;
+        }
+        samples += 64;
+      }
+      done[t] = samples;
+      ended[t] = NowNs();
+    });
+  }
+  for (auto& th : pool) th.join();
+  const int64_t cpu = ProcessCpuNs() - cpu_start;
+  double total = 0;
+  for (uint64_t d : done) total += static_cast<double>(d);
+  return {total / Seconds(*std::max_element(ended.begin(), ended.end()) - start),
+          total / Seconds(cpu)};
+}
+
+// ---- torchvision ----------------------------------------------------------
+
+struct TorchvisionRun {
+  double samples_per_s = 0;
+  std::string blur;
+  std::string note;  // why there is no figure, when samples_per_s is 0
+};
+
+// The value of "key": in a flat JSON line, as text (strings unquoted).
+std::optional<std::string> JsonField(const std::string& line, const std::string& key) {
+  const std::string k = "\"" + key + "\": ";
+  const size_t at = line.find(k);
+  if (at == std::string::npos) return std::nullopt;
+  size_t b = at + k.size();
+  if (b < line.size() && line[b] == '"') {
+    const size_t e = line.find('"', b + 1);
+    if (e == std::string::npos) return std::nullopt;
+    return line.substr(b + 1, e - b - 1);
+  }
+  const size_t e = line.find_first_of(",}", b);
+  return line.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+TorchvisionRun RunTorchvision(const std::string& python, const std::string& script,
+                              const std::string& images_path, int64_t count, int repeats,
+                              bool random_sigma) {
+  TorchvisionRun r;
+  if (access(python.c_str(), X_OK) != 0) {
+    r.note = python + " is missing; no torchvision figure";
+    return r;
+  }
+  if (access(script.c_str(), R_OK) != 0) {
+    r.note = script + " is missing (--tv-script); no torchvision figure";
+    return r;
+  }
+  const std::string cmd = "'" + python + "' '" + script + "' '" + images_path + "' --count " +
+                          std::to_string(count) + " --repeats " + std::to_string(repeats) +
+                          (random_sigma ? " --random-sigma" : "") + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    r.note = "could not run " + python;
+    return r;
+  }
+  std::string output;
+  char buf[4096];
+  while (size_t got = std::fread(buf, 1, sizeof buf, p)) output.append(buf, got);
+  const int rc = pclose(p);
+  std::string last;  // the JSON line, if the script got that far
+  for (size_t b = 0; b < output.size();) {
+    size_t e = output.find('\n', b);
+    if (e == std::string::npos) e = output.size();
+    if (output.compare(b, 1, "{") == 0) last = output.substr(b, e - b);
+    b = e + 1;
+  }
+  const auto rate = JsonField(last, "samples_per_s");
+  if (rc != 0 || !rate) {
+    while (!output.empty() && output.back() == '\n') output.pop_back();
+    const size_t tail = output.rfind('\n');
+    r.note = "torchvision run failed (torch/torchvision missing?): " +
+             (tail == std::string::npos ? output : output.substr(tail + 1)) +
+             "; no torchvision figure";
+    return r;
+  }
+  r.samples_per_s = std::strtod(rate->c_str(), nullptr);
+  r.blur = JsonField(last, "blur").value_or("?");
+  return r;
+}
+
+// ---- the run --------------------------------------------------------------
+
+struct Repeated {
+  std::vector<double> runs;
+  std::vector<double> cpu_runs;  // per CPU second
+  void Add(const Rate& r) {
+    runs.push_back(r.per_s);
+    cpu_runs.push_back(r.per_cpu_s);
+  }
+  double median() const { return Median(runs); }
+  double cpu_median() const { return Median(cpu_runs); }
+  std::string Text(int precision = 0, const char* sep = " ") const {
+    std::string s;
+    for (double v : runs) s += (s.empty() ? "" : sep) + Num(v, precision);
+    return s;
+  }
+};
+
+int Fail(const std::string& what, const Status& st) {
+  std::fprintf(stderr, "datafeed-bench pipeline: %s: %s\n", what.c_str(), st.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int RunPipeline(const Args& args) {
+  const bool json = args.Flag("json");
+  const int64_t threads = args.Int("threads", 1);
+  const int64_t batch = args.Int("batch", 8192);
+  const std::string spec = args.Str("pipeline", kReferencePipeline);
+  const int64_t dataset_size = args.Int("samples", 60000);
+  const double seconds = args.Double("seconds", 3.0);
+  const int64_t repeats = args.Int("repeats", 3);
+  const std::string transport = args.Str("transport", "inproc");
+  const bool shuffle = args.Flag("shuffle");
+  const bool scaling = args.Flag("scaling");
+  const bool torchvision = args.Flag("torchvision");
+  const int64_t tv_count = args.Int("tv-count", 2000);
+  const bool tv_random_sigma = args.Flag("tv-random-sigma");
+  const std::string python = args.Str("python", "/usr/bin/python3");
+  const std::string tv_script =
+      args.Str("tv-script", std::string(DATAFEED_BENCH_SOURCE_DIR) + "/torchvision_pipeline.py");
+  for (const auto& k : args.Unused()) {
+    std::fprintf(stderr, "datafeed-bench pipeline: unknown option --%s\n", k.c_str());
+    return 2;
+  }
+  if (transport != "inproc" && transport != "shm") {
+    std::fprintf(stderr, "datafeed-bench pipeline: --transport is inproc or shm\n");
+    return 2;
+  }
+  if (threads < 1 || threads > 1024 || batch < threads || dataset_size < batch || seconds <= 0 ||
+      repeats < 1 || tv_count < 1) {
+    std::fprintf(stderr,
+                 "datafeed-bench pipeline: need --threads 1..1024, --batch >= --threads, --samples "
+                 ">= --batch, --seconds > 0, --repeats >= 1, --tv-count >= 1\n");
+    return 2;
+  }
+
+  auto pipeline = Pipeline::Make(spec);
+  if (!pipeline.ok()) return Fail("--pipeline", pipeline.status());
+  const bool reference = spec == kReferencePipeline;
+
+  // The data set, mapped; its directory is gone once the files are mapped
+  // (or once torchvision has read them).
+  char dir_template[] = "/tmp/datafeed-pipeline-bench-XXXXXX";
+  if (!mkdtemp(dir_template)) return Fail("temporary directory", Status::FromErrno(errno, "mkdtemp"));
+  const std::string dir = dir_template;
+  auto remove_dir = [&] {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  };
+  if (Status st = WriteSyntheticMnist(dir, "train", static_cast<size_t>(dataset_size), 7); !st.ok()) {
+    remove_dir();
+    return Fail("writing the synthetic MNIST", st);
+  }
+  auto opened = MnistDataset::OpenDir(dir, "train");
+  if (!opened.ok()) {
+    remove_dir();
+    return Fail("opening the synthetic MNIST", opened.status());
+  }
+  std::shared_ptr<const MnistDataset> mnist = std::move(opened).value();
+  TorchvisionRun tv;
+  if (torchvision) {
+    tv = RunTorchvision(python, tv_script, mnist->images_path(), tv_count,
+                        static_cast<int>(repeats), tv_random_sigma);
+  }
+  remove_dir();
+
+  KernelLoop k;
+  k.images = mnist->image(0);
+  k.count = mnist->size();
+  k.rows = mnist->shape().height;
+  k.cols = mnist->shape().width;
+  k.batch = batch;
+  std::vector<uint8_t> labels(k.count);
+  for (size_t i = 0; i < k.count; ++i) labels[i] = mnist->label(i);
+  k.labels = labels.data();
+  k.kernel = GaussianKernel(kBlurSize);
+  k.out_images.assign(static_cast<size_t>(batch) * static_cast<size_t>(k.rows * k.cols), 0.0f);
+  k.out_labels.assign(static_cast<size_t>(batch), 0);
+
+  const int n = static_cast<int>(threads);
+  RunKernelLoop(k, n, std::min(0.3, seconds));  // warm-up: caches, OpenCV's lazy init
+  Repeated df, cv, df1, cv1;
+  ProducerStats stats;  // of the last datafeed run at --threads
+  double loan_blocked_s = 0;
+  int run_id = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    auto run = RunProducer(mnist, *pipeline, transport, n, batch, shuffle, seconds, run_id++);
+    if (!run.ok()) return Fail("datafeed run", run.status());
+    df.Add(run->rate);
+    stats = run->stats;
+    loan_blocked_s = std::max(loan_blocked_s, run->stats.loan_blocked_s);
+    cv.Add(RunKernelLoop(k, n, seconds));
+    if (scaling) {
+      auto one = RunProducer(mnist, *pipeline, transport, 1, batch, shuffle, seconds, run_id++);
+      if (!one.ok()) return Fail("datafeed run, 1 thread", one.status());
+      df1.Add(one->rate);
+      cv1.Add(RunKernelLoop(k, 1, seconds));
+    }
+  }
+
+  const double rate = df.median(), kernel_rate = cv.median();
+  const double ratio = rate / kernel_rate;
+  // Each datafeed run over the OpenCV run right after it: shows how much of
+  // the spread is the machine.
+  Repeated pairs;
+  for (size_t i = 0; i < df.runs.size(); ++i) pairs.runs.push_back(df.runs[i] / cv.runs[i]);
+  // The same per CPU second: what each thread gets done while it runs, which
+  // other tenants of a shared machine disturb much less than wall time.
+  const double cpu_ratio = df.cpu_median() / cv.cpu_median();
+  // Shares of the producer threads' time (threads x elapsed) in the last run.
+  const double thread_s = stats.elapsed_s * n;
+  auto share = [&](double s) { return thread_s > 0 ? 100.0 * s / thread_s : 0.0; };
+  const std::string stages = pipeline->Describe();
+
+  std::vector<std::pair<std::string, std::string>> kv = {
+      {"bench", Quote("pipeline")},
+      {"pipeline", Quote(spec)},
+      {"stages", Quote(stages)},
+      {"baseline_matches_pipeline", reference ? "true" : "false"},
+      {"batch", std::to_string(batch)},
+      {"threads", std::to_string(n)},
+      {"dataset_samples", std::to_string(dataset_size)},
+      {"transport", Quote(transport)},
+      {"shuffle", shuffle ? "true" : "false"},
+      {"seconds_per_run", Num(seconds, 2)},
+      {"repeats", std::to_string(repeats)},
+      {"samples_per_s", Num(rate, 0)},
+      {"samples_per_s_per_thread", Num(rate / n, 0)},
+      {"kernel_samples_per_s", Num(kernel_rate, 0)},
+      {"ratio", Num(ratio)},
+      {"ratio_runs", "[" + pairs.Text(3, ", ") + "]"},
+      {"samples_per_cpu_s", Num(df.cpu_median(), 0)},
+      {"kernel_samples_per_cpu_s", Num(cv.cpu_median(), 0)},
+      {"cpu_ratio", Num(cpu_ratio)},
+      {"loan_blocked_s", Num(loan_blocked_s, 4)},
+      {"read_pct", Num(share(stats.read_s), 1)},
+      {"transform_pct", Num(share(stats.transform_s), 1)},
+      {"publish_pct", Num(share(stats.publish_s), 1)},
+  };
+  if (scaling) {
+    kv.push_back({"samples_per_s_1thread", Num(df1.median(), 0)});
+    kv.push_back({"scaling", Num(rate / df1.median())});
+    kv.push_back({"kernel_samples_per_s_1thread", Num(cv1.median(), 0)});
+    kv.push_back({"kernel_scaling", Num(kernel_rate / cv1.median())});
+  }
+  if (tv.samples_per_s > 0) {
+    kv.push_back({"torchvision_samples_per_s", Num(tv.samples_per_s, 0)});
+    kv.push_back({"torchvision_blur", Quote(tv.blur)});
+    kv.push_back({"x_torchvision", Num(rate / n / tv.samples_per_s, 1)});
+  }
+  if (json) {
+    if (!tv.note.empty()) std::fprintf(stderr, "datafeed-bench pipeline: %s\n", tv.note.c_str());
+    std::printf("%s\n", JsonLine(kv).c_str());
+    return 0;
+  }
+
+  std::printf("pipeline %s, batch %lld, %d thread%s, %lld synthetic MNIST samples%s\n",
+              stages.c_str(), static_cast<long long>(batch), n, n == 1 ? "" : "s",
+              static_cast<long long>(dataset_size), shuffle ? " shuffled" : " in order");
+  std::printf("  median of %lld runs of %.1f s each; datafeed and OpenCV runs interleaved\n",
+              static_cast<long long>(repeats), seconds);
+  std::printf("  datafeed     %9.0f samples/s (%.0f per thread; Producer into %s://, consumer\n"
+              "                                 drops batches; runs %s)\n",
+              rate, rate / n, transport.c_str(), df.Text().c_str());
+  std::printf("  bare OpenCV  %9.0f samples/s (convertTo + sepFilter2D into a batch buffer, %d\n"
+              "                                 std::thread%s, same images, this run; runs %s)\n",
+              kernel_rate, n, n == 1 ? "" : "s", cv.Text().c_str());
+  if (!reference) {
+    std::printf("               note: the bare loop runs the reference ops (%s), not --pipeline\n",
+                kReferencePipeline);
+  }
+  std::printf("  ratio        %9.3f (run by run: %s)\n", ratio, pairs.Text(3).c_str());
+  std::printf("  per CPU s    %9.0f vs %.0f samples per CPU second (process CPU time, shows\n"
+              "                                 what was lost to other tenants), ratio %.3f\n",
+              df.cpu_median(), cv.cpu_median(), cpu_ratio);
+  std::printf("  producer     thread time: read %.1f%%, transform %.1f%%, publish %.1f%%; blocked on\n"
+              "               a full transport %.4f s (most in one run)\n",
+              share(stats.read_s), share(stats.transform_s), share(stats.publish_s), loan_blocked_s);
+  if (scaling) {
+    std::printf("  1 thread     %9.0f samples/s (runs %s); scaling %.2fx\n", df1.median(),
+                df1.Text().c_str(), rate / df1.median());
+    std::printf("               bare OpenCV 1 thread %.0f samples/s; its scaling %.2fx (what this\n"
+                "               machine allows)\n",
+                cv1.median(), kernel_rate / cv1.median());
+  }
+  if (torchvision) {
+    if (tv.samples_per_s > 0) {
+      std::printf("  torchvision  %9.0f samples/s (one process, torch.set_num_threads(1), %lld\n"
+                  "                                 images: PIL -> ToTensor -> Normalize -> %s)\n",
+                  tv.samples_per_s, static_cast<long long>(tv_count), tv.blur.c_str());
+      std::printf("               datafeed per thread is %.1fx torchvision per core\n",
+                  rate / n / tv.samples_per_s);
+    } else {
+      std::printf("  torchvision  %s\n", tv.note.c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace datafeed::bench

@@ -1,0 +1,372 @@
+// gRPC and auto:// specifics: handshake outcomes, mixed shm/gRPC consumers,
+// killed and restarted producers, TLS and mTLS, malformed and oversize
+// frames from the network, protocol mismatches, compression.
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "datafeed/proto/datafeed.grpc.pb.h"
+#include "datafeed/transport/transport.h"
+#include "peer_util.h"
+#include "test_util.h"
+
+namespace datafeed {
+namespace {
+
+namespace fs = std::filesystem;
+namespace pb = ::datafeed::v1;
+using namespace std::chrono_literals;
+using testing::CheckBatch;
+using testing::FillBatch;
+using testing::Peer;
+using testing::TestLayout;
+
+std::unique_ptr<BatchWriter> Writer(const std::string& uri, WriterOptions o = {}) {
+  o.shm.slot_count = o.shm.slot_count == ShmOptions{}.slot_count ? 3 : o.shm.slot_count;
+  if (o.shm.slot_bytes == ShmOptions{}.slot_bytes) o.shm.slot_bytes = 1 << 20;
+  auto w = OpenWriter(ParseEndpoint(uri).value(), o);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
+  return w.ok() ? std::move(w).value() : nullptr;
+}
+
+Result<std::unique_ptr<BatchReader>> Reader(const std::string& uri, ReaderOptions o = {},
+                                            const char* transport = "") {
+  DATAFEED_ASSIGN_OR_RETURN(Endpoint ep, ResolveEndpoint(uri, transport));
+  return OpenReader(ep, o);
+}
+
+void Publish(BatchWriter& w, uint64_t id, int64_t n = 8, int64_t bytes = 512) {
+  auto b = w.Loan(TestLayout(n, bytes), Deadline::AfterMillis(5000));
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  FillBatch(*b, id);
+  ASSERT_TRUE(w.Publish(std::move(*b)).ok());
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(GrpcHandshake, ChoosesSharedMemoryOnThisHostAndGrpcWhenForced) {
+  auto w = Writer("auto://127.0.0.1:0");
+  auto local = Reader(w->endpoint());
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  EXPECT_EQ((*local)->transport(), Scheme::kShm);
+  auto forced = Reader(w->endpoint(), {}, "grpc");
+  ASSERT_TRUE(forced.ok()) << forced.status().ToString();
+  EXPECT_EQ((*forced)->transport(), Scheme::kGrpc);
+  auto plain = Reader("grpc://" + w->endpoint().substr(w->endpoint().find("://") + 3));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ((*plain)->transport(), Scheme::kGrpc);
+  auto shm = Reader(w->endpoint(), {}, "shm");
+  ASSERT_TRUE(shm.ok()) << shm.status().ToString();
+  EXPECT_EQ((*shm)->transport(), Scheme::kShm);
+}
+
+TEST(GrpcHandshake, MixedConsumersShareTheStreamExactlyOnce) {
+  auto w = Writer("auto://127.0.0.1:0");
+  std::vector<std::unique_ptr<BatchReader>> readers;
+  readers.push_back(std::move(Reader(w->endpoint())).value());            // shared memory
+  readers.push_back(std::move(Reader(w->endpoint(), {}, "grpc")).value());  // gRPC stream
+  Peer remote({"consume", w->endpoint()});  // another process; auto picks shm
+  Peer remote_grpc({"consume", "grpc://" + w->endpoint().substr(7)});
+  std::vector<std::vector<uint64_t>> got(2);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < readers.size(); ++i) {
+    threads.emplace_back([&, i] {
+      for (;;) {
+        auto v = readers[i]->Next(Deadline::AfterMillis(10000));
+        if (!v.ok()) {
+          EXPECT_TRUE(v.status().IsEndOfStream()) << v.status().ToString();
+          return;
+        }
+        EXPECT_EQ(CheckBatch(*v), "");
+        got[i].push_back(v->meta().first_index);
+      }
+    });
+  }
+  constexpr uint64_t kBatches = 400;
+  std::this_thread::sleep_for(300ms);  // let the peer processes attach
+  for (uint64_t id = 0; id < kBatches; ++id) Publish(*w, id);
+  ASSERT_TRUE(w->Close().ok());
+  std::multiset<uint64_t> all;
+  for (auto* p : {&remote, &remote_grpc}) {
+    for (const auto& line : p->ReadAll()) all.insert(std::stoull(line));
+    EXPECT_EQ(p->Wait(), 0);
+  }
+  for (auto& t : threads) t.join();
+  for (auto& g : got) all.insert(g.begin(), g.end());
+  ASSERT_EQ(all.size(), kBatches);
+  uint64_t expect = 0;
+  for (uint64_t id : all) EXPECT_EQ(id, expect++);
+  EXPECT_FALSE(got[0].empty());
+  EXPECT_FALSE(got[1].empty());
+}
+
+TEST(GrpcFaults, KilledProducerIsReportedWithinTwoSeconds) {
+  Peer producer({"produce", "grpc://127.0.0.1:0", "2", "4", "sleep"});
+  const std::string uri = producer.Serving();
+  ASSERT_EQ(producer.ReadLine(), "published 2");
+  auto r = Reader(uri);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (uint64_t id = 0; id < 2; ++id) {
+    auto v = (*r)->Next(Deadline::AfterMillis(5000));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(v->meta().first_index, id);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  producer.Kill();
+  auto v = (*r)->Next(Deadline::AfterMillis(10'000));
+  EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
+  EXPECT_NE(v.status().message().find(uri), std::string::npos) << v.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+TEST(GrpcFaults, ReconnectsWhenTheProducerRestarts) {
+  const std::string uri = "grpc://127.0.0.1:" + std::to_string(FreePort());
+  auto producer = std::make_unique<Peer>(std::vector<std::string>{"produce", uri, "2", "4", "sleep"});
+  ASSERT_EQ(producer->Serving(), uri);
+  ASSERT_EQ(producer->ReadLine(), "published 2");
+  ReaderOptions o;
+  o.reconnect = true;
+  o.reconnect_timeout_ms = 10'000;
+  auto r = Reader(uri, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (uint64_t id = 0; id < 2; ++id) ASSERT_TRUE((*r)->Next(Deadline::AfterMillis(5000)).ok());
+  producer->Kill();
+  producer = std::make_unique<Peer>(std::vector<std::string>{"produce", uri, "3", "4", "sleep"});
+  ASSERT_EQ(producer->Serving(), uri);
+  for (uint64_t id = 0; id < 3; ++id) {
+    auto v = (*r)->Next(Deadline::AfterMillis(10'000));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(v->meta().first_index, id);  // the new producer's stream
+    EXPECT_EQ(CheckBatch(*v), "");
+  }
+}
+
+TEST(GrpcFaults, OversizeFrameIsRefusedNamingTheLimit) {
+  auto w = Writer("grpc://127.0.0.1:0");
+  ReaderOptions o;
+  o.grpc.max_frame_bytes = 4096;
+  auto r = Reader(w->endpoint(), o);
+  ASSERT_TRUE(r.ok());
+  Publish(*w, 0, 8, 65536);
+  auto v = (*r)->Next(Deadline::AfterMillis(5000));
+  EXPECT_EQ(v.status().code(), StatusCode::kResourceExhausted) << v.status().ToString();
+  EXPECT_NE(v.status().message().find(w->endpoint()), std::string::npos) << v.status().ToString();
+  EXPECT_NE(v.status().message().find("max_frame_bytes"), std::string::npos) << v.status().ToString();
+}
+
+TEST(GrpcWire, GzipCompressedStreamDeliversTheSameBytes) {
+  auto w = Writer("grpc://127.0.0.1:0");
+  ReaderOptions o;
+  o.grpc.compression = "gzip";
+  auto r = Reader(w->endpoint(), o);
+  ASSERT_TRUE(r.ok());
+  for (uint64_t id = 0; id < 3; ++id) Publish(*w, id, 64, 4096);
+  for (uint64_t id = 0; id < 3; ++id) {
+    auto v = (*r)->Next(Deadline::AfterMillis(5000));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(v->meta().first_index, id);
+    EXPECT_EQ(CheckBatch(*v), "");
+  }
+}
+
+// A fake producer that answers the handshake and streams what a test says.
+class FakeProducer {
+ public:
+  struct Control final : pb::DataFeed::Service {
+    uint32_t version = 1;
+    grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest*,
+                           pb::HandshakeResponse* resp) override {
+      resp->set_protocol_version(version);
+      resp->set_transport(pb::TRANSPORT_GRPC);
+      return grpc::Status::OK;
+    }
+  };
+  struct Stream final : pb::BatchStream::Service {
+    std::string payload;
+    grpc::Status StreamBatches(grpc::ServerContext*, const pb::StreamRequest*,
+                               grpc::ServerWriter<pb::Frame>* w) override {
+      pb::Frame f;
+      f.set_frame(payload);
+      w->Write(f);
+      return grpc::Status::OK;
+    }
+  };
+  FakeProducer() {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    b.RegisterService(&control);
+    b.RegisterService(&stream);
+    server_ = b.BuildAndStart();
+  }
+  ~FakeProducer() { server_->Shutdown(); }
+  std::string uri() const { return "grpc://127.0.0.1:" + std::to_string(port_); }
+  Control control;
+  Stream stream;
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST(GrpcFaults, MalformedFrameFromTheNetworkIsDataLoss) {
+  FakeProducer fake;
+  fake.stream.payload = std::string(300, '\x07');  // not a batch frame
+  auto r = Reader(fake.uri());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto v = (*r)->Next(Deadline::AfterMillis(5000));
+  EXPECT_EQ(v.status().code(), StatusCode::kDataLoss) << v.status().ToString();
+  EXPECT_NE(v.status().message().find(fake.uri()), std::string::npos) << v.status().ToString();
+  EXPECT_NE(v.status().message().find("malformed frame"), std::string::npos);
+}
+
+TEST(GrpcFaults, ProtocolVersionMismatchIsExplained) {
+  FakeProducer fake;
+  fake.control.version = 99;
+  auto r = Reader(fake.uri());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("protocol 99"), std::string::npos) << r.status().ToString();
+}
+
+TEST(GrpcHandshake, ConsumersOnAnotherHostGetTheStreamAndCannotForceShm) {
+  // Speak the handshake directly, as a consumer on another machine would.
+  auto w = Writer("auto://127.0.0.1:0");
+  auto channel = grpc::CreateChannel(w->endpoint().substr(7), grpc::InsecureChannelCredentials());
+  pb::DataFeed::Stub stub(channel);
+  pb::HandshakeRequest req;
+  req.set_protocol_version(1);
+  req.mutable_host()->set_machine_id("another-machine");
+  req.mutable_host()->set_boot_id("another-boot");
+  req.set_can_map_shm(true);
+  {
+    grpc::ClientContext ctx;
+    pb::HandshakeResponse resp;
+    ASSERT_TRUE(stub.Handshake(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.transport(), pb::TRANSPORT_GRPC);
+    EXPECT_EQ(resp.reason(), "the consumer is on another host");
+    EXPECT_TRUE(resp.shm_name().empty());
+  }
+  {
+    req.set_preference(pb::TRANSPORT_SHM);
+    grpc::ClientContext ctx;
+    pb::HandshakeResponse resp;
+    grpc::Status st = stub.Handshake(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(st.error_message().find("DATAFEED_TRANSPORT=shm"), std::string::npos) << st.error_message();
+  }
+  {
+    req.set_preference(pb::TRANSPORT_AUTO);
+    req.set_protocol_version(7);
+    grpc::ClientContext ctx;
+    pb::HandshakeResponse resp;
+    grpc::Status st = stub.Handshake(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(st.error_message().find("version mismatch"), std::string::npos) << st.error_message();
+  }
+}
+
+// TLS with certificates made by openssl for this test.
+class GrpcTls : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::path(::testing::TempDir()) / ("datafeed-tls-" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    const std::string d = dir_.string();
+    const std::string script =
+        "set -e; cd '" + d + "';"
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem;"
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext;"
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr;"
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem;"
+        "openssl req -newkey rsa:2048 -nodes -subj /CN=trainer -keyout client.key -out client.csr;"
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem;"
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.pem";
+    ok_ = std::system(("bash -c \"" + script + "\" >/dev/null 2>&1").c_str()) == 0;
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  void SetUp() override { ASSERT_TRUE(ok_) << "openssl could not make test certificates"; }
+  static std::string F(const char* name) { return (dir_ / name).string(); }
+
+  static fs::path dir_;
+  static bool ok_;
+};
+fs::path GrpcTls::dir_;
+bool GrpcTls::ok_ = false;
+
+TEST_F(GrpcTls, ServerCertificateVerifiedByTheConsumer) {
+  WriterOptions wo;
+  wo.grpc.tls_cert = F("server.pem");
+  wo.grpc.tls_key = F("server.key");
+  auto w = Writer("grpc://127.0.0.1:0", wo);
+  ASSERT_NE(w, nullptr);
+  const std::string uri = "grpc://localhost:" + w->endpoint().substr(w->endpoint().rfind(':') + 1);
+  ReaderOptions ro;
+  ro.grpc.tls_ca = F("ca.pem");
+  auto r = Reader(uri, ro);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Publish(*w, 1);
+  auto v = (*r)->Next(Deadline::AfterMillis(5000));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(CheckBatch(*v), "");
+
+  ReaderOptions plain;  // no TLS against a TLS producer
+  plain.connect_timeout_ms = 500;
+  EXPECT_FALSE(Reader(uri, plain).ok());
+  ReaderOptions wrong_ca;
+  wrong_ca.connect_timeout_ms = 500;
+  wrong_ca.grpc.tls_ca = F("other.pem");
+  auto bad = Reader(uri, wrong_ca);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(uri), std::string::npos) << bad.status().ToString();
+}
+
+TEST_F(GrpcTls, MutualTlsRequiresAClientCertificate) {
+  WriterOptions wo;
+  wo.grpc.tls_cert = F("server.pem");
+  wo.grpc.tls_key = F("server.key");
+  wo.grpc.tls_ca = F("ca.pem");
+  auto w = Writer("grpc://127.0.0.1:0", wo);
+  ASSERT_NE(w, nullptr);
+  const std::string uri = "grpc://localhost:" + w->endpoint().substr(w->endpoint().rfind(':') + 1);
+  ReaderOptions no_cert;
+  no_cert.connect_timeout_ms = 500;
+  no_cert.grpc.tls_ca = F("ca.pem");
+  EXPECT_FALSE(Reader(uri, no_cert).ok());
+  ReaderOptions with_cert = no_cert;
+  with_cert.grpc.tls_cert = F("client.pem");
+  with_cert.grpc.tls_key = F("client.key");
+  auto r = Reader(uri, with_cert);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Publish(*w, 2);
+  auto v = (*r)->Next(Deadline::AfterMillis(5000));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->meta().first_index, 2u);
+}
+
+TEST_F(GrpcTls, MissingCertificateFileIsNamed) {
+  WriterOptions wo;
+  wo.grpc.tls_cert = F("nope.pem");
+  wo.grpc.tls_key = F("server.key");
+  auto w = OpenWriter(ParseEndpoint("grpc://127.0.0.1:0").value(), wo);
+  EXPECT_EQ(w.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(w.status().message().find("nope.pem"), std::string::npos) << w.status().ToString();
+}
+
+}  // namespace
+}  // namespace datafeed
