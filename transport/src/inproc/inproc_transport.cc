@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "datafeed/transport/transport.h"
 #include "transports_internal.h"
@@ -18,7 +19,14 @@ namespace {
 struct FreeDeleter {
   void operator()(uint8_t* p) const { std::free(p); }
 };
-using Buffer = std::unique_ptr<uint8_t, FreeDeleter>;
+using Memory = std::unique_ptr<uint8_t, FreeDeleter>;
+// Frame memory, reused: a fresh 25 MB allocation per batch would cost a
+// page fault per 4 KiB page on every batch.
+struct Buffer {
+  Memory mem;
+  size_t capacity = 0;
+  uint8_t* get() const { return mem.get(); }
+};
 
 // State shared by the writer, its readers and outstanding batches.
 struct Channel {
@@ -27,6 +35,7 @@ struct Channel {
   std::condition_variable space_cv;  // a buffer was returned
   std::deque<std::pair<Buffer, size_t>> ready;  // frame, size
   std::map<uint64_t, Buffer> loaned;
+  std::vector<Buffer> spare;  // returned buffers, at most `capacity` of them
   uint64_t next_token = 0;
   uint64_t next_seq = 0;
   size_t in_use = 0;  // loaned + ready + held by readers
@@ -46,6 +55,11 @@ std::map<std::string, std::weak_ptr<Channel>>& Registry() {
 }
 
 std::string Uri(const std::string& name) { return "inproc://" + name; }
+
+// Under ch.mu.
+void Recycle(Channel& ch, Buffer buf) {
+  if (ch.spare.size() < ch.capacity) ch.spare.push_back(std::move(buf));
+}
 
 class InProcWriter final : public BatchWriter, public LoanOwner {
  public:
@@ -73,8 +87,19 @@ class InProcWriter final : public BatchWriter, public LoanOwner {
       }
     }
     const size_t bytes = layout->frame_bytes();
-    Buffer buf(static_cast<uint8_t*>(std::aligned_alloc(kFrameAlignment, std::max(bytes, kFrameAlignment))));
-    if (!buf) return Status::ResourceExhausted(Uri(ch_->name) + ": out of memory for a frame");
+    Buffer buf;
+    for (auto it = ch_->spare.begin(); it != ch_->spare.end(); ++it) {
+      if (it->capacity >= bytes) {
+        buf = std::move(*it);
+        ch_->spare.erase(it);
+        break;
+      }
+    }
+    if (!buf.get()) {
+      buf.capacity = (std::max(bytes, kFrameAlignment) + kFrameAlignment - 1) / kFrameAlignment * kFrameAlignment;
+      buf.mem.reset(static_cast<uint8_t*>(std::aligned_alloc(kFrameAlignment, buf.capacity)));
+      if (!buf.get()) return Status::ResourceExhausted(Uri(ch_->name) + ": out of memory for a frame");
+    }
     uint8_t* frame = buf.get();
     layout->WriteHeader(frame, BatchMeta{});
     const uint64_t token = ch_->next_token++;
@@ -112,7 +137,10 @@ class InProcWriter final : public BatchWriter, public LoanOwner {
 
   void Abandon(uint64_t token) override {
     std::lock_guard<std::mutex> lock(ch_->mu);
-    if (ch_->loaned.erase(token) > 0) {
+    auto it = ch_->loaned.find(token);
+    if (it != ch_->loaned.end()) {
+      Recycle(*ch_, std::move(it->second));
+      ch_->loaned.erase(it);
       --ch_->in_use;
       ch_->space_cv.notify_all();
     }
@@ -129,8 +157,8 @@ struct HeldFrame {
   std::shared_ptr<Channel> ch;
   Buffer buf;
   ~HeldFrame() {
-    buf.reset();
     std::lock_guard<std::mutex> lock(ch->mu);
+    Recycle(*ch, std::move(buf));
     --ch->in_use;
     ch->space_cv.notify_all();
   }
