@@ -58,6 +58,12 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+int64_t ProcessCpuNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -101,6 +107,23 @@ double MemcpyGbps(size_t bytes, int repeats) {
   std::free(src);
   std::free(dst);
   return Median(gbps);
+}
+
+namespace {
+constexpr uint64_t kStep = 0x9E3779B97F4A7C15ull;
+}  // namespace
+
+void Generate(uint8_t* p, size_t n, uint64_t base) {
+  auto* w = reinterpret_cast<uint64_t*>(p);
+  const size_t words = n / 8;
+  for (size_t i = 0; i < words; ++i) w[i] = base + i * kStep;
+}
+
+uint64_t GeneratedSum(size_t n, uint64_t base) {
+  const uint64_t words = n / 8;
+  // sum(base + i*k) = words*base + k * words*(words-1)/2, mod 2^64
+  const uint64_t tri = (words % 2 == 0) ? (words / 2) * (words - 1) : words * ((words - 1) / 2);
+  return words * base + kStep * tri;
 }
 
 std::string Num(double v, int precision) {

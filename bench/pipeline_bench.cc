@@ -74,14 +74,6 @@ constexpr int kBlurSize = 11;
 
 double Seconds(int64_t ns) { return static_cast<double>(ns) / 1e9; }
 
-// CPU time of the whole process, all threads: what a run really got of the
-// machine, whoever else was running.
-int64_t ProcessCpuNs() {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
 // A rate by wall time and by the CPU time the process used meanwhile.
 struct Rate {
   double per_s = 0;

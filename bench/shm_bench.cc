@@ -11,7 +11,6 @@
 // Idle: the consumer blocks in Next() with nothing coming; its CPU time over
 // wall time.
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,27 +36,6 @@ struct ChildResult {
   int64_t batches = 0;
   char error[256] = {0};
 };
-
-double CpuSeconds() {
-  struct rusage u {};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
-// The generated fill: 64-bit word i of a batch's payload is base + i * kStep.
-constexpr uint64_t kStep = 0x9E3779B97F4A7C15ull;
-void Generate(uint8_t* p, size_t n, uint64_t base) {
-  auto* w = reinterpret_cast<uint64_t*>(p);  // payloads are 64-byte aligned
-  const size_t words = n / 8;
-  for (size_t i = 0; i < words; ++i) w[i] = base + i * kStep;
-}
-uint64_t GeneratedSum(size_t n, uint64_t base) {
-  const uint64_t words = n / 8;
-  // sum(base + i*k) = words*base + k * words*(words-1)/2, mod 2^64
-  const uint64_t tri = (words % 2 == 0) ? (words / 2) * (words - 1) : words * ((words - 1) / 2);
-  return words * base + kStep * tri;
-}
 
 void FillSource(std::vector<uint8_t>& src) {
   std::mt19937_64 rng(42);
@@ -119,11 +97,11 @@ void RunConsumer(const Endpoint& ep, bool generate, int64_t warmup, int64_t spin
       (phase == kLatencyHot ? hot : cold).push_back(static_cast<double>(now - stamp) / 1000.0);
     } else if (phase == kIdle) {
       v = Status::Cancelled("release");
-      const double cpu0 = CpuSeconds();
+      const int64_t cpu0 = ProcessCpuNs();
       const int64_t w0 = NowNs();
       auto none = (*reader)->Next(Deadline::After(std::chrono::nanoseconds(
           static_cast<int64_t>(idle_seconds * 1e9))));
-      const double cpu = CpuSeconds() - cpu0;
+      const double cpu = static_cast<double>(ProcessCpuNs() - cpu0) / 1e9;
       const double wall = static_cast<double>(NowNs() - w0) / 1e9;
       if (!none.status().IsDeadlineExceeded()) finish("idle phase: " + none.status().ToString());
       res.idle_cpu_pct = 100.0 * cpu / wall;

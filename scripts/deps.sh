@@ -9,7 +9,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   libtorch-dev libboost-dev libopencv-dev
   libflatbuffers-dev flatbuffers-compiler
   libgtest-dev libbenchmark-dev
-  python3-torchvision openssl
+  python3-torchvision python3-pytest openssl
 )
 
 missing=()

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include "datafeed/consumer/consumer.h"
 #include "datafeed/transport/flags.h"
-#include "datafeed/transport/transport.h"
 
 using namespace datafeed;
 using Clock = std::chrono::steady_clock;
@@ -33,7 +33,7 @@ uint64_t TouchAll(const uint8_t* p, size_t n) {
 
 int main(int argc, char** argv) {
   std::string endpoint_uri, transport;
-  int64_t max_batches = 0, connect_ms = 10'000, timeout_ms = 30'000;
+  int64_t max_batches = 0, connect_ms = 10'000, timeout_ms = 30'000, prefetch = 1;
   double report_s = 1.0;
   bool json = false;
   Flags flags("datafeed-consume",
@@ -44,21 +44,19 @@ int main(int argc, char** argv) {
   flags.Int("batches", &max_batches, "stop after this many batches (0: until the stream ends)");
   flags.Int("connect-timeout-ms", &connect_ms, "wait this long for the producer to appear");
   flags.Int("timeout-ms", &timeout_ms, "give up when no batch arrives for this long");
+  flags.Int("prefetch", &prefetch, "batches read ahead on a background thread (0: none)");
   flags.Double("report-s", &report_s, "seconds between progress lines (0: none)");
   flags.Bool("json", &json, "print the summary as one JSON line");
   ParseFlagsOrExit(flags, argc, argv);
 
   if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
-  auto endpoint = ResolveEndpoint(endpoint_uri, transport);
-  if (!endpoint.ok()) {
-    std::fprintf(stderr, "datafeed-consume: %s\n", endpoint.status().ToString().c_str());
-    return 1;
-  }
-  ReaderOptions ro;
-  ro.connect_timeout_ms = connect_ms;
-  auto reader = OpenReader(*endpoint, ro);
-  if (!reader.ok()) {
-    std::fprintf(stderr, "datafeed-consume: %s\n", reader.status().ToString().c_str());
+  ConsumerOptions co;
+  co.reader.connect_timeout_ms = connect_ms;
+  co.timeout_ms = timeout_ms;
+  co.prefetch = static_cast<int>(prefetch);
+  auto consumer = Consumer::Open(endpoint_uri, co, transport);
+  if (!consumer.ok()) {
+    std::fprintf(stderr, "datafeed-consume: %s\n", consumer.status().ToString().c_str());
     return 1;
   }
   uint64_t batches = 0, samples = 0, bytes = 0, sink = 0, nonfinite = 0;
@@ -66,7 +64,7 @@ int main(int argc, char** argv) {
   Status end;
   for (;;) {
     if (max_batches > 0 && batches >= static_cast<uint64_t>(max_batches)) break;
-    auto v = (*reader)->Next(Deadline::AfterMillis(timeout_ms));
+    auto v = (*consumer)->Next();
     if (!v.ok()) {
       end = v.status();
       break;
@@ -112,17 +110,23 @@ int main(int argc, char** argv) {
   const double per = batches > 1 ? static_cast<double>(batches - 1) / static_cast<double>(batches) : 0.0;
   const double bps = s > 0 ? (batches - 1) / s : 0, sps = s > 0 ? samples * per / s : 0,
                gbps = s > 0 ? bytes * per / s / 1e9 : 0;
+  // The share of the consumer's time spent waiting in Next() (the rest is
+  // this tool reading the bytes).
+  const double wait_frac = (*consumer)->stats().wait_fraction();
   if (json) {
-    std::printf("{\"endpoint\": \"%s\", \"batches\": %llu, \"samples\": %llu, \"seconds\": %.3f, "
-                "\"batches_per_s\": %.2f, \"samples_per_s\": %.0f, \"gbps\": %.3f, \"checksum\": %llu}\n",
-                endpoint->ToString().c_str(), static_cast<unsigned long long>(batches),
-                static_cast<unsigned long long>(samples), s, bps, sps, gbps,
+    std::printf("{\"endpoint\": \"%s\", \"transport\": \"%s\", \"batches\": %llu, \"samples\": %llu, \"seconds\": %.3f, "
+                "\"batches_per_s\": %.2f, \"samples_per_s\": %.0f, \"gbps\": %.3f, \"wait_frac\": %.4f, "
+                "\"checksum\": %llu}\n",
+                (*consumer)->endpoint().c_str(), SchemeName((*consumer)->transport()),
+                static_cast<unsigned long long>(batches),
+                static_cast<unsigned long long>(samples), s, bps, sps, gbps, wait_frac,
                 static_cast<unsigned long long>(sink));
   } else {
-    std::printf("consumed %llu batches (%llu samples, %.1f MB) from %s in %.2f s\n",
+    std::printf("consumed %llu batches (%llu samples, %.1f MB) from %s (%s) in %.2f s\n",
                 static_cast<unsigned long long>(batches), static_cast<unsigned long long>(samples),
-                bytes / 1e6, endpoint->ToString().c_str(), s);
-    std::printf("  %.2f batches/s   %.0f samples/s   %.3f GB/s\n", bps, sps, gbps);
+                bytes / 1e6, (*consumer)->endpoint().c_str(), SchemeName((*consumer)->transport()), s);
+    std::printf("  %.2f batches/s   %.0f samples/s   %.3f GB/s   waiting %.1f%%\n", bps, sps, gbps,
+                100.0 * wait_frac);
   }
   return 0;
 }

@@ -33,13 +33,19 @@ int main(int argc, char** argv) {
   int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
   int64_t max_in_flight = 2;
   double progress_s = 2.0;
+  std::string tls_cert, tls_key, tls_client_ca, shm_name;
+  int64_t keepalive_ms = 1000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
 
   Flags flags("datafeed-producer",
               "Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
               "(float32 'image' [B,C,H,W] and int64 'label' [B]) on an endpoint.\n"
               "Stops cleanly on SIGINT/SIGTERM.");
-  flags.String("endpoint", &endpoint_uri, "where to serve: shm://NAME (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
+  flags.String("endpoint", &endpoint_uri,
+               "where to serve: shm://NAME (this host only), or grpc://HOST:PORT / auto://HOST:PORT\n"
+               "                             (gRPC for remote consumers plus shared memory for local ones;\n"
+               "                             HOST is the address to listen on, e.g. 0.0.0.0)\n"
+               "                             (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
   flags.String("transport", &transport, "force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
   flags.String("mnist", &mnist_dir, "MNIST IDX directory (see datafeed-make-mnist)");
   flags.String("split", &split, "MNIST file prefix: train or t10k");
@@ -63,6 +69,11 @@ int main(int argc, char** argv) {
   flags.Int("slot-bytes", &slot_bytes, "bytes per slot (0: exactly one batch)");
   flags.Int("linger-ms", &linger_ms, "at the end, wait this long for consumers to take what was published");
   flags.Double("progress-s", &progress_s, "seconds between progress lines (0: none)");
+  flags.String("tls-cert", &tls_cert, "gRPC: serve TLS with this certificate chain (PEM)");
+  flags.String("tls-key", &tls_key, "gRPC: private key of --tls-cert (PEM)");
+  flags.String("tls-client-ca", &tls_client_ca, "gRPC: require client certificates signed by this CA (mTLS)");
+  flags.String("shm-name", &shm_name, "gRPC/auto: name of the shared-memory ring behind the endpoint");
+  flags.Int("keepalive-ms", &keepalive_ms, "gRPC: keepalive ping interval");
   flags.Bool("quiet", &quiet, "no progress lines");
   ParseFlagsOrExit(flags, argc, argv);
 
@@ -106,6 +117,11 @@ int main(int argc, char** argv) {
   WriterOptions wo;
   wo.linger_ms = linger_ms;
   wo.shm.slot_count = static_cast<size_t>(slots);
+  wo.shm_name = shm_name;
+  wo.grpc.tls_cert = tls_cert;
+  wo.grpc.tls_key = tls_key;
+  wo.grpc.tls_ca = tls_client_ca;
+  wo.grpc.keepalive_ms = keepalive_ms;
   std::unique_ptr<BatchWriter> writer;
   {
     class NullWriter : public BatchWriter {

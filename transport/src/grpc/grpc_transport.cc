@@ -279,21 +279,23 @@ class GrpcWriter final : public BatchWriter {
     w->state_.slot_count = o.shm.slot_count;
     w->state_.slot_bytes = o.shm.slot_bytes;
     w->state_.published = &w->published_;
-    w->linger_ms_ = o.linger_ms;
     return std::unique_ptr<BatchWriter>(std::move(w));
   }
 
   ~GrpcWriter() override {
     (void)Close();
+    // Destroying the ring lingers (up to linger_ms) until consumers have
+    // claimed what was published; the server keeps answering handshakes and
+    // opening streams meanwhile, so a consumer that arrives late still gets
+    // the last batches. Then the streams, which read the ring through their
+    // own mapping, drain and end.
+    ring_.reset();
     if (server_) {
-      // Streams finish once the closed ring is drained (or after the linger).
-      server_->Shutdown(std::chrono::system_clock::now() +
-                        std::chrono::milliseconds(std::max<int64_t>(linger_ms_, 1000)));
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     }
     if (state_.ring_reader) state_.ring_reader->Cancel();
     server_.reset();
     state_.ring_reader.reset();
-    ring_.reset();
   }
 
   Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
@@ -313,7 +315,6 @@ class GrpcWriter final : public BatchWriter {
   Endpoint endpoint_;
   ServerState state_;
   std::atomic<uint64_t> published_{0};
-  int64_t linger_ms_ = 0;
   std::unique_ptr<BatchWriter> ring_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<StreamService> stream_;

@@ -1,0 +1,668 @@
+// datafeed-bench grpc: the gRPC stream over loopback against raw TCP on the
+// same path and against a naive gRPC service, all measured in the same run.
+//
+// Every path runs as two forked processes, a sender and a receiver, that the
+// parent only orchestrates: the parent never initializes gRPC, so no child
+// inherits gRPC's threads or state (fork and gRPC do not mix), and no child
+// inherits a writer it could unlink. The sender listens on 127.0.0.1 port 0
+// and passes its address to the receiver through a pipe. Each receiver
+// touches every byte it receives (checksum, verified against what the sender
+// generated) and counts frames after --warmup; GB/s = bytes counted / the time
+// between the last warm-up frame and the last frame, at the receiver.
+//
+// datafeed: OpenWriter("grpc://127.0.0.1:0") with one slot per frame of the
+// reference batch (image float32 [B,1,28,28] + label int64 [B], 25.7 MB for
+// B = 8192); the producer computes every payload byte into the loaned slot
+// (Generate) and publishes; the transport's StreamBatches handler sends the
+// slot without copying it. The consumer opens the writer's endpoint with the
+// transport forced to grpc (as DATAFEED_TRANSPORT=grpc would) and checksums
+// both tensors of every batch.
+//
+// raw TCP (the limit): a blocking socket pair; the sender send()s the same
+// number of bytes per frame from one pre-filled buffer in whole-frame send()
+// calls, the receiver recv()s straight into one pre-faulted buffer and
+// checksums each frame. Socket buffers: kernel autotuning (as gRPC gets)
+// unless --tcp-buf sets SO_SNDBUF/SO_RCVBUF.
+//
+// naive gRPC: the generated datafeed::v1::BatchStream::Service (sync API).
+// Its producer does the datafeed producer's work (Generate into its own
+// buffer), then copies the frame into a pb::Frame's `bytes` field and
+// Write()s it (gRPC serializes it: another copy); the generated stub's client
+// parses each pb::Frame (a copy out of gRPC's slices) and checksums it.
+// Message size limits raised; every other channel argument at its default.
+//
+// Runs are interleaved (tcp, datafeed, naive) --repeats times so that noise
+// from other tenants hits every path; each figure is the median.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "datafeed/proto/datafeed.grpc.pb.h"
+#include "datafeed/transport/transport.h"
+
+namespace datafeed::bench {
+namespace {
+
+namespace pb = ::datafeed::v1;
+
+constexpr int kChildTimeoutMs = 180'000;  // a hung child is killed after this
+
+// What one side of a run measured, sent to the parent through a pipe.
+struct SideResult {
+  int64_t frames = 0;  // counted, after warm-up
+  int64_t bytes = 0;   // counted
+  int64_t ns = 0;      // wall time over which they were counted
+  int64_t cpu_ns = 0;  // the process's CPU time (all threads) meanwhile
+  int64_t faults = 0;  // the process's page faults meanwhile
+  uint64_t bad = 0;    // frames whose checksum did not match
+  int64_t sndbuf = 0, rcvbuf = 0;  // raw TCP: socket buffer sizes in effect
+  char error[256] = {0};
+
+  double Gbps() const { return ns > 0 ? static_cast<double>(bytes) / static_cast<double>(ns) : 0; }
+  // CPU seconds per GB moved (= CPU ns per byte).
+  double CpuPerGb() const { return bytes > 0 ? static_cast<double>(cpu_ns) / static_cast<double>(bytes) : 0; }
+  double FaultsPerFrame() const {
+    return frames > 0 ? static_cast<double>(faults) / static_cast<double>(frames) : 0;
+  }
+};
+
+SideResult Failed(const std::string& msg) {
+  SideResult r;
+  std::snprintf(r.error, sizeof r.error, "%s", msg.c_str());
+  return r;
+}
+
+// Counts bytes after the first `warmup` frames: call Frame() once per frame
+// as it is finished.
+class Meter {
+ public:
+  explicit Meter(int64_t warmup) : warmup_(warmup) {}
+  void Frame(int64_t bytes) {
+    ++seen_;
+    if (seen_ == warmup_) {
+      t0_ = NowNs();
+      cpu0_ = ProcessCpuNs();
+      faults0_ = Faults();
+    } else if (seen_ > warmup_) {
+      r_.frames++;
+      r_.bytes += bytes;
+      r_.ns = NowNs() - t0_;
+      r_.cpu_ns = ProcessCpuNs() - cpu0_;
+      r_.faults = Faults() - faults0_;
+    }
+  }
+  SideResult& result() { return r_; }
+
+ private:
+  static int64_t Faults() {
+    struct rusage u {};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_minflt + u.ru_majflt;
+  }
+  int64_t warmup_, seen_ = 0, t0_ = 0, cpu0_ = 0, faults0_ = 0;
+  SideResult r_;
+};
+
+// ---- processes ------------------------------------------------------------
+
+// Address handoff from the sender (it listens) to the receiver.
+void SendAddress(int fd, const std::string& address) {
+  char buf[256] = {0};
+  std::snprintf(buf, sizeof buf, "%s", address.c_str());
+  (void)!write(fd, buf, sizeof buf);
+}
+
+// Reads exactly `n` bytes within `timeout_ms`; false on EOF, error or timeout.
+bool ReadFull(int fd, void* out, size_t n, int timeout_ms) {
+  auto* p = static_cast<uint8_t*>(out);
+  const int64_t until = NowNs() + int64_t{timeout_ms} * 1'000'000;
+  while (n > 0) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    const int left_ms = static_cast<int>(std::max<int64_t>(0, (until - NowNs()) / 1'000'000));
+    if (poll(&pfd, 1, left_ms) <= 0) return false;
+    const ssize_t k = read(fd, p, n);
+    if (k <= 0) return false;
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return true;
+}
+
+std::string ReceiveAddress(int fd) {
+  char buf[256] = {0};
+  if (!ReadFull(fd, buf, sizeof buf, 30'000)) return "";
+  buf[sizeof buf - 1] = 0;
+  return buf;
+}
+
+struct Child {
+  pid_t pid = -1;
+  int result_fd = -1;
+};
+
+// Forks a child that runs `body` and sends its SideResult back.
+Child Spawn(const std::function<SideResult()>& body, const std::vector<int>& close_in_child) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    for (int fd : close_in_child) close(fd);
+    const SideResult r = body();
+    (void)!write(fds[1], &r, sizeof r);
+    _exit(r.error[0] ? 1 : 0);
+  }
+  close(fds[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    return {};
+  }
+  return {pid, fds[0]};
+}
+
+struct PairResult {
+  SideResult tx, rx;
+};
+
+// One run of a path, in two processes. `sender(address_fd, done_fd)` listens
+// and writes its address to address_fd; `receiver(address_fd)` reads it from
+// there. done_fd reaches end-of-file once the receiver has reported (see
+// WaitForReceiver). On any failure both are killed and the error names the
+// path.
+Result<PairResult> RunPair(const std::string& path, const std::function<SideResult(int, int)>& sender,
+                           const std::function<SideResult(int)>& receiver) {
+  int addr[2], done[2];
+  if (pipe(addr) != 0) return Status::Internal("pipe: " + std::string(std::strerror(errno)));
+  if (pipe(done) != 0) {
+    close(addr[0]);
+    close(addr[1]);
+    return Status::Internal("pipe: " + std::string(std::strerror(errno)));
+  }
+  Child tx = Spawn([&] { return sender(addr[1], done[0]); }, {addr[0], done[1]});
+  Child rx = Spawn([&] { return receiver(addr[0]); }, {addr[1], done[0], done[1]});
+  close(addr[0]);
+  close(addr[1]);
+  close(done[0]);
+  PairResult out;
+  std::string error;
+  if (tx.pid < 0 || rx.pid < 0) error = "fork failed";
+  // The receiver finishes last (it counts the last frame); then the sender
+  // reports once its stream has ended.
+  if (error.empty() && !ReadFull(rx.result_fd, &out.rx, sizeof out.rx, kChildTimeoutMs)) {
+    error = "the receiver died or hung";
+  }
+  if (error.empty() && out.rx.error[0]) error = std::string("receiver: ") + out.rx.error;
+  close(done[1]);
+  // After a receiver failure the sender usually fails too, often saying why.
+  const int tx_timeout_ms = error.empty() ? kChildTimeoutMs : 5'000;
+  if (tx.pid >= 0 && ReadFull(tx.result_fd, &out.tx, sizeof out.tx, tx_timeout_ms)) {
+    if (out.tx.error[0]) error += (error.empty() ? "" : "; ") + std::string("sender: ") + out.tx.error;
+  } else if (error.empty()) {
+    error = "the sender died or hung";
+  }
+  for (Child* c : {&rx, &tx}) {
+    if (c->pid < 0) continue;
+    if (!error.empty()) kill(c->pid, SIGKILL);
+    waitpid(c->pid, nullptr, 0);
+    close(c->result_fd);
+  }
+  if (!error.empty()) return Status::Internal(path + ": " + error);
+  if (out.rx.bad != 0) {
+    return Status::DataLoss(path + ": " + std::to_string(out.rx.bad) + " frames had a wrong checksum");
+  }
+  return out;
+}
+
+// For a sender: blocks until the receiver has reported (or 60 s passed).
+void WaitForReceiver(int done_fd) {
+  char b;
+  (void)ReadFull(done_fd, &b, 1, 60'000);
+}
+
+// Page-aligned, pre-faulted buffer.
+struct Buffer {
+  explicit Buffer(size_t n)
+      : size(n), data(static_cast<uint8_t*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096))) {
+    if (data) std::memset(data, 0, n);
+  }
+  ~Buffer() { std::free(data); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  size_t size;
+  uint8_t* data;
+};
+
+// ---- datafeed -------------------------------------------------------------
+
+struct Config {
+  int64_t batch = 8192;
+  int64_t warmup = 10;
+  int64_t batches = 200;        // counted frames, datafeed and raw TCP
+  int64_t naive_batches = 60;   // counted frames, naive gRPC (slower)
+  int64_t slots = 4;
+  int64_t prefetch = 1;
+  int64_t tcp_buf = 0;          // 0: kernel autotuning
+};
+
+std::shared_ptr<const BatchLayout> ReferenceLayout(int64_t batch) {
+  auto l = BatchLayout::Make({{"image", DType::kFloat32, {batch, 1, 28, 28}},
+                              {"label", DType::kInt64, {batch}}});
+  if (!l.ok()) return nullptr;
+  return std::make_shared<const BatchLayout>(std::move(l).value());
+}
+
+SideResult DatafeedProducer(const Config& c, int addr_fd, int done_fd) {
+  auto layout = ReferenceLayout(c.batch);
+  auto ep = ParseEndpoint("grpc://127.0.0.1:0");
+  if (!ep.ok()) return Failed(ep.status().ToString());
+  WriterOptions wo;
+  wo.shm.slot_count = static_cast<size_t>(c.slots);
+  wo.shm.slot_bytes = layout->frame_bytes();
+  wo.linger_ms = 10'000;
+  auto writer = OpenWriter(*ep, wo);
+  if (!writer.ok()) return Failed(writer.status().ToString());
+  SendAddress(addr_fd, (*writer)->endpoint());
+  const size_t image_bytes = layout->nbytes(0), label_bytes = layout->nbytes(1);
+  Meter meter(c.warmup);
+  for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
+    auto b = (*writer)->Loan(layout, Deadline::AfterMillis(60'000));
+    if (!b.ok()) return Failed(b.status().ToString());
+    const uint64_t base = static_cast<uint64_t>(i * c.batch);
+    Generate(b->data(0), image_bytes, base);
+    Generate(b->data(1), label_bytes, ~base);
+    b->meta().first_index = base;
+    if (Status st = (*writer)->Publish(std::move(*b)); !st.ok()) return Failed(st.ToString());
+    meter.Frame(static_cast<int64_t>(layout->frame_bytes()));
+  }
+  if (Status st = (*writer)->Close(); !st.ok()) return Failed(st.ToString());
+  // Not yet: destroying the writer while the consumer is still reading can
+  // lose the last batch or the stream's end (the consumer sees "Connection
+  // reset by peer" or "Broken pipe"; a few runs in a hundred, linger_ms
+  // notwithstanding: Shutdown returns once the final writes reached the
+  // kernel, and the connection is then torn down with a reset).
+  WaitForReceiver(done_fd);
+  writer->reset();
+  return meter.result();
+}
+
+SideResult DatafeedConsumer(const Config& c, int addr_fd) {
+  const std::string uri = ReceiveAddress(addr_fd);
+  if (uri.empty()) return Failed("no endpoint from the producer");
+  // As DATAFEED_TRANSPORT=grpc would: the stream, never the colocated ring.
+  auto ep = ResolveEndpoint(uri, "grpc");
+  if (!ep.ok()) return Failed(ep.status().ToString());
+  ReaderOptions ro;
+  ro.connect_timeout_ms = 10'000;
+  ro.grpc_prefetch = static_cast<int>(c.prefetch);
+  auto reader = OpenReader(*ep, ro);
+  if (!reader.ok()) return Failed(reader.status().ToString());
+  if ((*reader)->transport() != Scheme::kGrpc) return Failed("the reader did not choose the gRPC stream");
+  Meter meter(c.warmup);
+  for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
+    auto v = (*reader)->Next(Deadline::AfterMillis(60'000));
+    if (!v.ok()) {
+      return Failed("batch " + std::to_string(i + 1) + " of " + std::to_string(c.warmup + c.batches) +
+                    ": " + v.status().ToString());
+    }
+    const TensorView* img = v->Find("image");
+    const TensorView* lab = v->Find("label");
+    if (!img || !lab) return Failed("batch without image/label");
+    const uint64_t base = v->meta().first_index;
+    if (base != static_cast<uint64_t>(i * c.batch) ||
+        Checksum(img->data, img->nbytes) != GeneratedSum(img->nbytes, base) ||
+        Checksum(lab->data, lab->nbytes) != GeneratedSum(lab->nbytes, ~base)) {
+      meter.result().bad++;
+    }
+    meter.Frame(static_cast<int64_t>(v->frame().size()));
+  }
+  SideResult r = meter.result();
+  auto end = (*reader)->Next(Deadline::AfterMillis(30'000));
+  if (!end.status().IsEndOfStream()) {
+    return Failed("after the last batch: " + (end.ok() ? std::string("another batch") : end.status().ToString()));
+  }
+  return r;
+}
+
+// ---- raw TCP --------------------------------------------------------------
+
+std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+void SetBuffers(int fd, int64_t bytes) {
+  if (bytes <= 0) return;
+  const int v = static_cast<int>(bytes);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+}
+
+void ReadBuffers(int fd, SideResult* r) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &len) == 0) r->sndbuf = v;
+  len = sizeof v;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &len) == 0) r->rcvbuf = v;
+}
+
+SideResult TcpSender(const Config& c, size_t frame_bytes, int addr_fd) {
+  Buffer src(frame_bytes);
+  Generate(src.data, frame_bytes, 0);
+  const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  if (lfd < 0) return Failed(Errno("socket"));
+  SetBuffers(lfd, c.tcp_buf);  // inherited by the accepted socket
+  struct sockaddr_in sa {};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(lfd, 1) != 0 ||
+      getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    return Failed(Errno("listen on 127.0.0.1"));
+  }
+  SendAddress(addr_fd, "127.0.0.1:" + std::to_string(ntohs(sa.sin_port)));
+  struct pollfd pfd = {lfd, POLLIN, 0};
+  if (poll(&pfd, 1, 30'000) <= 0) return Failed("no receiver connected");
+  const int fd = accept(lfd, nullptr, nullptr);
+  close(lfd);
+  if (fd < 0) return Failed(Errno("accept"));
+  Meter meter(c.warmup);
+  for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
+    for (size_t off = 0; off < frame_bytes;) {
+      const ssize_t k = send(fd, src.data + off, frame_bytes - off, MSG_NOSIGNAL);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return Failed(Errno("send"));
+      off += static_cast<size_t>(k);
+    }
+    meter.Frame(static_cast<int64_t>(frame_bytes));
+  }
+  SideResult r = meter.result();
+  ReadBuffers(fd, &r);
+  shutdown(fd, SHUT_WR);
+  char b;
+  while (recv(fd, &b, 1, 0) > 0) {
+  }  // until the receiver closes
+  close(fd);
+  return r;
+}
+
+SideResult TcpReceiver(const Config& c, size_t frame_bytes, int addr_fd) {
+  Buffer dst(frame_bytes);
+  const uint64_t want = GeneratedSum(frame_bytes, 0);
+  const std::string address = ReceiveAddress(addr_fd);
+  if (address.empty()) return Failed("no address from the sender");
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return Failed(Errno("socket"));
+  SetBuffers(fd, c.tcp_buf);
+  struct sockaddr_in sa {};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(static_cast<uint16_t>(std::atoi(address.substr(address.find(':') + 1).c_str())));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return Failed(Errno("connect"));
+  Meter meter(c.warmup);
+  for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
+    for (size_t off = 0; off < frame_bytes;) {
+      const ssize_t k = recv(fd, dst.data + off, frame_bytes - off, 0);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return Failed(k == 0 ? "the sender closed early" : Errno("recv"));
+      off += static_cast<size_t>(k);
+    }
+    if (Checksum(dst.data, frame_bytes) != want) meter.result().bad++;
+    meter.Frame(static_cast<int64_t>(frame_bytes));
+  }
+  SideResult r = meter.result();
+  ReadBuffers(fd, &r);
+  close(fd);
+  return r;
+}
+
+// ---- naive gRPC -----------------------------------------------------------
+
+// The obvious implementation with generated code: the batch is built in the
+// producer's own memory, copied into the message, serialized by gRPC.
+class NaiveService final : public pb::BatchStream::Service {
+ public:
+  NaiveService(const Config& c, size_t frame_bytes) : c_(c), src_(frame_bytes) {}
+
+  grpc::Status StreamBatches(grpc::ServerContext*, const pb::StreamRequest*,
+                             grpc::ServerWriter<pb::Frame>* writer) override {
+    Meter meter(c_.warmup);
+    pb::Frame msg;  // reused: its buffer is faulted in once
+    for (int64_t i = 0; i < c_.warmup + c_.naive_batches; ++i) {
+      Generate(src_.data, src_.size, static_cast<uint64_t>(i));
+      msg.set_frame(src_.data, src_.size);
+      if (!writer->Write(msg)) {
+        Finish(Failed("Write failed (the client went away)"));
+        return grpc::Status::CANCELLED;
+      }
+      meter.Frame(static_cast<int64_t>(src_.size));
+    }
+    Finish(meter.result());
+    return grpc::Status::OK;
+  }
+
+  // Blocks until the stream has been served (or `timeout_ms` passes).
+  SideResult Wait(int timeout_ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return done_; })) {
+      return Failed("no client stream finished in time");
+    }
+    return result_;
+  }
+
+ private:
+  void Finish(const SideResult& r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    result_ = r;
+    done_ = true;
+    cv_.notify_all();
+  }
+  const Config c_;
+  Buffer src_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  SideResult result_;
+};
+
+SideResult NaiveServer(const Config& c, size_t frame_bytes, int addr_fd) {
+  NaiveService service(c, frame_bytes);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxSendMessageSize(-1);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Failed("cannot listen on 127.0.0.1");
+  SendAddress(addr_fd, "127.0.0.1:" + std::to_string(port));
+  SideResult r = service.Wait(kChildTimeoutMs);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return r;
+}
+
+SideResult NaiveClient(const Config& c, size_t frame_bytes, int addr_fd) {
+  const std::string address = ReceiveAddress(addr_fd);
+  if (address.empty()) return Failed("no address from the server");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);  // the default 4 MiB refuses a batch
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto stub = pb::BatchStream::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(kChildTimeoutMs));
+  pb::StreamRequest req;
+  req.set_protocol_version(1);
+  std::unique_ptr<grpc::ClientReader<pb::Frame>> reader = stub->StreamBatches(&ctx, req);
+  Meter meter(c.warmup);
+  pb::Frame msg;
+  for (int64_t i = 0; i < c.warmup + c.naive_batches; ++i) {
+    if (!reader->Read(&msg)) {
+      const grpc::Status st = reader->Finish();
+      return Failed("stream ended after " + std::to_string(i) + " frames: " + st.error_message());
+    }
+    const std::string& f = msg.frame();
+    if (f.size() != frame_bytes ||
+        Checksum(reinterpret_cast<const uint8_t*>(f.data()), f.size()) !=
+            GeneratedSum(frame_bytes, static_cast<uint64_t>(i))) {
+      meter.result().bad++;
+    }
+    meter.Frame(static_cast<int64_t>(f.size()));
+  }
+  SideResult r = meter.result();
+  if (reader->Read(&msg)) return Failed("more frames than sent");
+  if (const grpc::Status st = reader->Finish(); !st.ok()) return Failed("finish: " + st.error_message());
+  return r;
+}
+
+// ---- report ---------------------------------------------------------------
+
+struct Series {
+  std::vector<double> gbps, tx_cpu, rx_cpu, tx_faults, rx_faults;
+  void Add(const PairResult& p) {
+    gbps.push_back(p.rx.Gbps());
+    tx_cpu.push_back(p.tx.CpuPerGb());
+    rx_cpu.push_back(p.rx.CpuPerGb());
+    tx_faults.push_back(p.tx.FaultsPerFrame());
+    rx_faults.push_back(p.rx.FaultsPerFrame());
+  }
+};
+
+std::string List(const std::vector<double>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + Num(v[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+int RunGrpc(const Args& args) {
+  const bool json = args.Flag("json");
+  Config c;
+  c.batch = args.Int("batch", c.batch);
+  c.warmup = args.Int("warmup", c.warmup);
+  c.batches = args.Int("batches", c.batches);
+  c.naive_batches = args.Int("naive-batches", c.naive_batches);
+  c.slots = args.Int("slots", c.slots);
+  c.prefetch = args.Int("prefetch", c.prefetch);
+  c.tcp_buf = args.Int("tcp-buf", c.tcp_buf);
+  const int64_t repeats = args.Int("repeats", 3);
+  for (const auto& k : args.Unused()) {
+    std::fprintf(stderr, "datafeed-bench grpc: unknown option --%s\n", k.c_str());
+    return 2;
+  }
+  if (c.batch < 1 || c.warmup < 1 || c.batches < 1 || c.naive_batches < 1 || c.slots < 1 ||
+      c.prefetch < 1 || c.tcp_buf < 0 || repeats < 1) {
+    std::fprintf(stderr, "datafeed-bench grpc: --batch, --warmup, --batches, --naive-batches, --slots, "
+                         "--prefetch and --repeats must be >= 1, --tcp-buf >= 0\n");
+    return 2;
+  }
+  auto layout = ReferenceLayout(c.batch);
+  if (!layout) {
+    std::fprintf(stderr, "datafeed-bench grpc: --batch %lld makes no valid layout\n",
+                 static_cast<long long>(c.batch));
+    return 2;
+  }
+  const size_t frame_bytes = layout->frame_bytes();
+
+  Series tcp, df, naive;
+  int64_t sndbuf = 0, rcvbuf = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    std::vector<std::pair<Series*, Result<PairResult>>> runs;
+    runs.emplace_back(&tcp, RunPair(
+        "raw TCP", [&](int fd, int) { return TcpSender(c, frame_bytes, fd); },
+        [&](int fd) { return TcpReceiver(c, frame_bytes, fd); }));
+    runs.emplace_back(&df, RunPair(
+        "datafeed gRPC", [&](int fd, int done) { return DatafeedProducer(c, fd, done); },
+        [&](int fd) { return DatafeedConsumer(c, fd); }));
+    runs.emplace_back(&naive, RunPair(
+        "naive gRPC", [&](int fd, int) { return NaiveServer(c, frame_bytes, fd); },
+        [&](int fd) { return NaiveClient(c, frame_bytes, fd); }));
+    for (auto& [series, run] : runs) {
+      if (!run.ok()) {
+        std::fprintf(stderr, "datafeed-bench grpc: %s\n", run.status().ToString().c_str());
+        return 1;
+      }
+      series->Add(*run);
+    }
+    sndbuf = runs[0].second->tx.sndbuf;
+    rcvbuf = runs[0].second->rx.rcvbuf;
+  }
+
+  const double gbps = Median(df.gbps), tcp_gbps = Median(tcp.gbps), naive_gbps = Median(naive.gbps);
+  const double ratio = gbps / tcp_gbps, x_naive = gbps / naive_gbps;
+  if (json) {
+    std::printf("%s\n", JsonLine({{"bench", Quote("grpc")},
+                                  {"frame_bytes", std::to_string(frame_bytes)},
+                                  {"batches", std::to_string(c.batches)},
+                                  {"naive_batches", std::to_string(c.naive_batches)},
+                                  {"warmup", std::to_string(c.warmup)},
+                                  {"repeats", std::to_string(repeats)},
+                                  {"gbps", Num(gbps)},
+                                  {"tcp_gbps", Num(tcp_gbps)},
+                                  {"ratio", Num(ratio)},
+                                  {"naive_gbps", Num(naive_gbps)},
+                                  {"x_naive", Num(x_naive, 2)},
+                                  {"gbps_runs", List(df.gbps)},
+                                  {"tcp_gbps_runs", List(tcp.gbps)},
+                                  {"naive_gbps_runs", List(naive.gbps)},
+                                  {"producer_cpu_s_per_gb", Num(Median(df.tx_cpu))},
+                                  {"consumer_cpu_s_per_gb", Num(Median(df.rx_cpu))},
+                                  {"tcp_sender_cpu_s_per_gb", Num(Median(tcp.tx_cpu))},
+                                  {"tcp_receiver_cpu_s_per_gb", Num(Median(tcp.rx_cpu))},
+                                  {"naive_server_cpu_s_per_gb", Num(Median(naive.tx_cpu))},
+                                  {"naive_client_cpu_s_per_gb", Num(Median(naive.rx_cpu))},
+                                  {"producer_faults_per_frame", Num(Median(df.tx_faults), 0)},
+                                  {"consumer_faults_per_frame", Num(Median(df.rx_faults), 0)},
+                                  {"naive_client_faults_per_frame", Num(Median(naive.rx_faults), 0)},
+                                  {"slots", std::to_string(c.slots)},
+                                  {"prefetch", std::to_string(c.prefetch)},
+                                  {"tcp_sndbuf", std::to_string(sndbuf)},
+                                  {"tcp_rcvbuf", std::to_string(rcvbuf)},
+                                  {"tcp_buf_autotuned", c.tcp_buf == 0 ? "true" : "false"}})
+                          .c_str());
+    return 0;
+  }
+  std::printf("gRPC over loopback, %.1f MB frames (%lld x 1x28x28 float32 + int64 labels),\n"
+              "sender and receiver processes, median of %lld interleaved runs\n",
+              static_cast<double>(frame_bytes) / 1e6, static_cast<long long>(c.batch),
+              static_cast<long long>(repeats));
+  std::printf("  datafeed gRPC  %7.2f GB/s  (%lld frames after %lld warm-up; producer computes every payload\n"
+              "                               byte into its slot, consumer checksums every byte)\n",
+              gbps, static_cast<long long>(c.batches), static_cast<long long>(c.warmup));
+  std::printf("  raw TCP        %7.2f GB/s  (blocking socket pair: send() from a pre-filled buffer, recv()\n"
+              "                               into a pre-faulted one + checksum; SO_SNDBUF %lld, SO_RCVBUF %lld%s)\n",
+              tcp_gbps, static_cast<long long>(sndbuf), static_cast<long long>(rcvbuf),
+              c.tcp_buf == 0 ? ", autotuned" : "");
+  std::printf("  ratio          %7.3f       (datafeed / raw TCP)\n", ratio);
+  std::printf("  naive gRPC     %7.2f GB/s  (%lld frames; generated service, frame copied into a protobuf\n"
+              "                               bytes field, parsed by the generated stub)\n",
+              naive_gbps, static_cast<long long>(c.naive_batches));
+  std::printf("  x naive        %7.2f\n", x_naive);
+  std::printf("  CPU s per GB   datafeed producer %.3f, consumer %.3f; raw TCP sender %.3f, receiver %.3f;\n"
+              "                 naive server %.3f, client %.3f (all threads of each process)\n",
+              Median(df.tx_cpu), Median(df.rx_cpu), Median(tcp.tx_cpu), Median(tcp.rx_cpu),
+              Median(naive.tx_cpu), Median(naive.rx_cpu));
+  std::printf("  page faults    per frame: datafeed producer %.0f, consumer %.0f; naive client %.0f\n",
+              Median(df.tx_faults), Median(df.rx_faults), Median(naive.rx_faults));
+  std::printf("  runs GB/s      datafeed %s, raw TCP %s, naive %s\n", List(df.gbps).c_str(),
+              List(tcp.gbps).c_str(), List(naive.gbps).c_str());
+  return 0;
+}
+
+}  // namespace datafeed::bench

@@ -1,0 +1,385 @@
+// mnist_train: the MNIST CNN of the study datafeed grew from, trained in
+// libtorch on batches that datafeed delivers as zero-copy tensors.
+//
+//   --source local   the C++ Producer runs in this process, on the trainer's
+//                    own cores, writing into an inproc:// queue that a
+//                    Consumer reads (the baseline: a DataLoader's place);
+//   --source feed    batches come from a datafeed-producer process at
+//                    --endpoint / $DATAFEED_ENDPOINT, over the transport
+//                    $DATAFEED_TRANSPORT (or --transport) selects.
+//
+// It first measures the ceiling: the step time with one batch already
+// resident, so the trainer never waits (--ceiling-steps). Then it trains
+// --steps steps on fresh batches and reports ratio = ceiling_step_s / step_s
+// (1.0: data loading costs nothing) and the share of wall time spent waiting
+// for data. --json prints one line per run for bench/e2e/run_e2e.sh.
+//
+// The network and optimizer are PyTorch's examples/mnist (mnist_model.h).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "datafeed/consumer/consumer.h"
+#include "datafeed/producer/dataset.h"
+#include "datafeed/producer/producer.h"
+#include "datafeed/producer/transform.h"
+#include "datafeed/torch/tensors.h"
+#include "datafeed/transport/flags.h"
+#include "datafeed/transport/transport.h"
+#include "mnist_model.h"
+
+using namespace datafeed;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+[[noreturn]] void Die(const Status& st) {
+  std::fprintf(stderr, "mnist_train: %s\n", st.ToString().c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T OrDie(Result<T> r) {
+  if (!r.ok()) Die(r.status());
+  return std::move(r).value();
+}
+
+// One batch on the training device.
+struct Batch {
+  at::Tensor image;  // float32 [B,1,28,28]
+  at::Tensor label;  // int64 [B]
+};
+
+// Where batches come from: always a Consumer; for --source local also the
+// in-process Producer that feeds it.
+class Source {
+ public:
+  ~Source() { Stop(); }
+
+  Status OpenFeed(const std::string& endpoint, const std::string& transport,
+                  const ConsumerOptions& options) {
+    DATAFEED_ASSIGN_OR_RETURN(consumer_, Consumer::Open(endpoint, options, transport));
+    return Status::OK();
+  }
+
+  Status OpenLocal(const std::string& mnist_dir, const std::string& split,
+                   const std::string& pipeline_spec, const ProducerOptions& po,
+                   ConsumerOptions options) {
+    DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<const Dataset> dataset,
+                              MnistDataset::OpenDir(mnist_dir, split));
+    DATAFEED_ASSIGN_OR_RETURN(Pipeline pipeline, Pipeline::Make(pipeline_spec));
+    const std::string uri = "inproc://mnist-train-" + std::to_string(getpid());
+    DATAFEED_ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(uri));
+    WriterOptions wo;
+    wo.inproc_capacity = 4;  // like a 4-slot ring
+    DATAFEED_ASSIGN_OR_RETURN(writer_, OpenWriter(endpoint, wo));
+    DATAFEED_ASSIGN_OR_RETURN(producer_, Producer::Make(dataset, pipeline, po, writer_.get()));
+    DATAFEED_ASSIGN_OR_RETURN(consumer_, Consumer::Open(endpoint, options));
+    producer_thread_ = std::thread([this] {
+      Status st = producer_->Run();
+      if (!st.ok() && st.code() != StatusCode::kCancelled) {
+        std::fprintf(stderr, "mnist_train: local producer: %s\n", st.ToString().c_str());
+      }
+      (void)writer_->Close();  // the consumer drains, then sees EndOfStream
+    });
+    return Status::OK();
+  }
+
+  // A batch on `device`: zero-copy on the CPU, holding its transport memory
+  // until the tensors are dropped.
+  Result<Batch> Next(const DeviceOptions& device) {
+    DATAFEED_ASSIGN_OR_RETURN(BatchView view, consumer_->Next());
+    DATAFEED_ASSIGN_OR_RETURN(TensorBatch tensors, ToTensors(view));
+    view = BatchView();  // the tensors now hold the memory
+    if (!device.device.is_cpu()) {
+      DATAFEED_ASSIGN_OR_RETURN(tensors, ToDevice(tensors, device));
+    }
+    Batch b;
+    DATAFEED_ASSIGN_OR_RETURN(b.image, tensors.Get("image"));
+    DATAFEED_ASSIGN_OR_RETURN(b.label, tensors.Get("label"));
+    if (b.image.dim() != 4 || b.image.size(1) != 1 || b.image.size(2) != 28 ||
+        b.image.size(3) != 28 || b.image.scalar_type() != at::kFloat) {
+      return Status::InvalidArgument(
+          "the network takes float32 image [B,1,28,28], the producer sends " +
+          std::string(b.image.dtype().name()) + " " + ShapeString(b.image) +
+          "; check the producer's dataset and --pipeline");
+    }
+    if (b.label.dim() != 1 || b.label.size(0) != b.image.size(0) ||
+        b.label.scalar_type() != at::kLong) {
+      return Status::InvalidArgument("label must be int64 [B] with B = " +
+                                     std::to_string(b.image.size(0)));
+    }
+    return b;
+  }
+
+  // Waits until the local producer has stopped making progress (its queue is
+  // full), so that it does not compete with a measurement. A no-op for feed.
+  void WaitUntilProducerIdle(double max_s) {
+    if (!producer_) return;
+    const auto start = Clock::now();
+    uint64_t last = producer_->stats().batches;
+    while (Since(start) < max_s) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      const uint64_t now = producer_->stats().batches;
+      if (now == last) return;
+      last = now;
+    }
+  }
+
+  void Stop() {
+    if (consumer_) consumer_->Stop();
+    if (producer_) producer_->Stop();
+    if (producer_thread_.joinable()) producer_thread_.join();
+  }
+
+  Consumer& consumer() { return *consumer_; }
+  // The transport batches arrive on (for auto://, what the handshake chose).
+  std::string transport() const { return SchemeName(consumer_->transport()); }
+
+  static std::string ShapeString(const at::Tensor& t) {
+    std::string s = "[";
+    for (int64_t i = 0; i < t.dim(); ++i) s += (i ? "," : "") + std::to_string(t.size(i));
+    return s + "]";
+  }
+
+ private:
+  std::unique_ptr<BatchWriter> writer_;
+  std::unique_ptr<Producer> producer_;
+  std::thread producer_thread_;
+  std::unique_ptr<Consumer> consumer_;
+};
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string JsonNumber(double v, const char* fmt = "%.6g") {
+  if (!(v == v)) return "null";  // NaN: not measured
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), fmt, v);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string source = "local", endpoint_uri, transport, mnist_dir, split = "train", device_name = "cpu";
+  std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
+  int64_t threads = 0, torch_threads = 0, steps = 50, batch_size = 8192, ceiling_steps = 3;
+  int64_t log_every = 10, prefetch = 1, seed = 1, timeout_ms = 60'000, connect_ms = 30'000;
+  double consumer_log_s = 0;
+  bool json = false, pin_memory = true;
+
+  Flags flags("mnist_train",
+              "Trains PyTorch's MNIST CNN (Adadelta, nll_loss) on batches from datafeed and\n"
+              "compares the step time with the step time on a resident batch (the ceiling).");
+  flags.String("source", &source, "local (in-process producer) or feed (a datafeed-producer process)");
+  flags.String("endpoint", &endpoint_uri, "feed: endpoint (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
+  flags.String("transport", &transport, "feed: force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
+  flags.String("mnist", &mnist_dir, "local: MNIST IDX directory (datafeed-make-mnist --out DIR makes one)");
+  flags.String("split", &split, "local: MNIST file prefix, train or t10k");
+  flags.String("pipeline", &pipeline_spec,
+               "local: transform spec; feed: what the producer runs (only reported, as 'blur')");
+  flags.Int("threads", &threads, "local: producer threads (0: one per core)");
+  flags.Int("torch-threads", &torch_threads, "libtorch intra-op threads (0: one per core)");
+  flags.Int("batch-size", &batch_size, "local: samples per batch (feed: the producer's --batch-size)");
+  flags.Int("steps", &steps, "training steps after the ceiling (0: until the stream ends)");
+  flags.Int("ceiling-steps", &ceiling_steps,
+            "steps timed on one resident batch first, after one warm-up step (0: skip)");
+  flags.Int("log-every", &log_every, "print a progress line to stderr every this many steps (0: never)");
+  flags.Int("prefetch", &prefetch, "batches the consumer reads ahead");
+  flags.Int("seed", &seed, "seed for weights, dropout and (local) shuffling");
+  flags.Int("timeout-ms", &timeout_ms, "fail when no batch arrives for this long");
+  flags.Int("connect-timeout-ms", &connect_ms, "feed: wait this long for the producer to appear");
+  flags.Double("consumer-log-s", &consumer_log_s, "seconds between the consumer's own stats lines (0: none)");
+  flags.String("device", &device_name, "cpu or cuda[:N] (cuda needs a CUDA-enabled libtorch)");
+  flags.Bool("pin-memory", &pin_memory, "cuda: stage batches in pinned memory for asynchronous copies");
+  flags.Bool("json", &json, "print the results as one JSON line on stdout (progress stays on stderr)");
+  ParseFlagsOrExit(flags, argc, argv);
+
+  if (source != "local" && source != "feed") {
+    Die(Status::InvalidArgument("--source must be local or feed, got '" + source + "'"));
+  }
+  if (torch_threads <= 0) torch_threads = std::max(1u, std::thread::hardware_concurrency());
+  at::set_num_threads(static_cast<int>(torch_threads));
+
+  DeviceOptions device;
+  try {
+    device.device = c10::Device(device_name);
+  } catch (const std::exception&) {
+    Die(Status::InvalidArgument("--device '" + device_name + "': expected cpu or cuda[:N]"));
+  }
+  device.pin_memory = pin_memory;
+  if (device.device.is_cuda() && !CudaAvailable()) {
+    Die(Status::Unavailable("--device " + device_name +
+                            ": this libtorch has no CUDA or this machine no GPU; use --device cpu"));
+  }
+
+  ConsumerOptions co;
+  co.prefetch = static_cast<int>(prefetch);
+  co.timeout_ms = timeout_ms;
+  co.reader.connect_timeout_ms = connect_ms;
+  co.log_every_s = consumer_log_s;
+  co.log_name = "mnist_train: consumer";
+  Source src;
+  if (source == "feed") {
+    if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
+    if (Status st = src.OpenFeed(endpoint_uri, transport, co); !st.ok()) Die(st);
+  } else {
+    if (mnist_dir.empty()) {
+      Die(Status::InvalidArgument(
+          "--source local needs --mnist DIR (datafeed-make-mnist --out DIR writes a synthetic one)"));
+    }
+    ProducerOptions po;
+    po.sampler.batch_size = static_cast<size_t>(batch_size);
+    po.sampler.shuffle = true;
+    po.sampler.seed = static_cast<uint64_t>(seed);
+    po.sampler.drop_last = true;  // every step the same batch size
+    po.sampler.num_epochs = SamplerOptions::kEndless;
+    po.threads = static_cast<int>(threads);
+    po.producer_id = static_cast<uint64_t>(getpid());
+    if (Status st = src.OpenLocal(mnist_dir, split, pipeline_spec, po, co); !st.ok()) Die(st);
+  }
+  const bool blur_known = source == "local" || flags.Given("pipeline");
+  const bool blur = pipeline_spec.find("gaussian_blur") != std::string::npos;
+  const int producer_threads =
+      source == "local" ? (threads > 0 ? static_cast<int>(threads)
+                                       : static_cast<int>(std::thread::hardware_concurrency()))
+                        : -1;
+
+  examples::MnistModel model(device.device, static_cast<uint64_t>(seed));
+  // libtorch reports errors as exceptions; this is the boundary.
+  auto train_step = [&](const Batch& b) {
+    try {
+      return model.TrainStep(b.image, b.label);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      Die(Status::Internal("training step: " + what.substr(0, what.find('\n'))));
+    }
+  };
+
+  // The ceiling: one batch made resident (copied, so it holds no transport
+  // memory), one warm-up step, then ceiling_steps timed steps.
+  double ceiling_step_s = std::nan("");
+  int64_t batch = 0;
+  {
+    Batch first = OrDie(src.Next(device));
+    batch = first.image.size(0);
+    if (ceiling_steps > 0) {
+      Batch resident{first.image.clone(), first.label.clone()};
+      first = Batch();
+      (void)train_step(resident).item<float>();  // warm-up: allocations, kernel selection
+      src.WaitUntilProducerIdle(60);
+      const auto t0 = Clock::now();
+      for (int64_t i = 0; i < ceiling_steps; ++i) (void)train_step(resident).item<float>();
+      ceiling_step_s = Since(t0) / static_cast<double>(ceiling_steps);
+      std::fprintf(stderr, "mnist_train: ceiling (batch resident): %.4f s/step over %lld steps\n",
+                   ceiling_step_s, static_cast<long long>(ceiling_steps));
+    }
+  }
+
+  // Training on fresh batches. The next batch is fetched before the loss is
+  // read: on a GPU the steps' kernels are still running then, so fetching
+  // (and the pinned copy) overlaps them.
+  std::vector<float> losses;
+  const ConsumerStats s0 = src.consumer().stats();
+  const auto t0 = Clock::now();
+  ConsumerStats s_prev = s0;
+  auto t_prev = t0;
+  int64_t step = 0;
+  Status end;
+  std::optional<Batch> current;
+  {
+    auto b = src.Next(device);
+    if (b.ok()) current = std::move(b).value(); else end = b.status();
+  }
+  while (current && (steps == 0 || step < steps)) {
+    at::Tensor loss = train_step(*current);
+    current.reset();  // gives the transport memory back before waiting
+    ++step;
+    std::optional<Batch> next;
+    if (steps == 0 || step < steps) {
+      auto b = src.Next(device);
+      if (b.ok()) next = std::move(b).value(); else end = b.status();
+    }
+    losses.push_back(loss.item<float>());
+    if (log_every > 0 && step % log_every == 0) {
+      const ConsumerStats s = src.consumer().stats();
+      const double dt = Since(t_prev);
+      std::fprintf(stderr,
+                   "mnist_train: step %lld: %.4f s/step, %.0f samples/s, data wait %.1f%%, loss %.4f\n",
+                   static_cast<long long>(step), dt / static_cast<double>(log_every),
+                   static_cast<double>(batch * log_every) / dt,
+                   100.0 * (s.wait_s - s_prev.wait_s) / dt, losses.back());
+      s_prev = s;
+      t_prev = Clock::now();
+    }
+    current = std::move(next);
+  }
+  const double train_s = Since(t0);
+  const ConsumerStats s1 = src.consumer().stats();
+  src.Stop();
+  if (!end.ok() && !end.IsEndOfStream()) Die(end.WithContext("after " + std::to_string(step) + " steps"));
+  if (step == 0) Die(Status::FailedPrecondition("the stream ended before the first training step"));
+  if (steps > 0 && step < steps) {
+    std::fprintf(stderr, "mnist_train: the stream ended after %lld of %lld steps\n",
+                 static_cast<long long>(step), static_cast<long long>(steps));
+  }
+
+  const double step_s = train_s / static_cast<double>(step);
+  const double wait_frac = (s1.wait_s - s0.wait_s) / train_s;
+  const double ratio = ceiling_step_s / step_s;
+  const size_t k = std::min<size_t>(5, losses.size());
+  const double loss_first = std::accumulate(losses.begin(), losses.begin() + k, 0.0) / k;
+  const double loss_last = std::accumulate(losses.end() - k, losses.end(), 0.0) / k;
+  if (json) {
+    std::printf(
+        "{\"source\": %s, \"transport\": %s, \"endpoint\": %s, \"pipeline\": %s, \"blur\": %s, "
+        "\"device\": %s, \"torch_threads\": %lld, \"producer_threads\": %s, \"batch\": %lld, "
+        "\"steps\": %lld, \"step_s\": %s, \"ceiling_step_s\": %s, \"ratio\": %s, "
+        "\"data_wait_frac\": %s, \"samples_per_s\": %s, \"loss_first\": %s, \"loss_last\": %s}\n",
+        JsonString(source).c_str(), JsonString(src.transport()).c_str(),
+        JsonString(src.consumer().endpoint()).c_str(),
+        blur_known ? JsonString(pipeline_spec).c_str() : "null",
+        blur_known ? (blur ? "true" : "false") : "null", JsonString(device.device.str()).c_str(),
+        static_cast<long long>(torch_threads),
+        producer_threads > 0 ? std::to_string(producer_threads).c_str() : "null",
+        static_cast<long long>(batch), static_cast<long long>(step), JsonNumber(step_s).c_str(),
+        JsonNumber(ceiling_step_s).c_str(), JsonNumber(ratio, "%.4f").c_str(),
+        JsonNumber(wait_frac, "%.4f").c_str(),
+        JsonNumber(static_cast<double>(batch) / step_s, "%.1f").c_str(),
+        JsonNumber(loss_first, "%.4f").c_str(), JsonNumber(loss_last, "%.4f").c_str());
+  } else {
+    std::printf("mnist_train: %s over %s, batch %lld, %lld steps: %.4f s/step, %.0f samples/s, "
+                "data wait %.1f%%\n",
+                source.c_str(), src.transport().c_str(), static_cast<long long>(batch),
+                static_cast<long long>(step), step_s, static_cast<double>(batch) / step_s,
+                100.0 * wait_frac);
+    if (ceiling_steps > 0) {
+      std::printf("  ceiling %.4f s/step   ratio = ceiling_step_s / step_s = %.3f\n", ceiling_step_s,
+                  ratio);
+    }
+    std::printf("  loss %.4f (first %zu steps) -> %.4f (last %zu)\n", loss_first, k, loss_last, k);
+  }
+  return 0;
+}

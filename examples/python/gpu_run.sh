@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# The Python example on an air-gapped GPU machine that has an NVIDIA GPU and
+# PyTorch but none of datafeed's libraries (gRPC, protobuf, OpenCV, ...).
+#
+# Here, on the build machine (after cmake --build build):
+#
+#   examples/python/gpu_run.sh pack [BUILD_DIR] [OUT.tar.gz]
+#
+#     bundles the built Python package (libdatafeed_c.so), datafeed-producer,
+#     datafeed-make-mnist, this script, mnist_train.py, and every shared
+#     library they need that is not part of the C runtime (glibc; libstdc++
+#     and libgcc_s go to compat/, used only where the target's are older).
+#     Each binary's RUNPATH points into the bundle ($ORIGIN, via patchelf),
+#     so nothing needs LD_LIBRARY_PATH; without patchelf the run step sets
+#     LD_LIBRARY_PATH instead. Default OUT: BUILD_DIR/datafeed-gpu.tar.gz
+#     (an OUT ending in .tar is left uncompressed).
+#
+# There, on the GPU machine:
+#
+#   tar xzf datafeed-gpu.tar.gz && datafeed-gpu/gpu_run.sh run [options]
+#
+#     checks the machine (glibc, libstdc++, torch, CUDA, /dev/shm), makes a
+#     synthetic MNIST unless --mnist DIR is given, starts datafeed-producer
+#     over shared memory (4 threads, the blur pipeline), and runs
+#     mnist_train.py --source datafeed against --source dataloader with 16
+#     DataLoader workers, printing both results (one JSON line each, then a
+#     summary). Options:
+#       --python PY           interpreter with torch (default: $PYTHON or python3)
+#       --steps N             training steps per run (default 50)
+#       --ceiling-steps N     resident-batch steps (default 10)
+#       --producer-threads N  (default 4)      --workers N  DataLoader workers (default 16)
+#       --batch-size N        (default 8192)   --mnist DIR  real MNIST IDX files
+#       --device DEV          (default cuda)   --no-blur    leave GaussianBlur out
+#       --skip-dataloader     only the datafeed run
+#
+#   datafeed-gpu/gpu_run.sh check [--python PY] [--mnist DIR] [--batch-size N]
+#     only the machine checks, and a producer smoke run (no GPU needed).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+blur_pipeline='to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)'
+plain_pipeline='to_tensor,normalize(0.1307,0.3081)'
+
+die() { echo "gpu_run: $*" >&2; exit 1; }
+say() { echo "gpu_run: $*" >&2; }
+
+# ---------------------------------------------------------------- pack (here)
+
+# Libraries every Linux machine has (glibc and the loader) are never bundled.
+is_system_lib() {
+  case "$1" in
+    linux-vdso.so.*|ld-linux*.so.*|libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|\
+    libutil.so.*|libresolv.so.*|libnsl.so.*|libanl.so.*|libmvec.so.*|libBrokenLocale.so.*) return 0 ;;
+  esac
+  return 1
+}
+# The C++ runtime: bundled to compat/, used only where the target's is older.
+is_compat_lib() {
+  case "$1" in libstdc++.so.*|libgcc_s.so.*) return 0 ;; esac
+  return 1
+}
+
+# Highest symbol version of a family (GLIBC_, GLIBCXX_) that files require.
+max_version_needed() {
+  local prefix="$1"; shift
+  objdump -p "$@" 2>/dev/null | awk -v p="$prefix" '$NF ~ "^"p"[0-9]" {sub(p, "", $NF); print $NF}' |
+    sort -V | tail -n 1
+}
+
+pack() {
+  local build="${1:-build}" out="${2:-}"
+  build="$(cd "$build" && pwd)"
+  [[ -n "$out" ]] || out="$build/datafeed-gpu.tar.gz"
+  local pkg="$build/python/datafeed"
+  for f in "$pkg/libdatafeed_c.so" "$pkg/bin/datafeed-producer" "$pkg/bin/datafeed-make-mnist"; do
+    [[ -f "$f" ]] || die "$f is missing; build first: cmake --build $build --target datafeed_python"
+  done
+  command -v objdump >/dev/null || die "objdump is needed (apt-get install binutils)"
+
+  local stage_root stage
+  stage_root="$(mktemp -d)"
+  trap 'rm -rf "$stage_root"' RETURN
+  stage="$stage_root/datafeed-gpu"
+  mkdir -p "$stage/python" "$stage/lib" "$stage/compat"
+  cp -r "$pkg" "$stage/python/"
+  rm -rf "$stage/python/datafeed/__pycache__"
+  cp "$here/gpu_run.sh" "$here/mnist_train.py" "$stage/"
+
+  local elfs=("$stage/python/datafeed/libdatafeed_c.so" "$stage/python/datafeed/bin/datafeed-producer"
+              "$stage/python/datafeed/bin/datafeed-make-mnist")
+  # ldd lists the whole closure, transitive dependencies included.
+  local line name path n=0
+  while read -r line; do
+    name="${line%% *}"
+    path="$(awk '{print $3}' <<<"$line")"
+    [[ "$path" == "not" ]] && die "a dependency is not found on this machine: $line"
+    if is_system_lib "$name"; then continue; fi
+    if is_compat_lib "$name"; then cp -L "$path" "$stage/compat/$name"; continue; fi
+    if [[ ! -e "$stage/lib/$name" ]]; then cp -L "$path" "$stage/lib/$name"; n=$((n + 1)); fi
+  done < <(ldd "${elfs[@]}" | awk '/=>/ && $3 != "" {print $1, "=>", $3}' | sort -u)
+  chmod u+w "$stage"/lib/* "$stage"/compat/* 2>/dev/null || true
+
+  local rpath=no
+  if command -v patchelf >/dev/null; then
+    for f in "$stage"/lib/*; do patchelf --set-rpath '$ORIGIN' "$f"; done
+    patchelf --set-rpath '$ORIGIN/../../lib' "$stage/python/datafeed/libdatafeed_c.so"
+    for f in "$stage"/python/datafeed/bin/*; do patchelf --set-rpath '$ORIGIN/../../../lib' "$f"; done
+    rpath=yes
+  else
+    say "patchelf not found (apt-get install patchelf): the run step will set LD_LIBRARY_PATH instead"
+  fi
+
+  local glibc glibcxx
+  glibc="$(max_version_needed GLIBC_ "${elfs[@]}" "$stage"/lib/*)"
+  glibcxx="$(max_version_needed GLIBCXX_ "${elfs[@]}" "$stage"/lib/*)"
+  {
+    echo "built_on=$(hostname) $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "glibc_required=${glibc}"
+    echo "glibcxx_required=${glibcxx}"
+    echo "rpath=${rpath}"
+    echo "libraries=${n}"
+  } > "$stage/MANIFEST"
+  case "$out" in
+    *.tar) tar -C "$stage_root" -cf "$out" datafeed-gpu ;;  # uncompressed: quick (tests)
+    *) tar -C "$stage_root" -czf "$out" datafeed-gpu ;;
+  esac
+  say "wrote $out ($(du -h "$out" | cut -f1); $n libraries; needs glibc >= $glibc; rpath=$rpath)"
+}
+
+# ---------------------------------------------------------------- run (there)
+
+manifest() { sed -n "s/^$1=//p" "$here/MANIFEST"; }
+
+# Sets up the environment for the bundle's binaries and checks the machine.
+setup() {
+  [[ -f "$here/MANIFEST" ]] || die "run this from an unpacked bundle (gpu_run.sh pack makes one)"
+  export PYTHONPATH="$here/python${PYTHONPATH:+:$PYTHONPATH}"
+  export DATAFEED_PRODUCER="$here/python/datafeed/bin/datafeed-producer"
+  producer="$DATAFEED_PRODUCER"
+  make_mnist="$here/python/datafeed/bin/datafeed-make-mnist"
+  if [[ "$(manifest rpath)" != yes ]]; then
+    export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+
+  local need have
+  need="$(manifest glibc_required)"
+  have="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
+  if [[ -n "$need" && -n "$have" && "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]]; then
+    die "this machine has glibc $have; the bundle needs >= $need (build it on an older distribution)"
+  fi
+
+  command -v "$python" >/dev/null || die "no $python here; pass --python /path/to/python-with-torch"
+  # One interpreter start (importing torch takes seconds): versions and CUDA.
+  local probe='import platform, torch, datafeed
+print(platform.python_version(), torch.__version__, datafeed.library_version(), int(torch.cuda.is_available()))'
+  local info
+  # The C++ runtime: the machine's, unless it is older than the bundle's.
+  if ! "$producer" --help >/dev/null 2>&1 || ! info="$("$python" -c "$probe" 2>/dev/null)"; then
+    export LD_LIBRARY_PATH="$here/compat${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    "$producer" --help >/dev/null 2>&1 ||
+      die "datafeed-producer does not start: $("$producer" --help 2>&1 | tail -n 3)"
+    info="$("$python" -c "$probe" 2>&1)" ||
+      die "$python cannot import torch and datafeed (pass --python): $(tail -n 3 <<<"$info")"
+    say "using the bundled libstdc++ (compat/): this machine's is older than the bundle needs"
+  fi
+  local pyver torchver libver
+  read -r pyver torchver libver cuda_available <<<"$info"
+  say "python $pyver, torch $torchver, datafeed library $libver, CUDA available: $cuda_available"
+}
+
+# Shared-memory slots that fit /dev/shm (each holds one batch).
+shm_slots() {
+  local batch_bytes=$(( $1 * (784 * 4 + 8) + 8192 )) free
+  free="$(df -B1 --output=avail /dev/shm 2>/dev/null | tail -n 1 | tr -d ' ')"
+  [[ -n "$free" ]] || { echo 4; return; }
+  local slots=$(( free / batch_bytes ))
+  (( slots > 4 )) && slots=4
+  echo "$slots"
+}
+
+run() {
+  local steps=50 ceiling_steps=10 producer_threads=4 workers=16 batch=8192 mnist="" device=cuda
+  local blur=1 skip_dataloader=0 check_only=0
+  python="${PYTHON:-python3}"
+  while (($#)); do
+    case "$1" in
+      --python) python="$2"; shift 2 ;;
+      --steps) steps="$2"; shift 2 ;;
+      --ceiling-steps) ceiling_steps="$2"; shift 2 ;;
+      --producer-threads) producer_threads="$2"; shift 2 ;;
+      --workers) workers="$2"; shift 2 ;;
+      --batch-size) batch="$2"; shift 2 ;;
+      --mnist) mnist="$2"; shift 2 ;;
+      --device) device="$2"; shift 2 ;;
+      --no-blur) blur=0; shift ;;
+      --skip-dataloader) skip_dataloader=1; shift ;;
+      --check-only) check_only=1; shift ;;
+      *) die "unknown option $1 (see the top of $0)" ;;
+    esac
+  done
+  setup
+
+  # Globals: the EXIT trap runs after run() returned.
+  work="$(mktemp -d)"
+  producer_pid=""
+  trap 'if [[ -n "${producer_pid:-}" ]]; then kill "$producer_pid" 2>/dev/null || true; wait "$producer_pid" 2>/dev/null || true; fi; rm -rf "${work:-}"' EXIT
+  if [[ -z "$mnist" ]]; then
+    mnist="$work/mnist"
+    "$make_mnist" --out "$mnist" --count 60000 >/dev/null
+    say "synthetic MNIST (60000 samples) in $mnist"
+  fi
+  local pipeline="$blur_pipeline" blur_flag=()
+  [[ $blur == 1 ]] || { pipeline="$plain_pipeline"; blur_flag=(--no-blur); }
+
+  local slots
+  slots="$(shm_slots "$batch")"
+  (( slots >= 2 )) || die "/dev/shm has room for $slots batches of $batch; it needs 2 (in docker: --shm-size=1g)"
+  local endpoint="shm://gpu-run-$$"
+  "$producer" --mnist "$mnist" --endpoint "$endpoint" --pipeline "$pipeline" --batch-size "$batch" \
+      --threads "$producer_threads" --epochs 0 --shuffle --drop-last --slots "$slots" --quiet \
+      --linger-ms 0 &
+  producer_pid=$!
+
+  if (( check_only )); then
+    "$python" - "$endpoint" <<'EOF'
+import sys, datafeed
+with datafeed.Loader(sys.argv[1], connect_timeout=60, timeout=120) as loader:
+    batch = next(loader)
+    print("gpu_run: check: a batch from the bundled producer:", batch, file=sys.stderr)
+EOF
+    say "check passed"
+    return 0
+  fi
+  [[ "$cuda_available" == 1 || "$device" != cuda* ]] ||
+    die "torch.cuda.is_available() is False under $python; pass --device cpu to run anyway"
+
+  local common=(--batch-size "$batch" --steps "$steps" --ceiling-steps "$ceiling_steps" --device "$device"
+                --json "${blur_flag[@]}")
+  say "datafeed: producer over shared memory, $producer_threads threads, pipeline $pipeline"
+  local df_json dl_json=""
+  df_json="$("$python" "$here/mnist_train.py" --source datafeed --endpoint "$endpoint" \
+             --producer-pid "$producer_pid" --producer-threads "$producer_threads" --pipeline "$pipeline" \
+             "${common[@]}")"
+  echo "$df_json"
+  kill "$producer_pid" 2>/dev/null || true
+  wait "$producer_pid" 2>/dev/null || true
+  producer_pid=""
+
+  if (( ! skip_dataloader )); then
+    "$python" -c 'import torchvision' 2>/dev/null ||
+      die "the baseline needs torchvision under $python (or pass --skip-dataloader)"
+    say "dataloader: torchvision transforms in $workers DataLoader workers"
+    dl_json="$("$python" "$here/mnist_train.py" --source dataloader --mnist "$mnist" --workers "$workers" \
+               "${common[@]}")"
+    echo "$dl_json"
+  fi
+  "$python" - "$df_json" "$dl_json" <<'EOF'
+import json, sys
+rows = [json.loads(s) for s in sys.argv[1:] if s.strip()]
+print("%-10s %-10s %9s %12s %9s %7s %10s" % ("source", "device", "step_s", "ceiling_s", "ratio", "wait", "samples/s"))
+for r in rows:
+    print("%-10s %-10s %9.4f %12.4f %9.3f %6.1f%% %10.0f" % (r["source"], r["device"], r["step_s"],
+          r["ceiling_step_s"] or float("nan"), r["ratio"] or float("nan"), 100 * r["data_wait_frac"],
+          r["samples_per_s"]))
+EOF
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  pack) pack "$@" ;;
+  run) run "$@" ;;
+  check) run --check-only "$@" ;;
+  *) die "usage: $0 pack [BUILD_DIR] [OUT.tar.gz] | run [options] | check [--python PY]" ;;
+esac

@@ -1,0 +1,216 @@
+/* datafeed C ABI: a consumer of datafeed batches for any language with a C
+ * foreign-function interface. The Python package (python/datafeed) uses it
+ * through ctypes, so one built libdatafeed_c.so serves every CPython >= 3.8
+ * and every PyTorch version: nothing here knows about Python or torch.
+ *
+ *   df_consumer* c = NULL;
+ *   char err[512];
+ *   const char* keys[] = {"prefetch"}, *vals[] = {"2"};
+ *   if (df_consumer_open("shm://feed0", NULL, keys, vals, 1, &c, err, sizeof err) != DF_OK) {
+ *     fprintf(stderr, "%s\n", err);
+ *   }
+ *   for (;;) {
+ *     df_batch* b = NULL;
+ *     int rc = df_consumer_next(c, 5000, &b, err, sizeof err);
+ *     if (rc == DF_END_OF_STREAM) break;
+ *     if (rc != DF_OK) { fprintf(stderr, "%s: %s\n", df_status_name(rc), err); break; }
+ *     for (size_t i = 0; i < df_batch_num_tensors(b); ++i) {
+ *       ... df_batch_tensor_name(b, i), df_batch_tensor_data(b, i) ...
+ *     }
+ *     df_batch_release(b);   // the shared-memory slot goes back to the producer
+ *   }
+ *   df_consumer_close(c);
+ *
+ * Stability. Only functions are exported (no structs cross the boundary):
+ * functions are added, never changed or removed, while DF_ABI_VERSION stays
+ * 1. Options are key/value strings, so new options need no new symbols.
+ * Status and dtype codes are fixed numbers and are never renumbered.
+ *
+ * Errors. Fallible functions return a status code (DF_OK = 0) and, when
+ * `err` is not NULL, write the library's message into err[0, err_size) (NUL
+ * terminated, truncated if needed). No C++ exception crosses this boundary.
+ *
+ * Ownership. df_consumer_open() and df_consumer_next() hand out objects the
+ * caller must give back with df_consumer_close() / df_batch_release().
+ * A batch's memory stays valid until its df_batch_release(), even after its
+ * consumer was closed.
+ *
+ * Thread safety. A df_consumer may be used from several threads:
+ * df_consumer_next() (each batch goes to exactly one caller),
+ * df_consumer_stats(), df_consumer_stop() and the accessors may run at once.
+ * df_consumer_close() must not run concurrently with any other call on the
+ * same consumer (call df_consumer_stop() first to wake a blocked
+ * df_consumer_next(), wait for it to return, then close). A df_batch is
+ * immutable: its accessors may be called from any thread, and
+ * df_batch_release() may be called from any thread, once per batch.
+ */
+#ifndef DATAFEED_C_H_
+#define DATAFEED_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define DF_API __attribute__((visibility("default")))
+#else
+#define DF_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DF_ABI_VERSION 1
+
+typedef struct df_consumer df_consumer;
+typedef struct df_batch df_batch;
+
+/* Status codes. */
+enum {
+  DF_OK = 0,
+  DF_INVALID_ARGUMENT = 1,     /* a bad endpoint, option or argument */
+  DF_NOT_FOUND = 2,            /* no producer at the endpoint (in time) */
+  DF_ALREADY_EXISTS = 3,
+  DF_RESOURCE_EXHAUSTED = 4,   /* out of memory, frame too large */
+  DF_TIMEOUT = 5,              /* no batch within the timeout; the stream goes on */
+  DF_UNAVAILABLE = 6,          /* the producer died or cannot be reached */
+  DF_DATA_LOSS = 7,            /* a malformed frame */
+  DF_END_OF_STREAM = 8,        /* the producer closed the stream; all batches taken */
+  DF_CANCELLED = 9,            /* df_consumer_stop() was called */
+  DF_FAILED_PRECONDITION = 10,
+  DF_UNIMPLEMENTED = 11,
+  DF_IO_ERROR = 12,
+  DF_INTERNAL = 13             /* a bug in datafeed */
+};
+
+/* Tensor dtypes: the values of the batch frame's dtype field. */
+enum {
+  DF_UINT8 = 1,
+  DF_INT8 = 2,
+  DF_INT16 = 3,
+  DF_INT32 = 4,
+  DF_INT64 = 5,
+  DF_FLOAT16 = 6,
+  DF_BFLOAT16 = 7,
+  DF_FLOAT32 = 8,
+  DF_FLOAT64 = 9,
+  DF_BOOL = 10
+};
+
+/* Batch metadata fields (df_batch_meta). */
+enum {
+  DF_META_SEQUENCE = 0,    /* 0-based per producer */
+  DF_META_FIRST_INDEX = 1, /* dataset index of the first sample */
+  DF_META_PRODUCER_ID = 2,
+  DF_META_EPOCH = 3
+};
+
+/* Statistics, in the order df_consumer_stats() writes them. */
+enum {
+  DF_STAT_BATCHES = 0,
+  DF_STAT_SAMPLES = 1,        /* sum of dimension 0 of each batch's first tensor */
+  DF_STAT_BYTES = 2,          /* frame bytes */
+  DF_STAT_ELAPSED_S = 3,      /* since the first df_consumer_next() */
+  DF_STAT_WAIT_S = 4,         /* time spent inside df_consumer_next() */
+  DF_STAT_SAMPLES_PER_S = 5,
+  DF_STAT_BATCHES_PER_S = 6,
+  DF_STAT_WAIT_FRACTION = 7,  /* wait_s / elapsed_s */
+  DF_STAT_COUNT = 8
+};
+
+/* DF_ABI_VERSION of the library. */
+DF_API int df_abi_version(void);
+/* The datafeed version, e.g. "0.1.0". Static storage. */
+DF_API const char* df_version(void);
+/* "OK", "InvalidArgument", "DeadlineExceeded", "EndOfStream", ... for a
+ * status code; "Unknown" otherwise. Static storage. */
+DF_API const char* df_status_name(int code);
+/* "float32", "int64", ... for a dtype code; "unknown" otherwise. */
+DF_API const char* df_dtype_name(int dtype);
+/* Bytes per element of a dtype code; 0 for an unknown code. */
+DF_API size_t df_dtype_size(int dtype);
+
+/* Opens a consumer of `endpoint` ("shm://NAME", "grpc://HOST:PORT",
+ * "auto://HOST:PORT"; NULL or "" means $DATAFEED_ENDPOINT). `transport`
+ * ("shm", "grpc", "auto"; NULL or "" means $DATAFEED_TRANSPORT) overrides
+ * the endpoint's scheme. Options are num_options key/value strings:
+ *
+ *   prefetch              batches read ahead on a background thread (1; 0: none)
+ *   connect_timeout_ms    wait this long for the producer to appear (0)
+ *   poll_ms               granularity of df_consumer_next's timeout (200);
+ *                         keep it above liveness_check_ms (see below)
+ *   spin_us               poll this long before sleeping (50)
+ *   liveness_check_ms     how often a blocked reader checks the producer (100)
+ *   log_every_s, log_name a stats line on stderr every so often (0: never)
+ *   grpc_prefetch         gRPC frames received ahead (1)
+ *   reconnect             "1": reconnect to a restarted gRPC producer (0)
+ *   reconnect_timeout_ms  for how long (30000)
+ *   tls_ca, tls_cert, tls_key, tls_server_name   gRPC TLS (PEM file paths)
+ *   compression           gRPC: "gzip" or "" (none)
+ *   keepalive_ms          gRPC keepalive ping interval (1000)
+ *   max_frame_bytes       gRPC: largest frame accepted (0: 1 GiB)
+ *
+ * An unknown key or a bad value is DF_INVALID_ARGUMENT naming it. On
+ * success *out owns the consumer (df_consumer_close). Blocks up to
+ * connect_timeout_ms. */
+DF_API int df_consumer_open(const char* endpoint, const char* transport,
+                            const char* const* option_keys,
+                            const char* const* option_values, size_t num_options,
+                            df_consumer** out, char* err, size_t err_size);
+
+/* The next batch. Waits up to timeout_ms (< 0: forever; honoured to within
+ * the poll_ms option). DF_OK: *out is a batch the caller owns
+ * (df_batch_release). DF_TIMEOUT: no batch in time, the stream goes on.
+ * DF_END_OF_STREAM: the producer closed the stream and every batch was
+ * taken. DF_CANCELLED after df_consumer_stop(). Any other code ends the
+ * stream (DF_UNAVAILABLE: the producer died), and every later call returns
+ * it again. *out is NULL unless DF_OK. */
+DF_API int df_consumer_next(df_consumer* consumer, int64_t timeout_ms, df_batch** out,
+                            char* err, size_t err_size);
+
+/* Wakes every df_consumer_next() with DF_CANCELLED and gives back
+ * prefetched batches. Idempotent; safe from any thread at any time before
+ * df_consumer_close(). */
+DF_API void df_consumer_stop(df_consumer* consumer);
+
+/* Stops and destroys the consumer. NULL is ignored. Batches already
+ * returned stay valid until released. See "Thread safety" above. */
+DF_API void df_consumer_close(df_consumer* consumer);
+
+/* Writes min(n, DF_STAT_COUNT) statistics (DF_STAT_* order) into out and
+ * returns how many it wrote. */
+DF_API size_t df_consumer_stats(const df_consumer* consumer, double* out, size_t n);
+
+/* The endpoint URI the consumer opened. Valid until df_consumer_close. */
+DF_API const char* df_consumer_endpoint(const df_consumer* consumer);
+/* The transport batches arrive on: "shm" or "grpc" (for auto://, what the
+ * handshake chose). Static storage. */
+DF_API const char* df_consumer_transport(const df_consumer* consumer);
+
+/* Tensors of a batch, in frame order. Every accessor is valid for
+ * i < df_batch_num_tensors(); pointers stay valid until df_batch_release. */
+DF_API size_t df_batch_num_tensors(const df_batch* batch);
+/* NUL-terminated name. */
+DF_API const char* df_batch_tensor_name(const df_batch* batch, size_t i);
+/* A DF_UINT8 ... DF_BOOL code. */
+DF_API int df_batch_tensor_dtype(const df_batch* batch, size_t i);
+DF_API size_t df_batch_tensor_ndim(const df_batch* batch, size_t i);
+/* ndim dimensions (NULL when ndim is 0). */
+DF_API const int64_t* df_batch_tensor_shape(const df_batch* batch, size_t i);
+/* The payload: contiguous, row-major, 64-byte aligned, nbytes long. The
+ * memory belongs to this consumer alone until released, so writing to it
+ * is allowed (no other process reads it). */
+DF_API void* df_batch_tensor_data(const df_batch* batch, size_t i);
+DF_API uint64_t df_batch_tensor_nbytes(const df_batch* batch, size_t i);
+/* A DF_META_* field; 0 for an unknown field. */
+DF_API uint64_t df_batch_meta(const df_batch* batch, int field);
+
+/* Gives the batch's memory back to the transport (on shared memory: its
+ * ring slot, to the producer). NULL is ignored. */
+DF_API void df_batch_release(df_batch* batch);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif  /* DATAFEED_C_H_ */

@@ -1,0 +1,91 @@
+"""datafeed for PyTorch: training batches from datafeed producers as
+zero-copy tensors.
+
+    import datafeed
+    loader = datafeed.Loader()               # $DATAFEED_ENDPOINT, e.g. shm://feed0
+    for image, label in loader:              # float32 [B,1,28,28], int64 [B]
+        ...
+    loader.stats()                           # samples/s, data-wait fraction
+
+    with datafeed.serve(dataset="data/mnist", threads=4) as producer:
+        for image, label in datafeed.Loader(producer.endpoint):
+            ...
+
+The package is pure Python over a small C library (libdatafeed_c.so, next to
+this file) loaded with ctypes; tensors are made with torch.frombuffer. It
+imports without torch, which is needed only once a batch becomes tensors
+(and for datafeed.IterableDataset).
+"""
+
+from .errors import (
+    AlreadyExists,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    EndOfStream,
+    Error,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    IoError,
+    LibraryError,
+    NotFound,
+    ResourceExhausted,
+    Timeout,
+    Unavailable,
+    Unimplemented,
+)
+from .loader import Batch, Loader
+from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "Batch",
+    "Cancelled",
+    "DEFAULT_PIPELINE",
+    "DataLoss",
+    "DeadlineExceeded",
+    "EndOfStream",
+    "Error",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "IoError",
+    "IterableDataset",
+    "LibraryError",
+    "Loader",
+    "NotFound",
+    "Producer",
+    "ProducerError",
+    "ResourceExhausted",
+    "Timeout",
+    "Unavailable",
+    "Unimplemented",
+    "library_version",
+    "producer_path",
+    "serve",
+]
+
+
+def library_version():
+    """The version of the loaded libdatafeed_c.so (loads it)."""
+    from . import _capi
+
+    return _capi.lib().df_version().decode()
+
+
+def __getattr__(name):
+    # IterableDataset subclasses a torch class: import torch only when it is
+    # asked for (PEP 562), so `import datafeed` works without torch.
+    if name == "IterableDataset":
+        from .dataset import IterableDataset
+
+        globals()["IterableDataset"] = IterableDataset
+        return IterableDataset
+    raise AttributeError("module 'datafeed' has no attribute %r" % name)
+
+
+def __dir__():
+    return sorted(set(globals()) | {"IterableDataset"})

@@ -1,0 +1,156 @@
+"""ctypes bindings of libdatafeed_c.so (python/capi/datafeed_c.h).
+
+The library is loaded on first use, not at import, so ``import datafeed``
+works (and serve() can start a producer) even where the library cannot be
+loaded; the error then says which file failed and why.
+"""
+
+import ctypes
+import os
+import threading
+
+from . import errors
+
+ABI_VERSION = 1
+
+# Status codes (datafeed_c.h); never renumbered.
+OK = 0
+TIMEOUT = 5
+END_OF_STREAM = 8
+CANCELLED = 9
+
+# Statistics, in df_consumer_stats order.
+STAT_NAMES = (
+    "batches",
+    "samples",
+    "bytes",
+    "elapsed_s",
+    "wait_s",
+    "samples_per_s",
+    "batches_per_s",
+    "wait_fraction",
+)
+
+META_NAMES = ("sequence", "first_index", "producer_id", "epoch")
+
+ERR_SIZE = 2048
+
+_lock = threading.Lock()
+_lib = None
+
+_c_int64_p = ctypes.POINTER(ctypes.c_int64)
+_c_char_p_p = ctypes.POINTER(ctypes.c_char_p)
+
+# name: (restype, argtypes)
+_PROTOTYPES = {
+    "df_abi_version": (ctypes.c_int, []),
+    "df_version": (ctypes.c_char_p, []),
+    "df_status_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "df_dtype_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "df_dtype_size": (ctypes.c_size_t, [ctypes.c_int]),
+    "df_consumer_open": (
+        ctypes.c_int,
+        [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            _c_char_p_p,
+            _c_char_p_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_consumer_next": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_consumer_stop": (None, [ctypes.c_void_p]),
+    "df_consumer_close": (None, [ctypes.c_void_p]),
+    "df_consumer_stats": (
+        ctypes.c_size_t,
+        [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double), ctypes.c_size_t],
+    ),
+    "df_consumer_endpoint": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "df_consumer_transport": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "df_batch_num_tensors": (ctypes.c_size_t, [ctypes.c_void_p]),
+    "df_batch_tensor_name": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_batch_tensor_dtype": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_batch_tensor_ndim": (ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_batch_tensor_shape": (_c_int64_p, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_batch_tensor_data": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_batch_tensor_nbytes": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_batch_meta": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_int]),
+    "df_batch_release": (None, [ctypes.c_void_p]),
+}
+
+
+def library_path():
+    """The libdatafeed_c.so this package loads: $DATAFEED_LIBRARY, else the
+    one next to this file."""
+    override = os.environ.get("DATAFEED_LIBRARY")
+    if override:
+        return override
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libdatafeed_c.so")
+
+
+def lib():
+    """The loaded library, with prototypes set. Raises datafeed.LibraryError."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        path = library_path()
+        if not os.path.exists(path):
+            raise errors.LibraryError(
+                "datafeed: %s is missing; build it (cmake --build build --target "
+                "datafeed_python) and put build/python on PYTHONPATH, or pip install "
+                "build/python" % path
+            )
+        try:
+            handle = ctypes.CDLL(path)
+        except OSError as e:
+            raise errors.LibraryError(
+                "datafeed: cannot load %s: %s (a shared library it needs is missing; "
+                "`ldd %s` lists them)" % (path, e, path)
+            ) from e
+        for name, (restype, argtypes) in _PROTOTYPES.items():
+            try:
+                fn = getattr(handle, name)
+            except AttributeError as e:
+                raise errors.LibraryError(
+                    "datafeed: %s lacks %s; it is older than this package" % (path, name)
+                ) from e
+            fn.restype = restype
+            fn.argtypes = argtypes
+        abi = handle.df_abi_version()
+        if abi != ABI_VERSION:
+            raise errors.LibraryError(
+                "datafeed: %s has C ABI version %d, this package needs %d"
+                % (path, abi, ABI_VERSION)
+            )
+        _lib = handle
+        return _lib
+
+
+def status_name(code):
+    return lib().df_status_name(code).decode()
+
+
+def raise_for(code, err, context=None):
+    """Raises the datafeed.Error subclass for a status code with the
+    library's message in `err` (a ctypes string buffer)."""
+    message = err.value.decode("utf-8", "replace") if err is not None else ""
+    if not message:
+        message = status_name(code)
+    if context:
+        message = "%s: %s" % (context, message)
+    raise errors.from_code(code, message)

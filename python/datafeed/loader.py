@@ -1,0 +1,480 @@
+"""Loader: iterate over a datafeed stream as zero-copy PyTorch tensors."""
+
+import ctypes
+import os
+import threading
+import time
+import warnings
+
+from . import _capi, _torch, errors
+
+# How long one call into the library may block. Between calls Python runs
+# its signal handlers, so Ctrl-C interrupts a Loader waiting for data
+# within this long.
+_SLICE_S = 0.2
+# Opening a consumer is retried in slices of this length while no producer
+# is there yet (for the same reason).
+_CONNECT_SLICE_S = 0.5
+# A wait this long while the trainer holds earlier batches gets a warning
+# (the usual cause: a list of tensors that keeps every ring slot).
+_HELD_WARNING_S = 10.0
+
+
+class Batch(tuple):
+    """One batch: its named tensors, in the order the producer wrote them.
+
+    A Batch is a tuple of tensors with names, like a namedtuple, so both
+    common forms work::
+
+        for image, label in loader:          # unpacks in frame order
+        for batch in loader:
+            image = batch["image"]           # by name (or batch.image, batch[0])
+
+    It also has the read-only dict interface -- ``keys()``, ``values()``,
+    ``items()``, ``get()``, ``"image" in batch``, ``dict(batch)``,
+    ``{**batch}`` -- but iterating it yields tensors, not names (that is
+    what makes the unpacking work). ``to_dict()`` returns a plain dict.
+
+    It is a namedtuple to PyTorch too: DataLoader's default_convert and
+    pin_memory rebuild it with its names (``_fields``). ``meta`` holds the
+    batch's metadata (sequence, first_index, producer_id, epoch), or None
+    on a Batch rebuilt that way.
+
+    The tensors point into transport memory (a shared-memory slot); the slot
+    goes back to the producer when the last tensor of the batch (including
+    views and slices of it) is freed. Keep one longer with ``.clone()``.
+    """
+
+    _fields = ()
+    _index = {}
+    meta = None
+
+    def __new__(cls, *tensors):
+        if len(tensors) != len(cls._fields):
+            raise TypeError(
+                "Batch(%s) takes %d tensors, got %d"
+                % (", ".join(cls._fields), len(cls._fields), len(tensors))
+            )
+        return tuple.__new__(cls, tensors)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._index[key])
+            except KeyError:
+                raise KeyError(
+                    "no tensor %r in this batch; it has %s" % (key, ", ".join(self._fields))
+                ) from None
+        return tuple.__getitem__(self, key)
+
+    def __getattr__(self, name):
+        # Only called when normal lookup fails, so methods win over names.
+        index = type(self)._index.get(name)
+        if index is None:
+            raise AttributeError("%s has no attribute or tensor %r" % (type(self).__name__, name))
+        return tuple.__getitem__(self, index)
+
+    def __contains__(self, key):
+        if isinstance(key, str):
+            return key in self._index
+        return any(t is key for t in tuple.__iter__(self))
+
+    def keys(self):
+        return list(self._fields)
+
+    def values(self):
+        return list(tuple.__iter__(self))
+
+    def items(self):
+        return list(zip(self._fields, tuple.__iter__(self)))
+
+    def get(self, key, default=None):
+        index = self._index.get(key)
+        return default if index is None else tuple.__getitem__(self, index)
+
+    def to_dict(self):
+        return dict(zip(self._fields, tuple.__iter__(self)))
+
+    _asdict = to_dict
+
+    def __reduce__(self):
+        return (_rebuild_batch, (self._fields, tuple(self)))
+
+    def __repr__(self):
+        parts = []
+        for name, t in zip(self._fields, tuple.__iter__(self)):
+            dtype = str(getattr(t, "dtype", type(t).__name__)).replace("torch.", "")
+            shape = list(getattr(t, "shape", ()))
+            parts.append("%s=%s%s" % (name, dtype, shape))
+        return "Batch(%s)" % ", ".join(parts)
+
+
+_batch_classes = {}
+_batch_classes_lock = threading.Lock()
+
+
+def batch_class(names):
+    """The Batch subclass for a tuple of tensor names (one per layout)."""
+    names = tuple(names)
+    cls = _batch_classes.get(names)
+    if cls is None:
+        with _batch_classes_lock:
+            cls = _batch_classes.get(names)
+            if cls is None:
+                cls = type(
+                    "Batch",
+                    (Batch,),
+                    {
+                        "_fields": names,
+                        "_index": {n: i for i, n in enumerate(names)},
+                        "__module__": __name__,
+                        "__doc__": Batch.__doc__,
+                    },
+                )
+                _batch_classes[names] = cls
+    return cls
+
+
+def _rebuild_batch(names, tensors):
+    return batch_class(names)(*tensors)
+
+
+class _BatchMemory:
+    """Owns one df_batch. Every tensor of the batch references it through the
+    ctypes array torch.frombuffer keeps alive; when the last tensor is
+    freed, this is freed and the batch's memory goes back to the transport."""
+
+    __slots__ = ("_handle", "_release", "_held")
+
+    def __init__(self, handle, release, held):
+        self._handle = handle
+        self._release = release  # kept here: module globals may be gone at exit
+        self._held = held  # [batches of this Loader still alive]
+        held[0] += 1
+
+    def __del__(self):
+        handle, self._handle = self._handle, None
+        if handle:
+            self._held[0] -= 1
+            self._release(handle)
+
+
+def _option_value(key, value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if value is None:
+        return ""
+    if isinstance(value, float) and key.endswith("_ms"):
+        return str(int(value))
+    return str(value)
+
+
+class Loader:
+    """Batches from a datafeed producer as zero-copy PyTorch CPU tensors.
+
+    ::
+
+        loader = datafeed.Loader("shm://feed0")        # or Loader() with $DATAFEED_ENDPOINT
+        for epoch in range(epochs):
+            for image, label in loader:                  # one pass = one epoch
+                ...
+        print(loader.stats())                            # samples/s, data-wait fraction
+        loader.close()
+
+    endpoint        "shm://NAME", "grpc://HOST:PORT", "auto://HOST:PORT";
+                    None: $DATAFEED_ENDPOINT.
+    transport       "shm", "grpc" or "auto" overrides the endpoint's scheme;
+                    None: $DATAFEED_TRANSPORT.
+    prefetch        batches read ahead by a background thread of the library
+                    (no Python thread, no GIL). On shared memory each one
+                    holds a ring slot; 1-2 is plenty there, more helps over
+                    a network.
+    timeout         seconds without a batch before iteration raises
+                    datafeed.Timeout (the stream goes on: iterate again to
+                    keep waiting). None: wait as long as it takes.
+    connect_timeout seconds to wait for a producer to appear at the endpoint.
+    split_epochs    True (default): one pass of ``for ... in loader`` ends
+                    where the producer's epoch changes, like a DataLoader,
+                    and the next pass goes on with the next epoch. False:
+                    one pass runs to the end of the stream.
+    **options       library options (see python/capi/datafeed_c.h):
+                    tls_ca=, tls_cert=, tls_key=, tls_server_name=,
+                    compression="gzip", reconnect=True, reconnect_timeout_ms=,
+                    grpc_prefetch=, keepalive_ms=, max_frame_bytes=,
+                    spin_us=, liveness_check_ms=, log_every_s=, ...
+
+    Iteration ends at the end of the stream (the producer finished its
+    epochs). A producer that dies raises datafeed.Unavailable; other
+    library errors raise the matching datafeed.Error subclass with the
+    library's message.
+
+    Thread safety: iterate from one thread at a time. stats() and close()
+    may be called from any thread; close() wakes an iteration that is
+    waiting (it raises datafeed.Cancelled). Tensors already handed out stay
+    valid after close().
+    """
+
+    def __init__(
+        self,
+        endpoint=None,
+        transport=None,
+        prefetch=2,
+        timeout=None,
+        connect_timeout=30.0,
+        split_epochs=True,
+        **options
+    ):
+        self._handle = None  # first, so __del__ works whatever fails below
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._closing = False
+        self._final_stats = None
+        self._pending = None
+        self._pass_epoch = None
+        self._ended = None  # the exception that ended the stream, if any
+        self._held = [0]  # batches handed out whose tensors are still alive
+        self._warned = False
+        if prefetch is None or int(prefetch) < 0:
+            raise errors.InvalidArgument("prefetch must be >= 0, got %r" % (prefetch,))
+        if timeout is not None and timeout < 0:
+            raise errors.InvalidArgument("timeout must be >= 0 or None, got %r" % (timeout,))
+        self.timeout = timeout
+        self.split_epochs = bool(split_epochs)
+        self._lib = _capi.lib()
+        self._err = ctypes.create_string_buffer(_capi.ERR_SIZE)
+
+        opts = {"prefetch": int(prefetch)}
+        for key, value in options.items():
+            opts[key] = value
+        self._open(endpoint, transport, opts, connect_timeout)
+        self.endpoint = self._lib.df_consumer_endpoint(self._handle).decode()
+        self.transport = self._lib.df_consumer_transport(self._handle).decode()
+
+    def _open(self, endpoint, transport, opts, connect_timeout):
+        lib = self._lib
+        ep = (endpoint or "").encode()
+        tr = (transport or "").encode()
+        start = time.monotonic()
+        total = float("inf") if connect_timeout is None else max(0.0, float(connect_timeout))
+        while True:
+            left = total - (time.monotonic() - start)
+            slice_s = min(max(left, 0.0), _CONNECT_SLICE_S)
+            opts["connect_timeout_ms"] = int(slice_s * 1000)
+            keys = [k.encode() for k in opts]
+            values = [_option_value(k, v).encode() for k, v in opts.items()]
+            karr = (ctypes.c_char_p * len(keys))(*keys)
+            varr = (ctypes.c_char_p * len(values))(*values)
+            handle = ctypes.c_void_p()
+            code = lib.df_consumer_open(
+                ep, tr, karr, varr, len(keys), ctypes.byref(handle), self._err, len(self._err)
+            )
+            if code == _capi.OK:
+                self._handle = handle.value
+                return
+            waited = time.monotonic() - start
+            retry = code in (errors.NotFound.code, errors.Unavailable.code)
+            if retry and waited < total:
+                continue
+            context = None
+            if retry and connect_timeout:
+                context = "after waiting %.1f s (connect_timeout)" % waited
+            _capi.raise_for(code, self._err, context)
+
+    # -- iteration -----------------------------------------------------------
+
+    def __iter__(self):
+        self._pass_epoch = None
+        return self
+
+    def __next__(self):
+        _torch.torch()  # ImportError naming torch before a batch is taken
+        batch = self._pending
+        self._pending = None
+        if batch is None:
+            batch = self._next_batch()
+            if batch is None:
+                raise StopIteration
+        if self.split_epochs:
+            epoch = batch.meta["epoch"]
+            if self._pass_epoch is None:
+                self._pass_epoch = epoch
+            elif epoch > self._pass_epoch:
+                self._pending = batch  # the first batch of the next pass
+                raise StopIteration
+        return batch
+
+    def _enter(self):
+        with self._lock:
+            if self._handle is None or self._closing:
+                raise errors.Cancelled("datafeed.Loader(%s) is closed" % getattr(self, "endpoint", ""))
+            self._busy += 1
+            return self._handle
+
+    def _leave(self):
+        with self._lock:
+            self._busy -= 1
+            if self._busy == 0 and self._closing and self._handle is not None:
+                self._destroy_locked()
+
+    def _next_batch(self):
+        """The next Batch, or None at the end of the stream."""
+        if self._ended is not None:
+            if isinstance(self._ended, errors.EndOfStream):
+                return None
+            raise type(self._ended)(self._ended.message)  # a fresh traceback each time
+        handle = self._enter()
+        try:
+            lib = self._lib
+            out = ctypes.c_void_p()
+            err = self._err
+            start = time.monotonic()
+            while True:
+                if self.timeout is None:
+                    slice_ms = int(_SLICE_S * 1000)
+                else:
+                    left = self.timeout - (time.monotonic() - start)
+                    slice_ms = max(0, int(min(left, _SLICE_S) * 1000))
+                code = lib.df_consumer_next(handle, slice_ms, ctypes.byref(out), err, len(err))
+                if code == _capi.OK:
+                    return self._wrap(out.value)
+                if code == _capi.TIMEOUT:
+                    waited = time.monotonic() - start
+                    if self.timeout is not None and waited >= self.timeout:
+                        raise errors.Timeout(
+                            "no batch from %s within %.3g s; is the producer running? (the "
+                            "stream goes on: iterate again to keep waiting)%s"
+                            % (self.endpoint, self.timeout, self._held_hint())
+                        )
+                    if waited >= _HELD_WARNING_S and not self._warned and self._held_hint():
+                        self._warned = True
+                        warnings.warn(
+                            "datafeed: waited %.0f s for a batch from %s%s"
+                            % (waited, self.endpoint, self._held_hint()),
+                            RuntimeWarning,
+                            stacklevel=3,
+                        )
+                    continue
+                if code == _capi.END_OF_STREAM:
+                    self._ended = errors.EndOfStream(err.value.decode("utf-8", "replace"))
+                    return None
+                exc = errors.from_code(code, err.value.decode("utf-8", "replace"))
+                if code != _capi.CANCELLED:
+                    self._ended = exc
+                raise exc
+        finally:
+            self._leave()
+
+    def _held_hint(self):
+        held = self._held[0]
+        if held < 2 or self.transport != "shm":
+            return ""
+        return (
+            "; this process still holds tensors of %d earlier batches, and each holds a "
+            "shared-memory slot the producer cannot refill: if the ring is full, the producer "
+            "waits for them. Keep tensors past a step with .clone()" % held
+        )
+
+    def _wrap(self, handle):
+        """A Batch of tensors over the df_batch `handle` (now owned here)."""
+        lib = self._lib
+        memory = _BatchMemory(handle, lib.df_batch_release, self._held)
+        torch = _torch.torch()
+        n = lib.df_batch_num_tensors(handle)
+        names = []
+        tensors = []
+        for i in range(n):
+            names.append(lib.df_batch_tensor_name(handle, i).decode())
+            dtype = _torch.dtype(lib.df_batch_tensor_dtype(handle, i))
+            ndim = lib.df_batch_tensor_ndim(handle, i)
+            shape = tuple(lib.df_batch_tensor_shape(handle, i)[:ndim]) if ndim else ()
+            nbytes = lib.df_batch_tensor_nbytes(handle, i)
+            if nbytes == 0:
+                # frombuffer refuses an empty buffer; nothing to share anyway.
+                tensors.append(torch.empty(shape, dtype=dtype))
+                continue
+            buf = (ctypes.c_uint8 * nbytes).from_address(lib.df_batch_tensor_data(handle, i))
+            # torch.frombuffer keeps `buf` alive for as long as the tensor's
+            # storage lives; `buf` keeps `memory`, which releases the batch.
+            buf._datafeed_memory = memory
+            tensors.append(torch.frombuffer(buf, dtype=dtype).view(shape))
+        batch = batch_class(names)(*tensors)
+        batch.meta = {
+            name: int(lib.df_batch_meta(handle, field)) for field, name in enumerate(_capi.META_NAMES)
+        }
+        return batch
+
+    # -- stats and lifetime -------------------------------------------------
+
+    def stats(self):
+        """Counters since the first batch was asked for: batches, samples,
+        bytes, elapsed_s, wait_s (time spent waiting for data),
+        samples_per_s, batches_per_s, wait_fraction (wait_s / elapsed_s),
+        held_batches (batches whose tensors are still alive), endpoint and
+        transport. Valid after close() too."""
+        with self._lock:
+            if self._handle is None or self._closing:
+                if self._final_stats is not None:
+                    return dict(self._final_stats)
+                return {}
+            return self._stats_locked()
+
+    def _stats_locked(self):
+        values = (ctypes.c_double * len(_capi.STAT_NAMES))()
+        n = self._lib.df_consumer_stats(self._handle, values, len(values))
+        out = {}
+        for name, value in zip(_capi.STAT_NAMES[:n], values[:n]):
+            out[name] = int(value) if name in ("batches", "samples", "bytes") else float(value)
+        out["held_batches"] = self._held[0]
+        out["endpoint"] = self.endpoint
+        out["transport"] = self.transport
+        return out
+
+    def close(self):
+        """Stops reading and closes the connection. Idempotent. A thread
+        waiting in iteration is woken with datafeed.Cancelled. Prefetched
+        batches go back to the producer; tensors handed out stay valid."""
+        with self._lock:
+            if self._handle is None or self._closing:
+                return
+            self._closing = True
+            self._final_stats = self._stats_locked()
+            handle = self._handle
+        self._lib.df_consumer_stop(handle)
+        self._pending = None
+        with self._lock:
+            if self._busy == 0 and self._handle is not None:
+                self._destroy_locked()
+
+    def _destroy_locked(self):
+        handle, self._handle = self._handle, None
+        self._lib.df_consumer_close(handle)
+
+    @property
+    def closed(self):
+        return self._handle is None or self._closing
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if getattr(self, "_handle", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = "closed" if self.closed else "open"
+        return "datafeed.Loader(%r, transport=%r, %s)" % (
+            getattr(self, "endpoint", None),
+            getattr(self, "transport", None),
+            state,
+        )
+
+
+def default_endpoint():
+    """$DATAFEED_ENDPOINT, or None."""
+    return os.environ.get("DATAFEED_ENDPOINT") or None

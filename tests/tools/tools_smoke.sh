@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# End-to-end smoke test of the command-line tools, as a user runs them:
+# datafeed-make-mnist -> datafeed-producer -> datafeed-consume, over shared
+# memory, over gRPC and auto://, plus the errors a user meets first.
+# Usage: tools_smoke.sh BUILD_DIR
+set -euo pipefail
+build="$1"
+make_mnist="$build/producer/datafeed-make-mnist"
+producer="$build/producer/datafeed-producer"
+consume="$build/consumer/datafeed-consume"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"; kill $(jobs -p) 2>/dev/null || true' EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$make_mnist" --out "$work/mnist" --count 3000 --seed 3 >/dev/null
+
+# shm: 3000 samples, batch 512, 2 epochs -> 2 x 6 batches.
+name="smoke-$$"
+"$producer" --mnist "$work/mnist" --endpoint "shm://$name" --batch-size 512 --epochs 2 --quiet &
+out="$("$consume" --endpoint "shm://$name" --json)"
+wait $!
+echo "shm: $out"
+grep -q '"batches": 12,' <<<"$out" || fail "shm: expected 12 batches: $out"
+grep -q '"samples": 6000,' <<<"$out" || fail "shm: expected 6000 samples: $out"
+
+# auto:// producer; one consumer forced onto the gRPC stream.
+port=$((20000 + RANDOM % 20000))
+"$producer" --mnist "$work/mnist" --endpoint "auto://127.0.0.1:$port" --batch-size 1000 --epochs 1 --quiet &
+out="$(DATAFEED_TRANSPORT=grpc "$consume" --endpoint "auto://127.0.0.1:$port" --json)"
+wait $!
+echo "grpc: $out"
+grep -q '"batches": 3,' <<<"$out" || fail "grpc: expected 3 batches: $out"
+grep -q '"transport": "grpc"' <<<"$out" || fail "grpc: expected the gRPC stream: $out"
+
+# auto:// on one host picks shared memory.
+port=$((20000 + RANDOM % 20000))
+"$producer" --mnist "$work/mnist" --endpoint "auto://127.0.0.1:$port" --batch-size 1000 --epochs 1 --quiet &
+out="$(DATAFEED_ENDPOINT="auto://127.0.0.1:$port" "$consume" --json)"
+wait $!
+echo "auto: $out"
+grep -q '"transport": "shm"' <<<"$out" || fail "auto: expected shared memory: $out"
+
+# A corrupt dataset file is an error that names the file.
+cp -r "$work/mnist" "$work/bad"
+truncate -s 1000 "$work/bad/train-images-idx3-ubyte"
+if err="$("$producer" --mnist "$work/bad" --endpoint "shm://$name-bad" 2>&1)"; then
+  fail "a truncated dataset was accepted"
+fi
+grep -q "train-images-idx3-ubyte" <<<"$err" || fail "the error does not name the file: $err"
+grep -q "truncated" <<<"$err" || fail "the error does not say what is wrong: $err"
+
+# A bad pipeline spec names the bad part.
+if err="$("$producer" --mnist "$work/mnist" --pipeline 'to_tensor,blurr(3)' 2>&1)"; then
+  fail "a bad pipeline was accepted"
+fi
+grep -q "blurr" <<<"$err" || fail "the error does not name the bad transform: $err"
+
+# No producer: the consumer says so and how to fix it.
+if err="$("$consume" --endpoint "shm://nobody-$$" --connect-timeout-ms 0 2>&1)"; then
+  fail "a missing producer was not an error"
+fi
+grep -q "no producer at shm://nobody-$$" <<<"$err" || fail "unclear error: $err"
+
+echo "1 passed, 0 failed"
