@@ -47,6 +47,14 @@ int main(int argc, char** argv) {
   flags.Int("prefetch", &prefetch, "batches read ahead on a background thread (0: none)");
   flags.Double("report-s", &report_s, "seconds between progress lines (0: none)");
   flags.Bool("json", &json, "print the summary as one JSON line");
+  GrpcOptions grpc;
+  bool reconnect = false;
+  flags.String("tls-ca", &grpc.tls_ca, "gRPC: verify the producer with this CA (PEM); enables TLS");
+  flags.String("tls-cert", &grpc.tls_cert, "gRPC: client certificate for mTLS (PEM)");
+  flags.String("tls-key", &grpc.tls_key, "gRPC: key of --tls-cert (PEM)");
+  flags.String("tls-server-name", &grpc.tls_server_name, "gRPC: name expected in the producer's certificate");
+  flags.String("compression", &grpc.compression, "gRPC: ask for gzip-compressed frames");
+  flags.Bool("reconnect", &reconnect, "gRPC: reconnect (with backoff) when the producer restarts");
   ParseFlagsOrExit(flags, argc, argv);
 
   if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
@@ -54,6 +62,8 @@ int main(int argc, char** argv) {
   co.reader.connect_timeout_ms = connect_ms;
   co.timeout_ms = timeout_ms;
   co.prefetch = static_cast<int>(prefetch);
+  co.reader.grpc = grpc;
+  co.reader.reconnect = reconnect;
   auto consumer = Consumer::Open(endpoint_uri, co, transport);
   if (!consumer.ok()) {
     std::fprintf(stderr, "datafeed-consume: %s\n", consumer.status().ToString().c_str());
