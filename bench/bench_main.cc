@@ -38,7 +38,7 @@ const Subcommand kSubcommands[] = {
     {"grpc", datafeed::bench::RunGrpc,
      "GB/s of the gRPC stream over loopback (producer and consumer processes, 25.7 MB\n"
      "        frames) vs raw TCP and a naive copying gRPC service in the same run\n"
-     "        [--batches 200] [--naive-batches 60] [--warmup 10] [--batch 8192] [--repeats 3]\n"
+     "        [--batches 120] [--naive-batches 60] [--warmup 10] [--batch 8192] [--repeats 3]\n"
      "        [--slots 4] [--prefetch 1] [--tcp-buf 0]"},
 };
 

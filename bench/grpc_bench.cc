@@ -67,6 +67,17 @@ namespace pb = ::datafeed::v1;
 
 constexpr int kChildTimeoutMs = 180'000;  // a hung child is killed after this
 
+// The options (see RunGrpc), with their defaults.
+struct Config {
+  int64_t batch = 8192;
+  int64_t warmup = 10;
+  int64_t batches = 120;        // counted frames, datafeed and raw TCP
+  int64_t naive_batches = 60;   // counted frames, naive gRPC (slower)
+  int64_t slots = 4;
+  int64_t prefetch = 1;
+  int64_t tcp_buf = 0;          // 0: kernel autotuning
+};
+
 // What one side of a run measured, sent to the parent through a pipe.
 struct SideResult {
   int64_t frames = 0;  // counted, after warm-up
@@ -254,16 +265,6 @@ struct Buffer {
 
 // ---- datafeed -------------------------------------------------------------
 
-struct Config {
-  int64_t batch = 8192;
-  int64_t warmup = 10;
-  int64_t batches = 200;        // counted frames, datafeed and raw TCP
-  int64_t naive_batches = 60;   // counted frames, naive gRPC (slower)
-  int64_t slots = 4;
-  int64_t prefetch = 1;
-  int64_t tcp_buf = 0;          // 0: kernel autotuning
-};
-
 std::shared_ptr<const BatchLayout> ReferenceLayout(int64_t batch) {
   auto l = BatchLayout::Make({{"image", DType::kFloat32, {batch, 1, 28, 28}},
                               {"label", DType::kInt64, {batch}}});
@@ -295,11 +296,10 @@ SideResult DatafeedProducer(const Config& c, int addr_fd, int done_fd) {
     meter.Frame(static_cast<int64_t>(layout->frame_bytes()));
   }
   if (Status st = (*writer)->Close(); !st.ok()) return Failed(st.ToString());
-  // Not yet: destroying the writer while the consumer is still reading can
-  // lose the last batch or the stream's end (the consumer sees "Connection
-  // reset by peer" or "Broken pipe"; a few runs in a hundred, linger_ms
-  // notwithstanding: Shutdown returns once the final writes reached the
-  // kernel, and the connection is then torn down with a reset).
+  // Keep the writer until the consumer has reported: destroying it while
+  // the consumer is still reading can lose the last batch or the stream's
+  // end, linger_ms notwithstanding (the consumer sees "Connection reset by
+  // peer" or "Broken pipe" in a few runs per hundred).
   WaitForReceiver(done_fd);
   writer->reset();
   return meter.result();
@@ -364,6 +364,7 @@ void ReadBuffers(int fd, SideResult* r) {
 
 SideResult TcpSender(const Config& c, size_t frame_bytes, int addr_fd) {
   Buffer src(frame_bytes);
+  if (!src.data) return Failed("out of memory");
   Generate(src.data, frame_bytes, 0);
   const int lfd = socket(AF_INET, SOCK_STREAM, 0);
   if (lfd < 0) return Failed(Errno("socket"));
@@ -404,6 +405,7 @@ SideResult TcpSender(const Config& c, size_t frame_bytes, int addr_fd) {
 
 SideResult TcpReceiver(const Config& c, size_t frame_bytes, int addr_fd) {
   Buffer dst(frame_bytes);
+  if (!dst.data) return Failed("out of memory");
   const uint64_t want = GeneratedSum(frame_bytes, 0);
   const std::string address = ReceiveAddress(addr_fd);
   if (address.empty()) return Failed("no address from the sender");
@@ -439,6 +441,7 @@ SideResult TcpReceiver(const Config& c, size_t frame_bytes, int addr_fd) {
 class NaiveService final : public pb::BatchStream::Service {
  public:
   NaiveService(const Config& c, size_t frame_bytes) : c_(c), src_(frame_bytes) {}
+  bool ok() const { return src_.data != nullptr; }
 
   grpc::Status StreamBatches(grpc::ServerContext*, const pb::StreamRequest*,
                              grpc::ServerWriter<pb::Frame>* writer) override {
@@ -483,6 +486,7 @@ class NaiveService final : public pb::BatchStream::Service {
 
 SideResult NaiveServer(const Config& c, size_t frame_bytes, int addr_fd) {
   NaiveService service(c, frame_bytes);
+  if (!service.ok()) return Failed("out of memory");
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

@@ -90,6 +90,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A run that failed still gets a line (its reason is on stderr), and the
+# script exits non-zero at the end; the other runs go on.
+status=0
+failed_run() {
+  echo "run_e2e: $1/$2 FAILED (see above)" >&2
+  printf '{"transport": "%s", "blur": %s, "batch": %s, "error": "the trainer failed; see stderr"}\n' \
+      "$1" "$([ "$2" = blur ] && echo true || echo false)" "$BATCH"
+  status=1
+}
+
 run_feed() {
   local transport=$1 pipeline=$2 spec
   spec=$(pipeline_spec "$pipeline")
@@ -116,9 +126,13 @@ run_feed() {
   [ -n "$endpoint" ] || { echo "run_e2e: the producer never said where it serves" >&2; cat "$log" >&2; exit 1; }
   echo "run_e2e: $transport/$pipeline: producer at $endpoint ($PRODUCER_THREADS threads), trainer $TORCH_THREADS threads" >&2
   # The trainer cannot know the producer's thread count; the JSON line gets it here.
-  DATAFEED_ENDPOINT="$endpoint" DATAFEED_TRANSPORT="$transport" \
-      "$trainer_bin" --source feed --pipeline "$spec" --connect-timeout-ms 30000 "${trainer_args[@]}" |
-    sed "s/\"producer_threads\": null/\"producer_threads\": $PRODUCER_THREADS/"
+  local out
+  if out=$(DATAFEED_ENDPOINT="$endpoint" DATAFEED_TRANSPORT="$transport" \
+           "$trainer_bin" --source feed --pipeline "$spec" --connect-timeout-ms 30000 "${trainer_args[@]}"); then
+    sed "s/\"producer_threads\": null/\"producer_threads\": $PRODUCER_THREADS/" <<<"$out"
+  else
+    failed_run "$transport" "$pipeline"
+  fi
   kill "$producer" 2>/dev/null || true
   wait "$producer" 2>/dev/null || true
   producer=""
@@ -131,7 +145,7 @@ run_local() {
   spec=$(pipeline_spec "$pipeline")
   echo "run_e2e: local/$pipeline: in-process producer ($PRODUCER_THREADS threads), trainer $TORCH_THREADS threads" >&2
   "$trainer_bin" --source local --mnist "$MNIST" --pipeline "$spec" --batch-size "$BATCH" \
-      --threads "$PRODUCER_THREADS" "${trainer_args[@]}"
+      --threads "$PRODUCER_THREADS" "${trainer_args[@]}" || failed_run local "$pipeline"
 }
 
 for transport in $TRANSPORTS; do
@@ -144,3 +158,4 @@ if [ "$LOCAL" = 1 ]; then
     run_local "$pipeline"
   done
 fi
+exit "$status"

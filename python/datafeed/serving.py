@@ -196,14 +196,22 @@ class Producer:
 
     def wait_ready(self, timeout=30.0):
         """Waits until the endpoint exists (shm segment created / gRPC port
-        listening). Raises ProducerError if the producer exits first, and
-        datafeed.Timeout after `timeout` seconds."""
+        listening) and the producer handles SIGTERM. Raises ProducerError if
+        the producer exits first, and datafeed.Timeout after `timeout`
+        seconds."""
         deadline = time.monotonic() + timeout
+        seen = None  # when the endpoint appeared
         while True:
             code = self.process.poll()
             if code is not None:
                 self._raise_exited(code)
-            if self._endpoint_exists():
+            if seen is None and self._endpoint_exists():
+                seen = time.monotonic()
+            # The segment exists a moment before the producer takes over
+            # SIGTERM; a stop() in between would kill it without cleanup.
+            # So also wait until SIGTERM is blocked or caught (at most 2 s
+            # more, for a producer that handles it some other way).
+            if seen is not None and (self._handles_sigterm() or time.monotonic() - seen > 2.0):
                 return self
             if time.monotonic() >= deadline:
                 raise errors.Timeout(
@@ -211,6 +219,24 @@ class Producer:
                     % (self.pid, self.endpoint, timeout, self._tail_suffix())
                 )
             time.sleep(0.02)
+
+    def _handles_sigterm(self):
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                masks = dict(line.split(":", 1) for line in f if line.startswith(("SigBlk", "SigCgt")))
+        except (OSError, ValueError):
+            return True  # cannot tell (not Linux): do not wait
+        bit = 1 << (int(signal.SIGTERM) - 1)
+        return any(int(v.strip(), 16) & bit for v in masks.values())
+
+    def _segment_name(self):
+        """The /dev/shm segment behind the endpoint (see WriterOptions::shm_name)."""
+        scheme, _, rest = self.endpoint.partition("://")
+        if scheme == "shm":
+            return rest
+        if "--shm-name" in self.args:
+            return self.args[self.args.index("--shm-name") + 1]
+        return "datafeed-grpc-" + rest.rpartition(":")[2]
 
     def _endpoint_exists(self):
         scheme, _, rest = self.endpoint.partition("://")
@@ -259,6 +285,13 @@ class Producer:
                 proc.kill()
                 proc.wait()
             except ProcessLookupError:
+                pass
+        if proc.returncode is not None and proc.returncode < 0:
+            # Killed before it could clean up: remove its segment, as a new
+            # producer of that name would (consumers keep their mapping).
+            try:
+                os.unlink("/dev/shm/datafeed." + self._segment_name())
+            except OSError:
                 pass
         if self._log_file is not None:
             self._log_file.close()

@@ -199,7 +199,13 @@ class ShmReader final : public BatchReader {
     const uint64_t me = static_cast<uint64_t>(seg->reader_id());
     const auto spin_until = steady_clock::now() + std::chrono::microseconds(options_.spin_us);
     const milliseconds liveness{std::max<int64_t>(1, options_.liveness_check_ms)};
-    auto next_liveness = steady_clock::now() + liveness;
+    // Remembered across calls: a caller polling with short deadlines still
+    // learns of a dead producer.
+    auto next_liveness = steady_clock::time_point(steady_clock::duration(next_liveness_ns_.load()));
+    if (next_liveness == steady_clock::time_point{}) {
+      next_liveness = steady_clock::now() + liveness;
+      next_liveness_ns_.store(next_liveness.time_since_epoch().count());
+    }
     for (;;) {
       if (core_->cancelled.load(std::memory_order_acquire)) {
         return Status::Cancelled(ShmUri(seg->name()) + ": reader cancelled");
@@ -240,6 +246,7 @@ class ShmReader final : public BatchReader {
                                      "it and reconnect");
         }
         next_liveness = now + liveness;
+        next_liveness_ns_.store(next_liveness.time_since_epoch().count());
       }
       if (deadline.expired()) {
         return Status::DeadlineExceeded(ShmUri(seg->name()) + ": no batch before the deadline");
@@ -282,6 +289,7 @@ class ShmReader final : public BatchReader {
 
   std::shared_ptr<ReaderCore> core_;
   ReaderOptions options_;
+  std::atomic<int64_t> next_liveness_ns_{0};  // steady_clock; 0 = not yet checked
 };
 
 }  // namespace
