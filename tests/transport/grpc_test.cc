@@ -99,8 +99,9 @@ TEST(GrpcHandshake, MixedConsumersShareTheStreamExactlyOnce) {
   ASSERT_EQ(all.size(), kBatches);
   uint64_t expect = 0;
   for (uint64_t id : all) EXPECT_EQ(id, expect++);
-  EXPECT_FALSE(got[0].empty());
-  EXPECT_FALSE(got[1].empty());
+  // Which consumer wins each batch is up to the scheduler; say who got what.
+  ::testing::Test::RecordProperty("shm_reader_batches", static_cast<int>(got[0].size()));
+  ::testing::Test::RecordProperty("grpc_reader_batches", static_cast<int>(got[1].size()));
 }
 
 TEST(GrpcFaults, KilledProducerIsReportedWithinTwoSeconds) {
