@@ -27,7 +27,7 @@ const Subcommand kSubcommands[] = {
      "producer and consumer processes over the shared-memory ring: GB/s vs memcpy,\n"
      "        4 KB handoff latency, idle reader CPU\n"
      "        [--batches 300] [--warmup 20] [--batch 8192] [--slots 4] [--lat-frames 20000]\n"
-     "        [--spin-us 50] [--idle-seconds 2] [--fill generate|copy]"},
+     "        [--spin-us 0] [--idle-seconds 2] [--fill generate|copy]"},
     {"pipeline", datafeed::bench::RunPipeline,
      "Producer samples/s for the reference pipeline into a transport vs the\n"
      "        bare OpenCV loop (convertTo + sepFilter2D) on the same threads and images\n"

@@ -6,7 +6,7 @@
 // byte and compares with the expected sum. Limit: single-thread memcpy of the
 // same bytes, measured in this run. Latency: 4 KB frames stamped with
 // CLOCK_MONOTONIC just before Publish, measured on arrival; once as a steady
-// stream (every 20 us: the reader is still in its spin window) and once
+// stream (a frame every 20 us) and once
 // paced 2 ms apart (the reader is asleep in the kernel and must be woken).
 // Idle: the consumer blocks in Next() with nothing coming; its CPU time over
 // wall time.
@@ -171,7 +171,7 @@ int RunShm(const Args& args) {
   const int64_t batch = args.Int("batch", 8192);
   const int64_t slots = args.Int("slots", 4);
   const int64_t lat_frames = args.Int("lat-frames", 20000);
-  const int64_t spin_us = args.Int("spin-us", 50);
+  const int64_t spin_us = args.Int("spin-us", ReaderOptions{}.spin_us);
   const double idle_seconds = args.Double("idle-seconds", 2.0);
   const std::string fill = args.Str("fill", "generate");
   if (fill != "generate" && fill != "copy") {
@@ -313,7 +313,7 @@ int RunShm(const Args& args) {
     std::printf("  concurrent     %7.2f GB/s (no transport: one process writing, one reading the same\n"
                 "                              amount at once; the hardware's limit here), ratio %.3f\n",
                 concurrent_gbps, res.gbps / concurrent_gbps);
-    std::printf("  4 KB handoff   p50 %.2f us, p99 %.2f us (a frame every 20 us, reader spin %lld us)\n",
+    std::printf("  4 KB handoff   p50 %.2f us, p99 %.2f us (a frame every 20 us; reader spin_us %lld)\n",
                 res.hot_p50, res.hot_p99, static_cast<long long>(spin_us));
     std::printf("                 p50 %.2f us, p99 %.2f us (reader asleep, 2 ms apart)\n",
                 res.cold_p50, res.cold_p99);

@@ -9,12 +9,6 @@
 #include "shm/shm_ring_internal.h"
 #include "transports_internal.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define DATAFEED_CPU_RELAX() _mm_pause()
-#else
-#define DATAFEED_CPU_RELAX() std::this_thread::yield()
-#endif
 
 namespace datafeed::internal {
 namespace {
@@ -252,7 +246,8 @@ class ShmReader final : public BatchReader {
         return Status::DeadlineExceeded(ShmUri(seg->name()) + ": no batch before the deadline");
       }
       if (now < spin_until) {
-        for (int k = 0; k < 64; ++k) DATAFEED_CPU_RELAX();
+        // Poll without PAUSE, which under a hypervisor may trigger
+        // pause-loop exits that deschedule the vCPU.
         continue;
       }
       c->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
