@@ -163,6 +163,14 @@ class Source {
   std::unique_ptr<Consumer> consumer_;
 };
 
+// NaN for an empty list.
+double Median(std::vector<double> v) {
+  if (v.empty()) return std::nan("");
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
@@ -281,6 +289,7 @@ int main(int argc, char** argv) {
   // The ceiling: one batch made resident (copied, so it holds no transport
   // memory), one warm-up step, then ceiling_steps timed steps.
   double ceiling_step_s = std::nan("");
+  std::vector<double> ceiling_times;  // per step, for the median
   int64_t batch = 0;
   {
     Batch first = OrDie(src.Next(device));
@@ -291,7 +300,11 @@ int main(int argc, char** argv) {
       (void)train_step(resident).item<float>();  // warm-up: allocations, kernel selection
       src.WaitUntilProducerIdle(60);
       const auto t0 = Clock::now();
-      for (int64_t i = 0; i < ceiling_steps; ++i) (void)train_step(resident).item<float>();
+      for (int64_t i = 0; i < ceiling_steps; ++i) {
+        const auto t = Clock::now();
+        (void)train_step(resident).item<float>();
+        ceiling_times.push_back(Since(t));
+      }
       ceiling_step_s = Since(t0) / static_cast<double>(ceiling_steps);
       std::fprintf(stderr, "mnist_train: ceiling (batch resident): %.4f s/step over %lld steps\n",
                    ceiling_step_s, static_cast<long long>(ceiling_steps));
@@ -302,6 +315,7 @@ int main(int argc, char** argv) {
   // read: on a GPU the steps' kernels are still running then, so fetching
   // (and the pinned copy) overlaps them.
   std::vector<float> losses;
+  std::vector<double> step_times;  // start of one step to the start of the next
   const ConsumerStats s0 = src.consumer().stats();
   const auto t0 = Clock::now();
   ConsumerStats s_prev = s0;
@@ -313,6 +327,7 @@ int main(int argc, char** argv) {
     auto b = src.Next(device);
     if (b.ok()) current = std::move(b).value(); else end = b.status();
   }
+  auto step_start = Clock::now();
   while (current && (steps == 0 || step < steps)) {
     at::Tensor loss = train_step(*current);
     current.reset();  // gives the transport memory back before waiting
@@ -323,6 +338,8 @@ int main(int argc, char** argv) {
       if (b.ok()) next = std::move(b).value(); else end = b.status();
     }
     losses.push_back(loss.item<float>());
+    step_times.push_back(Since(step_start));
+    step_start = Clock::now();
     if (log_every > 0 && step % log_every == 0) {
       const ConsumerStats s = src.consumer().stats();
       const double dt = Since(t_prev);
@@ -349,6 +366,9 @@ int main(int argc, char** argv) {
   const double step_s = train_s / static_cast<double>(step);
   const double wait_frac = (s1.wait_s - s0.wait_s) / train_s;
   const double ratio = ceiling_step_s / step_s;
+  // Medians resist bursts of load from other processes on a shared machine.
+  const double step_median_s = Median(step_times);
+  const double ceiling_median_s = Median(ceiling_times);
   const size_t k = std::min<size_t>(5, losses.size());
   const double loss_first = std::accumulate(losses.begin(), losses.begin() + k, 0.0) / k;
   const double loss_last = std::accumulate(losses.end() - k, losses.end(), 0.0) / k;
@@ -357,6 +377,7 @@ int main(int argc, char** argv) {
         "{\"source\": %s, \"transport\": %s, \"endpoint\": %s, \"pipeline\": %s, \"blur\": %s, "
         "\"device\": %s, \"torch_threads\": %lld, \"producer_threads\": %s, \"batch\": %lld, "
         "\"steps\": %lld, \"step_s\": %s, \"ceiling_step_s\": %s, \"ratio\": %s, "
+        "\"step_median_s\": %s, \"ceiling_median_s\": %s, \"ratio_median\": %s, "
         "\"data_wait_frac\": %s, \"samples_per_s\": %s, \"loss_first\": %s, \"loss_last\": %s}\n",
         JsonString(source).c_str(), JsonString(src.transport()).c_str(),
         JsonString(src.consumer().endpoint()).c_str(),
@@ -366,6 +387,8 @@ int main(int argc, char** argv) {
         producer_threads > 0 ? std::to_string(producer_threads).c_str() : "null",
         static_cast<long long>(batch), static_cast<long long>(step), JsonNumber(step_s).c_str(),
         JsonNumber(ceiling_step_s).c_str(), JsonNumber(ratio, "%.4f").c_str(),
+        JsonNumber(step_median_s).c_str(), JsonNumber(ceiling_median_s).c_str(),
+        JsonNumber(ceiling_median_s / step_median_s, "%.4f").c_str(),
         JsonNumber(wait_frac, "%.4f").c_str(),
         JsonNumber(static_cast<double>(batch) / step_s, "%.1f").c_str(),
         JsonNumber(loss_first, "%.4f").c_str(), JsonNumber(loss_last, "%.4f").c_str());
@@ -376,8 +399,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(step), step_s, static_cast<double>(batch) / step_s,
                 100.0 * wait_frac);
     if (ceiling_steps > 0) {
-      std::printf("  ceiling %.4f s/step   ratio = ceiling_step_s / step_s = %.3f\n", ceiling_step_s,
-                  ratio);
+      std::printf("  ceiling %.4f s/step   ratio = ceiling_step_s / step_s = %.3f (of medians: %.3f)\n",
+                  ceiling_step_s, ratio, ceiling_median_s / step_median_s);
     }
     std::printf("  loss %.4f (first %zu steps) -> %.4f (last %zu)\n", loss_first, k, loss_last, k);
   }

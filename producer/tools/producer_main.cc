@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   int64_t max_in_flight = 2;
   double progress_s = 2.0;
   std::string tls_cert, tls_key, tls_client_ca, shm_name;
-  int64_t keepalive_ms = 1000;
+  int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
 
   Flags flags("datafeed-producer",

@@ -145,6 +145,25 @@ TEST(GrpcFaults, ReconnectsWhenTheProducerRestarts) {
   }
 }
 
+TEST(GrpcFaults, AConsumerThatPausesKeepsItsStream) {
+  // A trainer that stops reading (evaluation, checkpointing) while the
+  // producer has frames waiting must find its stream alive afterwards.
+  auto w = Writer("grpc://127.0.0.1:0");
+  auto r = Reader(w->endpoint());
+  ASSERT_TRUE(r.ok());
+  std::thread producer([&] {
+    for (uint64_t id = 0; id < 40; ++id) Publish(*w, id, 256, 4000);  // 1 MB frames
+  });
+  ASSERT_TRUE((*r)->Next(Deadline::AfterMillis(5000)).ok());
+  std::this_thread::sleep_for(4s);
+  for (uint64_t id = 1; id < 40; ++id) {
+    auto v = (*r)->Next(Deadline::AfterMillis(10'000));
+    ASSERT_TRUE(v.ok()) << "batch " << id << ": " << v.status().ToString();
+    EXPECT_EQ(v->meta().first_index, id);
+  }
+  producer.join();
+}
+
 TEST(GrpcFaults, OversizeFrameIsRefusedNamingTheLimit) {
   auto w = Writer("grpc://127.0.0.1:0");
   ReaderOptions o;

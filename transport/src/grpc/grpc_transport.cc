@@ -213,7 +213,7 @@ void ApplyChannelArgs(grpc::ChannelArguments* args, const GrpcOptions& o, size_t
   args->SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(max_frame + 64, INT32_MAX)));
   args->SetMaxSendMessageSize(-1);
   args->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.keepalive_ms));
-  args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.keepalive_ms));
+  args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * o.keepalive_ms));
   args->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Big frames: larger HTTP/2 frames and windows mean fewer round trips.
@@ -250,7 +250,7 @@ class GrpcWriter final : public BatchWriter {
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.SetMaxSendMessageSize(-1);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.grpc.keepalive_ms));
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(o.grpc.keepalive_ms));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * o.grpc.keepalive_ms));
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                                static_cast<int>(std::max<int64_t>(100, o.grpc.keepalive_ms / 2)));

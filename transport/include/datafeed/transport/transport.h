@@ -164,9 +164,12 @@ struct GrpcOptions {
   std::string tls_server_name;
   // Consumer: "gzip" asks the producer to compress frames ("" = none).
   std::string compression;
-  // HTTP/2 keepalive ping interval: a silent dead peer is noticed within
-  // about twice this.
-  int64_t keepalive_ms = 1000;
+  // HTTP/2 keepalive ping interval; a peer that does not answer a ping
+  // within twice this is dropped. A killed peer is noticed at once (its
+  // sockets close); this is for silent ones (a partition). Not shorter:
+  // a ping queues behind up to a 64 MB window of frames when the consumer
+  // pauses, and a 1 s timeout dropped healthy streams.
+  int64_t keepalive_ms = 10'000;
   // Largest frame a consumer accepts (0: 1 GiB). Larger frames are refused
   // with an error naming the endpoint and this limit.
   size_t max_frame_bytes = 0;
