@@ -443,8 +443,10 @@ class NaiveService final : public pb::BatchStream::Service {
   NaiveService(const Config& c, size_t frame_bytes) : c_(c), src_(frame_bytes) {}
   bool ok() const { return src_.data != nullptr; }
 
-  grpc::Status StreamBatches(grpc::ServerContext*, const pb::StreamRequest*,
-                             grpc::ServerWriter<pb::Frame>* writer) override {
+  grpc::Status StreamBatches(grpc::ServerContext*,
+                             grpc::ServerReaderWriter<pb::Frame, pb::StreamRequest>* writer) override {
+    pb::StreamRequest req;
+    writer->Read(&req);
     Meter meter(c_.warmup);
     pb::Frame msg;  // reused: its buffer is faulted in once
     for (int64_t i = 0; i < c_.warmup + c_.naive_batches; ++i) {
@@ -511,8 +513,10 @@ SideResult NaiveClient(const Config& c, size_t frame_bytes, int addr_fd) {
   ctx.set_wait_for_ready(true);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(kChildTimeoutMs));
   pb::StreamRequest req;
-  req.set_protocol_version(1);
-  std::unique_ptr<grpc::ClientReader<pb::Frame>> reader = stub->StreamBatches(&ctx, req);
+  req.set_protocol_version(2);
+  std::unique_ptr<grpc::ClientReaderWriter<pb::StreamRequest, pb::Frame>> reader = stub->StreamBatches(&ctx);
+  reader->Write(req);
+  reader->WritesDone();
   Meter meter(c.warmup);
   pb::Frame msg;
   for (int64_t i = 0; i < c.warmup + c.naive_batches; ++i) {

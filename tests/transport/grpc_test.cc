@@ -164,6 +164,85 @@ TEST(GrpcFaults, AConsumerThatPausesKeepsItsStream) {
   producer.join();
 }
 
+TEST(GrpcFaults, ProducerThatExitsRightAfterCloseLosesNothing) {
+  // A producer process publishes its last batches, closes and exits at once:
+  // every batch and the end of the stream must still reach the consumer
+  // (the producer waits until the consumer has read the end-of-stream
+  // marker before it tears its connections down).
+  constexpr int kRounds = 40;
+  constexpr uint64_t kBatches = 5;
+  for (int round = 0; round < kRounds; ++round) {
+    auto w = Writer("grpc://127.0.0.1:0");
+    auto r = Reader(w->endpoint());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    std::thread producer([&] {
+      for (uint64_t id = 0; id < kBatches; ++id) Publish(*w, id, 256, 4000);  // 1 MB frames
+      ASSERT_TRUE(w->Close().ok());
+      w.reset();
+    });
+    std::vector<uint64_t> got;
+    Status end;
+    for (;;) {
+      auto v = (*r)->Next(Deadline::AfterMillis(10'000));
+      if (!v.ok()) {
+        end = v.status();
+        break;
+      }
+      EXPECT_EQ(CheckBatch(*v), "");
+      got.push_back(v->meta().first_index);
+      if (round % 2 == 1) std::this_thread::sleep_for(10ms);  // a consumer slower than the producer
+    }
+    producer.join();
+    ASSERT_EQ(got.size(), kBatches) << "round " << round << " ended with " << end.ToString();
+    ASSERT_TRUE(end.IsEndOfStream()) << "round " << round << ": " << end.ToString();
+  }
+}
+
+TEST(GrpcWire, ProducerWaitsForTheConsumerToAcknowledgeTheEnd) {
+  // Speak StreamBatches with generated protobuf code, as another client
+  // would: frames, then a Frame with end_of_stream; the producer does not
+  // finish the call (nor, exiting, tear down the connection) until the
+  // consumer half-closes.
+  auto w = Writer("grpc://127.0.0.1:0");
+  const std::string address = w->endpoint().substr(7);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto stub = pb::BatchStream::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->StreamBatches(&ctx);
+  pb::StreamRequest req;
+  req.set_protocol_version(2);
+  ASSERT_TRUE(stream->Write(req));
+  stream->WaitForInitialMetadata();
+  for (uint64_t id = 0; id < 3; ++id) Publish(*w, id);
+  std::atomic<bool> destroyed{false};
+  std::thread exiting([&] {
+    ASSERT_TRUE(w->Close().ok());
+    w.reset();  // what a producer does when it exits
+    destroyed = true;
+  });
+  pb::Frame f;
+  for (uint64_t id = 0; id < 3; ++id) {
+    ASSERT_TRUE(stream->Read(&f));
+    EXPECT_FALSE(f.end_of_stream());
+    auto v = ParseFrame(reinterpret_cast<const uint8_t*>(f.frame().data()), f.frame().size());
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_EQ(v->meta().first_index, id);
+  }
+  ASSERT_TRUE(stream->Read(&f));
+  EXPECT_TRUE(f.end_of_stream());
+  EXPECT_TRUE(f.frame().empty());
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(destroyed.load()) << "the producer finished before the consumer acknowledged the end";
+  const auto acked = std::chrono::steady_clock::now();
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_FALSE(stream->Read(&f));
+  EXPECT_TRUE(stream->Finish().ok());
+  exiting.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - acked, 1500ms);
+}
+
 TEST(GrpcFaults, OversizeFrameIsRefusedNamingTheLimit) {
   auto w = Writer("grpc://127.0.0.1:0");
   ReaderOptions o;
@@ -196,7 +275,7 @@ TEST(GrpcWire, GzipCompressedStreamDeliversTheSameBytes) {
 class FakeProducer {
  public:
   struct Control final : pb::DataFeed::Service {
-    uint32_t version = 1;
+    uint32_t version = 2;
     grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest*,
                            pb::HandshakeResponse* resp) override {
       resp->set_protocol_version(version);
@@ -206,11 +285,13 @@ class FakeProducer {
   };
   struct Stream final : pb::BatchStream::Service {
     std::string payload;
-    grpc::Status StreamBatches(grpc::ServerContext*, const pb::StreamRequest*,
-                               grpc::ServerWriter<pb::Frame>* w) override {
+    grpc::Status StreamBatches(grpc::ServerContext*,
+                               grpc::ServerReaderWriter<pb::Frame, pb::StreamRequest>* s) override {
+      pb::StreamRequest req;
+      s->Read(&req);
       pb::Frame f;
       f.set_frame(payload);
-      w->Write(f);
+      s->Write(f);
       return grpc::Status::OK;
     }
   };
@@ -256,7 +337,7 @@ TEST(GrpcHandshake, ConsumersOnAnotherHostGetTheStreamAndCannotForceShm) {
   auto channel = grpc::CreateChannel(w->endpoint().substr(7), grpc::InsecureChannelCredentials());
   pb::DataFeed::Stub stub(channel);
   pb::HandshakeRequest req;
-  req.set_protocol_version(1);
+  req.set_protocol_version(2);
   req.mutable_host()->set_machine_id("another-machine");
   req.mutable_host()->set_boot_id("another-boot");
   req.set_can_map_shm(true);

@@ -32,7 +32,9 @@ namespace {
 namespace pb = ::datafeed::v1;
 using std::chrono::milliseconds;
 
-constexpr uint32_t kProtocolVersion = 1;
+// 2: StreamBatches is bidirectional and ends with an acknowledged
+// end-of-stream marker (see proto/datafeed.proto).
+constexpr uint32_t kProtocolVersion = 2;
 constexpr char kStreamMethod[] = "/datafeed.v1.BatchStream/StreamBatches";
 constexpr size_t kDefaultMaxFrame = size_t{1} << 30;
 
@@ -159,27 +161,35 @@ class ControlService final : public pb::DataFeed::Service {
 // serialization instead of a protobuf message.
 class StreamService final : public grpc::Service {
  public:
+  using Stream = grpc::ServerReaderWriter<WireFrame, pb::StreamRequest>;
   explicit StreamService(ServerState* s) : s_(s) {
     AddMethod(new grpc::internal::RpcServiceMethod(
-        kStreamMethod, grpc::internal::RpcMethod::SERVER_STREAMING,
-        new grpc::internal::ServerStreamingHandler<StreamService, pb::StreamRequest, WireFrame>(
-            [](StreamService* self, grpc::ServerContext* ctx, const pb::StreamRequest* req,
-               grpc::ServerWriter<WireFrame>* w) { return self->Stream(ctx, req, w); },
+        kStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING,
+        new grpc::internal::BidiStreamingHandler<StreamService, pb::StreamRequest, WireFrame>(
+            [](StreamService* self, grpc::ServerContext* ctx, Stream* stream) {
+              return self->Serve(ctx, stream);
+            },
             this)));
   }
 
-  grpc::Status Stream(grpc::ServerContext* ctx, const pb::StreamRequest* req,
-                      grpc::ServerWriter<WireFrame>* writer) {
-    if (req->protocol_version() != kProtocolVersion) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "protocol version mismatch");
+  grpc::Status Serve(grpc::ServerContext* ctx, Stream* stream) {
+    pb::StreamRequest req;
+    if (!stream->Read(&req)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the stream carried no StreamRequest");
     }
-    if (req->compression() == "gzip") {
+    if (req.protocol_version() != kProtocolVersion) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          "protocol version mismatch: consumer speaks " +
+                              std::to_string(req.protocol_version()) + ", producer speaks " +
+                              std::to_string(kProtocolVersion) + "; use matching datafeed builds");
+    }
+    if (req.compression() == "gzip") {
       ctx->set_compression_algorithm(GRPC_COMPRESS_GZIP);
-    } else if (!req->compression().empty()) {
+    } else if (!req.compression().empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "unknown compression '" + req->compression() + "'; use gzip or none");
+                          "unknown compression '" + req.compression() + "'; use gzip or none");
     }
-    writer->SendInitialMetadata();  // tells the consumer its stream is accepted
+    stream->SendInitialMetadata();  // tells the consumer its stream is accepted
     s_->active.fetch_add(1);
     struct Leave {
       ServerState* s;
@@ -189,7 +199,7 @@ class StreamService final : public grpc::Service {
       if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
       Result<BatchView> v = s_->ring_reader->Next(Deadline::AfterMillis(100));
       if (v.status().IsDeadlineExceeded()) continue;
-      if (v.status().IsEndOfStream()) return grpc::Status::OK;
+      if (v.status().IsEndOfStream()) break;
       if (!v.ok()) {
         return grpc::Status(grpc::StatusCode::UNAVAILABLE, v.status().ToString());
       }
@@ -199,10 +209,21 @@ class StreamService final : public grpc::Service {
       // Blocks while the consumer is slow (HTTP/2 flow control): the slot
       // stays claimed, so the ring, not memory, absorbs the backlog. A batch
       // whose write fails is lost with the consumer that was receiving it.
-      if (!writer->Write(frame)) return grpc::Status::CANCELLED;
+      if (!stream->Write(frame)) return grpc::Status::CANCELLED;
       s_->streamed.fetch_add(1);
       s_->bytes.fetch_add(n);
     }
+    // The end: send the marker, then wait for the consumer to half-close,
+    // which it does once it has read the marker, and so every frame before
+    // it. Returning earlier lets a producer that exits next reset the
+    // connection under frames still in flight. A consumer that never answers
+    // is cut off by Server::Shutdown's deadline (the writer's linger).
+    WireFrame end;
+    end.end = true;
+    if (!stream->Write(end)) return grpc::Status::CANCELLED;
+    while (stream->Read(&req)) {
+    }
+    return grpc::Status::OK;
   }
 
  private:
@@ -279,6 +300,7 @@ class GrpcWriter final : public BatchWriter {
     w->state_.slot_count = o.shm.slot_count;
     w->state_.slot_bytes = o.shm.slot_bytes;
     w->state_.published = &w->published_;
+    w->linger_ms_ = o.linger_ms;
     return std::unique_ptr<BatchWriter>(std::move(w));
   }
 
@@ -289,9 +311,13 @@ class GrpcWriter final : public BatchWriter {
     // opening streams meanwhile, so a consumer that arrives late still gets
     // the last batches. Then the streams, which read the ring through their
     // own mapping, drain and end.
+    // Each stream ends with an end-of-stream marker the consumer
+    // acknowledges; Shutdown waits for that (at least 2 s, or as long as the
+    // writer lingers), then cuts off consumers that did not answer.
     ring_.reset();
     if (server_) {
-      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        milliseconds(std::max<int64_t>(2000, linger_ms_)));
     }
     if (state_.ring_reader) state_.ring_reader->Cancel();
     server_.reset();
@@ -315,6 +341,7 @@ class GrpcWriter final : public BatchWriter {
   Endpoint endpoint_;
   ServerState state_;
   std::atomic<uint64_t> published_{0};
+  int64_t linger_ms_ = 0;
   std::unique_ptr<BatchWriter> ring_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<StreamService> stream_;
@@ -378,6 +405,7 @@ Result<pb::HandshakeResponse> DoHandshake(const std::shared_ptr<grpc::Channel>& 
 
 class GrpcReader final : public BatchReader {
  public:
+  using Stream = grpc::ClientReaderWriter<pb::StreamRequest, WireFrame>;
   GrpcReader(Endpoint ep, ReaderOptions o, std::shared_ptr<grpc::Channel> channel)
       : ep_(std::move(ep)), o_(std::move(o)), channel_(std::move(channel)),
         pool_(std::make_shared<FramePool>()) {}
@@ -437,12 +465,6 @@ class GrpcReader final : public BatchReader {
       if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
       ctx_ = ctx.get();
     }
-    std::unique_ptr<grpc::ClientReader<WireFrame>> reader(
-        grpc::internal::ClientReaderFactory<WireFrame>::Create(
-            channel_.get(),
-            grpc::internal::RpcMethod(kStreamMethod, grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
-            ctx.get(), req));
-    // The producer sends its initial metadata as soon as it accepts the stream.
     std::atomic<bool> done{false};
     std::thread watchdog([&] {
       std::unique_lock<std::mutex> lock(mu_);
@@ -454,7 +476,14 @@ class GrpcReader final : public BatchReader {
       }
       if (!done.load()) ctx->TryCancel();
     });
-    reader->WaitForInitialMetadata();
+    // The producer accepts the stream (initial metadata) once it has read
+    // the request; the watchdog cancels a call that is not accepted in time.
+    // A failed write shows up as a failed read later.
+    std::unique_ptr<Stream> reader(grpc::internal::ClientReaderWriterFactory<pb::StreamRequest, WireFrame>::Create(
+        channel_.get(),
+        grpc::internal::RpcMethod(kStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING, channel_),
+        ctx.get()));
+    if (reader->Write(req)) reader->WaitForInitialMetadata();
     {
       std::lock_guard<std::mutex> lock(mu_);
       done.store(true);
@@ -475,13 +504,13 @@ class GrpcReader final : public BatchReader {
     int64_t backoff_ms = 50;
     for (;;) {
       std::unique_ptr<grpc::ClientContext> ctx;
-      std::unique_ptr<grpc::ClientReader<WireFrame>> reader;
+      std::unique_ptr<Stream> reader;
       {
         std::lock_guard<std::mutex> lock(mu_);
         ctx = std::move(stream_ctx_);
         reader = std::move(stream_);
       }
-      bool got_any = false;
+      bool got_any = false, got_end = false;
       grpc::Status gs;
       if (reader) {
         for (;;) {
@@ -493,6 +522,12 @@ class GrpcReader final : public BatchReader {
           WireFrame f;
           f.pool = pool_.get();
           if (!reader->Read(&f)) break;
+          if (f.end) {
+            // Every frame has arrived; half-closing tells the producer so.
+            got_end = true;
+            reader->WritesDone();
+            continue;
+          }
           got_any = true;
           std::lock_guard<std::mutex> lock(mu_);
           queue_.push_back(std::move(f));
@@ -505,9 +540,19 @@ class GrpcReader final : public BatchReader {
       std::unique_lock<std::mutex> lock(mu_);
       ctx_ = nullptr;
       if (cancelled_) return;
-      Status end = gs.ok() ? Status::EndOfStream(Uri(ep_) + ": the producer closed the stream")
-                           : FromGrpc(gs, Uri(ep_), "batch stream");
-      if (gs.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      // After the end marker the stream is complete, whatever the call's
+      // status (a producer that exits may reset the connection first).
+      Status end = gs.ok() || got_end ? Status::EndOfStream(Uri(ep_) + ": the producer closed the stream")
+                                      : FromGrpc(gs, Uri(ep_), "batch stream");
+      if (got_end) {
+        end_ = end;
+        cv_.notify_all();
+        return;
+      }
+      if (gs.ok()) {
+        // A protocol-2 producer always ends with the marker.
+        end = Status::DataLoss(Uri(ep_) + ": the stream ended without its end-of-stream marker");
+      } else if (gs.error_code() == grpc::StatusCode::UNAVAILABLE ||
           gs.error_code() == grpc::StatusCode::INTERNAL ||
           gs.error_code() == grpc::StatusCode::CANCELLED) {
         end = Status::Unavailable(Uri(ep_) + ": the producer went away (" + gs.error_message() + ")" +
@@ -546,7 +591,7 @@ class GrpcReader final : public BatchReader {
   bool cancelled_ = false;
   grpc::ClientContext* ctx_ = nullptr;  // the live stream, for Cancel()
   std::unique_ptr<grpc::ClientContext> stream_ctx_;  // opened, not yet taken by Receive()
-  std::unique_ptr<grpc::ClientReader<WireFrame>> stream_;
+  std::unique_ptr<Stream> stream_;
   std::thread thread_;
 };
 

@@ -66,6 +66,14 @@ void ReleaseKeepalive(void* user_data) { delete static_cast<std::shared_ptr<void
 
 Status SerializationTraits<WireFrame, void>::Serialize(const WireFrame& msg, ByteBuffer* bb,
                                                         bool* own_buffer) {
+  *own_buffer = true;
+  if (msg.end) {
+    static const uint8_t kEnd[2] = {0x10, 0x01};  // field 2 (varint) = true
+    Slice slice(kEnd, sizeof kEnd);
+    ByteBuffer out(&slice, 1);
+    bb->Swap(&out);
+    return Status::OK;
+  }
   const datafeed::FrameView& f = msg.view.frame();
   uint8_t header[11];
   const size_t hn = datafeed::internal::EncodeFrameHeader(f.size(), header);
@@ -76,7 +84,6 @@ Status SerializationTraits<WireFrame, void>::Serialize(const WireFrame& msg, Byt
   };
   ByteBuffer out(slices, 2);
   bb->Swap(&out);
-  *own_buffer = true;
   return Status::OK;
 }
 
@@ -99,6 +106,14 @@ Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFra
   uint8_t tag = 0;
   if (slices.empty() || !next_byte(&tag)) {
     return Status(StatusCode::DATA_LOSS, "empty message where a batch frame was expected");
+  }
+  if (tag == 0x10) {  // end_of_stream
+    uint8_t value = 0;
+    if (!next_byte(&value) || value != 0x01 || next_byte(&value)) {
+      return Status(StatusCode::DATA_LOSS, "malformed end-of-stream message");
+    }
+    msg->end = true;
+    return Status::OK;
   }
   if (tag != 0x0A) {
     return Status(StatusCode::DATA_LOSS, "malformed message: expected a Frame (tag 0x0A), got tag 0x" +

@@ -6,7 +6,8 @@
 // that points straight into the frame's memory (the shared-memory slot),
 // released when gRPC is done sending it. The client side reads the header
 // and copies the payload once, from gRPC's receive slices into a reusable
-// 64-byte-aligned buffer, which then backs the tensors.
+// 64-byte-aligned buffer, which then backs the tensors. The end-of-stream
+// marker is `Frame { end_of_stream: true }`: the two bytes 0x10 0x01.
 #ifndef DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
 #define DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
 
@@ -52,6 +53,8 @@ struct WireFrame {
   FramePool* pool = nullptr;
   std::shared_ptr<FramePool::Buffer> buffer;
   size_t size = 0;
+  // Both sides: this is the end-of-stream marker, not a batch.
+  bool end = false;
 };
 
 // The header of a `Frame` message carrying `frame_bytes` bytes.
