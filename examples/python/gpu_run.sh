@@ -44,28 +44,14 @@ plain_pipeline='to_tensor,normalize(0.1307,0.3081)'
 die() { echo "gpu_run: $*" >&2; exit 1; }
 say() { echo "gpu_run: $*" >&2; }
 
+# The bundling itself (library closure, RUNPATHs, MANIFEST, glibc checks) is
+# shared with examples/gpu/gpu_run.sh: scripts/bundle_lib.sh, which travels
+# in the bundle next to this script.
+bundle_lib="$here/bundle_lib.sh"
+[[ -f "$bundle_lib" ]] || bundle_lib="$here/../../scripts/bundle_lib.sh"
+source "$bundle_lib"
+
 # ---------------------------------------------------------------- pack (here)
-
-# Libraries every Linux machine has (glibc and the loader) are never bundled.
-is_system_lib() {
-  case "$1" in
-    linux-vdso.so.*|ld-linux*.so.*|libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|\
-    libutil.so.*|libresolv.so.*|libnsl.so.*|libanl.so.*|libmvec.so.*|libBrokenLocale.so.*) return 0 ;;
-  esac
-  return 1
-}
-# The C++ runtime: bundled to compat/, used only where the target's is older.
-is_compat_lib() {
-  case "$1" in libstdc++.so.*|libgcc_s.so.*) return 0 ;; esac
-  return 1
-}
-
-# Highest symbol version of a family (GLIBC_, GLIBCXX_) that files require.
-max_version_needed() {
-  local prefix="$1"; shift
-  objdump -p "$@" 2>/dev/null | awk -v p="$prefix" '$NF ~ "^"p"[0-9]" {sub(p, "", $NF); print $NF}' |
-    sort -V | tail -n 1
-}
 
 pack() {
   local build="${1:-build}" out="${2:-}"
@@ -81,55 +67,26 @@ pack() {
   stage_root="$(mktemp -d)"
   trap 'rm -rf "$stage_root"' RETURN
   stage="$stage_root/datafeed-gpu"
-  mkdir -p "$stage/python" "$stage/lib" "$stage/compat"
+  mkdir -p "$stage/python"
   cp -r "$pkg" "$stage/python/"
   rm -rf "$stage/python/datafeed/__pycache__"
   cp "$here/gpu_run.sh" "$here/mnist_train.py" "$stage/"
+  cp "$bundle_lib" "$stage/bundle_lib.sh"
 
   local elfs=("$stage/python/datafeed/libdatafeed_c.so" "$stage/python/datafeed/bin/datafeed-producer"
               "$stage/python/datafeed/bin/datafeed-make-mnist")
-  # ldd lists the whole closure, transitive dependencies included.
-  local line name path n=0
-  while read -r line; do
-    name="${line%% *}"
-    path="$(awk '{print $3}' <<<"$line")"
-    [[ "$path" == "not" ]] && die "a dependency is not found on this machine: $line"
-    if is_system_lib "$name"; then continue; fi
-    if is_compat_lib "$name"; then cp -L "$path" "$stage/compat/$name"; continue; fi
-    if [[ ! -e "$stage/lib/$name" ]]; then cp -L "$path" "$stage/lib/$name"; n=$((n + 1)); fi
-  done < <(ldd "${elfs[@]}" | awk '/=>/ && $3 != "" {print $1, "=>", $3}' | sort -u)
-  chmod u+w "$stage"/lib/* "$stage"/compat/* 2>/dev/null || true
-
-  local rpath=no
-  if command -v patchelf >/dev/null; then
-    for f in "$stage"/lib/*; do patchelf --set-rpath '$ORIGIN' "$f"; done
-    patchelf --set-rpath '$ORIGIN/../../lib' "$stage/python/datafeed/libdatafeed_c.so"
-    for f in "$stage"/python/datafeed/bin/*; do patchelf --set-rpath '$ORIGIN/../../../lib' "$f"; done
-    rpath=yes
-  else
-    say "patchelf not found (apt-get install patchelf): the run step will set LD_LIBRARY_PATH instead"
-  fi
-
-  local glibc glibcxx
-  glibc="$(max_version_needed GLIBC_ "${elfs[@]}" "$stage"/lib/*)"
-  glibcxx="$(max_version_needed GLIBCXX_ "${elfs[@]}" "$stage"/lib/*)"
-  {
-    echo "built_on=$(hostname) $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "glibc_required=${glibc}"
-    echo "glibcxx_required=${glibcxx}"
-    echo "rpath=${rpath}"
-    echo "libraries=${n}"
-  } > "$stage/MANIFEST"
-  case "$out" in
-    *.tar) tar -C "$stage_root" -cf "$out" datafeed-gpu ;;  # uncompressed: quick (tests)
-    *) tar -C "$stage_root" -czf "$out" datafeed-gpu ;;
-  esac
-  say "wrote $out ($(du -h "$out" | cut -f1); $n libraries; needs glibc >= $glibc; rpath=$rpath)"
+  bundle_closure "$stage" "${elfs[@]}"
+  bundle_rpath "$stage" "$stage/python/datafeed/libdatafeed_c.so" ../../lib \
+      "$stage/python/datafeed/bin/datafeed-producer" ../../../lib \
+      "$stage/python/datafeed/bin/datafeed-make-mnist" ../../../lib
+  bundle_manifest_write "$stage" "${elfs[@]}"
+  bundle_tar "$stage_root" datafeed-gpu "$out"
+  say "wrote $out ($(du -h "$out" | cut -f1); $BUNDLE_LIBS libraries; needs glibc >= $(bundle_manifest "$stage" glibc_required); rpath=$BUNDLE_RPATH)"
 }
 
 # ---------------------------------------------------------------- run (there)
 
-manifest() { sed -n "s/^$1=//p" "$here/MANIFEST"; }
+manifest() { bundle_manifest "$here" "$1"; }
 
 # Sets up the environment for the bundle's binaries and checks the machine.
 setup() {
@@ -142,12 +99,7 @@ setup() {
     export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
 
-  local need have
-  need="$(manifest glibc_required)"
-  have="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
-  if [[ -n "$need" && -n "$have" && "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]]; then
-    die "this machine has glibc $have; the bundle needs >= $need (build it on an older distribution)"
-  fi
+  bundle_check_glibc "$here"
 
   command -v "$python" >/dev/null || die "no $python here; pass --python /path/to/python-with-torch"
   # One interpreter start (importing torch takes seconds): versions and CUDA.
@@ -166,16 +118,6 @@ print(platform.python_version(), torch.__version__, datafeed.library_version(), 
   local pyver torchver libver
   read -r pyver torchver libver cuda_available <<<"$info"
   say "python $pyver, torch $torchver, datafeed library $libver, CUDA available: $cuda_available"
-}
-
-# Shared-memory slots that fit /dev/shm (each holds one batch).
-shm_slots() {
-  local batch_bytes=$(( $1 * (784 * 4 + 8) + 8192 )) free
-  free="$(df -B1 --output=avail /dev/shm 2>/dev/null | tail -n 1 | tr -d ' ')"
-  [[ -n "$free" ]] || { echo 4; return; }
-  local slots=$(( free / batch_bytes ))
-  (( slots > 4 )) && slots=4
-  echo "$slots"
 }
 
 run() {
@@ -213,7 +155,7 @@ run() {
   [[ $blur == 1 ]] || { pipeline="$plain_pipeline"; blur_flag=(--no-blur); }
 
   local slots
-  slots="$(shm_slots "$batch")"
+  slots="$(bundle_shm_slots "$batch")"
   (( slots >= 2 )) || die "/dev/shm has room for $slots batches of $batch; it needs 2 (in docker: --shm-size=1g)"
   local endpoint="shm://gpu-run-$$"
   "$producer" --mnist "$mnist" --endpoint "$endpoint" --pipeline "$pipeline" --batch-size "$batch" \
