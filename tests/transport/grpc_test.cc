@@ -68,8 +68,8 @@ TEST(GrpcHandshake, MixedConsumersShareTheStreamExactlyOnce) {
   std::vector<std::unique_ptr<BatchReader>> readers;
   readers.push_back(std::move(Reader(w->endpoint())).value());            // shared memory
   readers.push_back(std::move(Reader(w->endpoint(), {}, "grpc")).value());  // gRPC stream
-  Peer remote({"consume", w->endpoint()});  // another process; auto picks shm
-  Peer remote_grpc({"consume", "grpc://" + w->endpoint().substr(7)});
+  Peer remote({"consume", w->endpoint(), "announce"});  // another process; auto picks shm
+  Peer remote_grpc({"consume", "grpc://" + w->endpoint().substr(7), "announce"});
   std::vector<std::vector<uint64_t>> got(2);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < readers.size(); ++i) {
@@ -86,7 +86,8 @@ TEST(GrpcHandshake, MixedConsumersShareTheStreamExactlyOnce) {
     });
   }
   constexpr uint64_t kBatches = 400;
-  std::this_thread::sleep_for(300ms);  // let the peer processes attach
+  ASSERT_EQ(remote.ReadLine(), "attached");
+  ASSERT_EQ(remote_grpc.ReadLine(), "attached");
   for (uint64_t id = 0; id < kBatches; ++id) Publish(*w, id);
   ASSERT_TRUE(w->Close().ok());
   std::multiset<uint64_t> all;

@@ -59,6 +59,7 @@ class Peer {
     for (std::string l = ReadLine(); !l.empty(); l = ReadLine()) lines.push_back(l);
     return lines;
   }
+  void Signal(int sig) { kill(pid_, sig); }
   void Kill() {
     kill(pid_, SIGKILL);
     Wait();

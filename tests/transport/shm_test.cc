@@ -47,9 +47,17 @@ std::unique_ptr<BatchReader> ReaderFor(const std::string& name, int64_t connect_
 TEST(ShmMultiProcess, ConsumerProcessesShareTheStreamExactlyOnce) {
   const std::string name = UniqueName("mp");
   constexpr int kBatches = 600;
+  // The producer publishes only once every consumer is attached: otherwise,
+  // on a loaded machine, one consumer can drain the stream before another
+  // has started, which then finds no producer.
+  Peer producer({"produce", name, std::to_string(kBatches), "3", "gate"});
+  producer.Serving();
   std::vector<std::unique_ptr<Peer>> consumers;
-  for (int i = 0; i < 3; ++i) consumers.push_back(std::make_unique<Peer>(std::vector<std::string>{"consume", name}));
-  Peer producer({"produce", name, std::to_string(kBatches), "3"});
+  for (int i = 0; i < 3; ++i) {
+    consumers.push_back(std::make_unique<Peer>(std::vector<std::string>{"consume", name, "announce"}));
+  }
+  for (auto& c : consumers) ASSERT_EQ(c->ReadLine(), "attached");
+  producer.Signal(SIGUSR1);
   std::multiset<int> ids;
   for (auto& c : consumers) {
     for (const auto& line : c->ReadAll()) ids.insert(std::stoi(line));

@@ -1,13 +1,16 @@
 // A real producer or consumer process for the multi-process tests.
 //
-//   datafeed_test_peer produce URI COUNT SLOTS [sleep]   print "serving URI",
+//   datafeed_test_peer produce URI COUNT SLOTS [sleep|gate]   print "serving URI",
 //       publish COUNT batches (ids 0..COUNT-1), print "published COUNT", then
-//       close and linger (or sleep forever: "sleep")
-//   datafeed_test_peer consume URI                       print each batch's id
-//       until end of stream; exit 0 at end of stream, 3 on a bad batch, 4 on error
+//       close and linger (or sleep forever: "sleep"); "gate": wait for
+//       SIGUSR1 before publishing
+//   datafeed_test_peer consume URI [announce]            print each batch's id
+//       until end of stream; exit 0 at end of stream, 3 on a bad batch, 4 on
+//       error; "announce": first print "attached" once the reader is open
 //   datafeed_test_peer hold URI                          take one batch, print
 //       its id, then sleep forever holding it
 // A URI without a scheme is a shared-memory name.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -35,6 +38,11 @@ int main(int argc, char** argv) {
     o.shm.slot_bytes = 1 << 20;
     o.linger_ms = 20'000;
     const bool sleep_after = argc > 5 && std::string(argv[5]) == "sleep";
+    const bool gate = argc > 5 && std::string(argv[5]) == "gate";
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    if (gate) sigprocmask(SIG_BLOCK, &usr1, nullptr);  // before anyone can send it
     auto w = OpenWriter(ep, o);
     if (!w.ok()) {
       std::fprintf(stderr, "%s\n", w.status().ToString().c_str());
@@ -42,6 +50,10 @@ int main(int argc, char** argv) {
     }
     std::printf("serving %s\n", (*w)->endpoint().c_str());
     std::fflush(stdout);
+    if (gate) {
+      int sig = 0;
+      sigwait(&usr1, &sig);
+    }
     auto layout = testing::TestLayout(8, 512);
     for (uint64_t id = 0; id < count; ++id) {
       auto b = (*w)->Loan(layout, Deadline::Infinite());
@@ -60,6 +72,10 @@ int main(int argc, char** argv) {
   if (!r.ok()) {
     std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
     return 4;
+  }
+  if (argc > 3 && std::string(argv[3]) == "announce") {
+    std::printf("attached\n");
+    std::fflush(stdout);
   }
   for (;;) {
     auto v = (*r)->Next(Deadline::AfterMillis(20'000));
