@@ -34,6 +34,8 @@
 #       --torch-prefix DIR    find_package(Torch) under DIR instead (a libtorch zip,
 #                             /usr/lib/x86_64-linux-gnu/cmake for Debian's libtorch-dev)
 #       --build-dir DIR       where mnist_train is built (default: <bundle>/build)
+#       --cmake-arg ARG       passed to cmake's configure step (repeatable), e.g.
+#                             -DCMAKE_CXX_COMPILER=g++-12, -DCMAKE_CXX_STANDARD=20
 #       --steps N             training steps per run (default 50)
 #       --ceiling-steps N     resident-batch steps (default 10)
 #       --producer-threads N  (default 4)   --local-threads N  baseline producer threads
@@ -104,7 +106,7 @@ pack() {
   for d in transport/include producer/include consumer/include consumer/torch/include; do
     cp -r "$src/$d/datafeed/." "$stage/include/datafeed/"
   done
-  cp "$src/consumer/torch/src/tensors.cc" "$stage/src/consumer/torch/"
+  cp "$src"/consumer/torch/src/*.cc "$stage/src/consumer/torch/"
   cp "$src/examples/mnist_model.h" "$src/examples/mnist_model.cc" "$src/examples/mnist_train.cc" \
      "$stage/src/examples/"
   cp "$shared" "$stage/lib/"
@@ -202,7 +204,7 @@ build_trainer() {
   local log="$build_dir/build.log" t0=$SECONDS jobs
   jobs="$(nproc 2>/dev/null || echo 4)"
   say "building mnist_train against libtorch ($torch_desc) in $build_dir"
-  if ! { cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${torch_args[@]}" &&
+  if ! { cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${torch_args[@]}" ${cmake_args[@]+"${cmake_args[@]}"} &&
          cmake --build "$build_dir" -j "$jobs"; } >"$log" 2>&1; then
     grep -A12 'CMake Error\|error:' "$log" | head -n 40 >&2 || tail -n 40 "$log" >&2
     die "building mnist_train failed (the whole log: $log)"
@@ -236,7 +238,7 @@ run() {
   local steps=50 ceiling_steps=10 producer_threads=4 local_threads="" torch_threads="" batch=8192
   local mnist="" count=60000 device=cuda blur=1 skip_local=0 check_only=0
   python="${PYTHON:-python3}"
-  torch_dir="" torch_prefix="" build_dir="$here/build"
+  torch_dir="" torch_prefix="" build_dir="$here/build" cmake_args=()
   local batch_given=0
   while (($#)); do
     case "$1" in
@@ -244,6 +246,7 @@ run() {
       --torch-dir) torch_dir="$2"; shift 2 ;;
       --torch-prefix) torch_prefix="$2"; shift 2 ;;
       --build-dir) build_dir="$2"; shift 2 ;;
+      --cmake-arg) cmake_args+=("$2"); shift 2 ;;
       --steps) steps="$2"; shift 2 ;;
       --ceiling-steps) ceiling_steps="$2"; shift 2 ;;
       --producer-threads) producer_threads="$2"; shift 2 ;;
@@ -313,6 +316,14 @@ run() {
   summary "$feed_json" "$local_json"
   if (( check_only )); then
     say "check passed (the GPU run: $0 run)"
+  else
+    # The target: the fed trainer within 5% of the resident-batch ceiling.
+    local ratio
+    ratio="$(json_num "$feed_json" ratio)"
+    if [[ -n "$ratio" && "$ratio" != null ]]; then
+      awk -v r="$ratio" -v t="$producer_threads" 'BEGIN { printf "fed step within 5%% of the ceiling " \
+          "(ratio >= 0.95) with %d producer threads: %s (ratio %.3f)\n", t, (r >= 0.95 ? "yes" : "no"), r }'
+    fi
   fi
 }
 

@@ -147,9 +147,20 @@ t2=$SECONDS
 grep -q '^source  *device  *step_s' "$work/run.out" || { cat "$work/run.out" >&2; fail "run: no summary"; }
 [[ "$(grep -c '^{"source"' "$work/run.out")" == 2 ]] || { cat "$work/run.out" >&2; fail "run: not 2 JSON lines"; }
 grep -q '^feed  *cpu ' "$work/run.out" || { cat "$work/run.out" >&2; fail "run: no feed row"; }
+grep -q '^fed step within 5% of the ceiling' "$work/run.out" || { cat "$work/run.out" >&2; fail "run: no verdict"; }
 echo "run --device cpu: $((SECONDS - t2)) s"
 cat "$work/run.out"
 
+# The old C++ ABI is refused, with the way out: by the script (a libc10.so
+# without std::__cxx11 symbols; libz stands in for one) and by the CMakeLists.
+old="$work/torch-old-abi"
+mkdir -p "$old/lib"
+ln -s "$torch/include" "$old/include"
+ln -s "$(realpath "$syslib/libz.so.1")" "$old/lib/libc10.so"
+if "${clean[@]}" bash "$root/gpu_run.sh" check --torch-dir "$old" >"$work/abi.out" 2>&1; then
+  fail "gpu_run.sh accepted an old-ABI libtorch"
+fi
+grep -q 'old libstdc++ ABI.*examples/python/gpu_run.sh' "$work/abi.out" || { cat "$work/abi.out" >&2; fail "ABI message"; }
 # The old C++ ABI is refused at configure time, with the way out.
 if "${clean[@]}" cmake -S "$root" -B "$work/abi0" -DDATAFEED_TORCH_DIR="$torch" -DDATAFEED_TORCH_ABI=0 \
      >"$work/abi0.log" 2>&1; then
