@@ -46,6 +46,7 @@ struct RawTensor {
   std::vector<int64_t> shape;
   uint64_t offset = 0;
   uint64_t nbytes = 0;
+  std::string finish;  // written only when non-empty, as BatchLayout does
 };
 
 struct RawHeader {
@@ -61,7 +62,8 @@ RawHeader RawFromLayout(const BatchLayout& layout) {
   for (size_t i = 0; i < layout.num_tensors(); ++i) {
     const TensorSpec& spec = layout.spec(i);
     h.tensors.push_back(
-        {spec.name, static_cast<uint8_t>(spec.dtype), spec.shape, layout.offset(i), layout.nbytes(i)});
+        {spec.name, static_cast<uint8_t>(spec.dtype), spec.shape, layout.offset(i), layout.nbytes(i),
+         spec.finish});
   }
   h.frame_bytes = layout.frame_bytes();
   return h;
@@ -76,8 +78,9 @@ std::vector<uint8_t> BuildFrame(const RawHeader& h, size_t total) {
   for (const RawTensor& t : h.tensors) {
     const auto name = fbb.CreateString(t.name);
     const auto shape = fbb.CreateVector(t.shape);
+    const auto finish = t.finish.empty() ? flatbuffers::Offset<flatbuffers::String>() : fbb.CreateString(t.finish);
     tensors.push_back(
-        fb::CreateTensor(fbb, name, static_cast<fb::DType>(t.dtype), shape, t.offset, t.nbytes));
+        fb::CreateTensor(fbb, name, static_cast<fb::DType>(t.dtype), shape, t.offset, t.nbytes, finish));
   }
   const fb::BatchMeta meta(h.meta.sequence, h.meta.first_index, h.meta.producer_id, h.meta.epoch,
                            h.meta.flags);
@@ -626,6 +629,193 @@ TEST(FrameTest, RandomCorruptionNeverCrashes) {
       EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
     }
   }
+}
+
+// ---- split pipelines: the finish ------------------------------------------
+
+constexpr char kNorm[] = "to_tensor,normalize(0.1307,0.3081)";
+
+BatchLayout SplitLayout(const std::string& finish, int64_t channels = 1) {
+  auto layout = BatchLayout::Make({{"image", DType::kUInt8, {kBatch, channels, 28, 28}, finish},
+                                   {"label", DType::kInt64, {kBatch}}});
+  EXPECT_TRUE(layout.ok()) << layout.status().ToString();
+  return std::move(layout).value();
+}
+
+TEST(FinishTest, ParsesToACanonicalSpecAndTorchvisionValues) {
+  auto f = Finish::Parse(" to_tensor , normalize( 0.1307 , 0.3081 ) ");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->spec(), kNorm);
+  EXPECT_EQ(f->num_tables(), 1u);
+  for (int v = 0; v < 256; ++v) {
+    // torchvision: x.to(float32).div(255), then .sub_(mean).div_(std), in float32.
+    const float want = (static_cast<float>(v) / 255.0f - 0.1307f) / 0.3081f;
+    EXPECT_EQ(f->table(0)[v], want) << v;
+  }
+  auto plain = Finish::Parse("to_tensor");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->table(0)[255], 1.0f);
+  EXPECT_EQ(plain->table(0)[51], 51.0f / 255.0f);
+  // The canonical text reads back to the same float32 values.
+  auto odd = Finish::Make({{{0.1f / 3.0f, 0.7f}, {1.0f / 7.0f, 3.0f}}});
+  ASSERT_TRUE(odd.ok()) << odd.status().ToString();
+  auto again = Finish::Parse(odd->spec());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->normalizes()[0].mean, odd->normalizes()[0].mean) << odd->spec();
+  EXPECT_EQ(again->normalizes()[0].std, odd->normalizes()[0].std) << odd->spec();
+  EXPECT_EQ(std::memcmp(again->table(1), odd->table(1), 256 * sizeof(float)), 0);
+}
+
+TEST(FinishTest, PerChannelTablesAndChainedNormalizes) {
+  auto f = Finish::Parse("to_tensor,normalize(0.1,0.2,0.3,0.4,0.5,0.6),normalize(0.5,2)");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->num_tables(), 3u);
+  EXPECT_TRUE(f->CheckChannels(3).ok());
+  EXPECT_FALSE(f->CheckChannels(1).ok());
+  const float m[3] = {0.1f, 0.2f, 0.3f}, s[3] = {0.4f, 0.5f, 0.6f};
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; v += 17) {
+      float want = (static_cast<float>(v) / 255.0f - m[c]) / s[c];
+      want = (want - 0.5f) / 2.0f;
+      EXPECT_EQ(f->table(c)[v], want) << c << " " << v;
+    }
+  }
+  // Apply: [N, C, H, W] uint8 -> float through the tables.
+  std::vector<int64_t> shape = {2, 3, 2, 5};
+  std::vector<uint8_t> in(60);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<uint8_t>(i * 37);
+  std::vector<float> out(60);
+  ASSERT_TRUE(f->Apply(in.data(), shape, out.data(), out.size()).ok());
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(out[i], f->table((i / 10) % 3)[in[i]]) << i;
+  EXPECT_FALSE(f->Apply(in.data(), shape, out.data(), 59).ok());
+  EXPECT_FALSE(f->Apply(in.data(), {60}, out.data(), 60).ok());
+  EXPECT_FALSE(f->Apply(in.data(), {2, 1, 6, 5}, out.data(), 60).ok());  // 1 channel, 3 tables
+}
+
+TEST(FinishTest, RefusesWhatIsNotElementwiseWithAClearError) {
+  const struct {
+    const char* spec;
+    const char* says;
+  } bad[] = {
+      {"", "must start with to_tensor"},
+      {"normalize(0.5,0.5)", "must start with to_tensor"},
+      {"to_tensor,gaussian_blur(11)", "'gaussian_blur(11)' cannot be part of a finish: only to_tensor and normalize"},
+      {"to_tensor,resize(14)", "'resize(14)' cannot be part of a finish"},
+      {"to_tensor,to_tensor", "to_tensor appears twice"},
+      {"to_tensor,normalize(0.5,0)", "non-zero"},
+      {"to_tensor,normalize(0.5,0.2,0.1)", "got 3 numbers"},
+      {"to_tensor,normalize(0.5,x)", "'x' is not a number"},
+      {"to_tensor,normalize(0.5,0.2", "unmatched '('"},
+      {"to_tensor,normalize(0.1,0.2,0.3,0.4),normalize(1,2,3,4,5,6)", "give 2 and 3 channels"},
+  };
+  for (const auto& b : bad) {
+    auto f = Finish::Parse(b.spec);
+    ASSERT_FALSE(f.ok()) << b.spec;
+    EXPECT_EQ(f.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(f.status().message().find(b.says), std::string::npos) << f.status().message();
+  }
+  EXPECT_FALSE(Finish::Parse("to_tensor" + std::string(kMaxFinishSpecBytes, ' ')).ok());
+}
+
+TEST(FinishFrameTest, LayoutCarriesTheFinishAndParseReturnsIt) {
+  const BatchLayout layout = SplitLayout(kNorm);
+  EXPECT_EQ(layout.nbytes(0), static_cast<size_t>(kBatch * 28 * 28));
+  std::vector<uint8_t> frame = ValidFrame(layout);
+  auto view = Parse(frame);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  EXPECT_EQ(view->tensor(0).finish, kNorm);
+  EXPECT_EQ(view->tensor(0).dtype, DType::kUInt8);
+  EXPECT_TRUE(view->tensor(1).finish.empty());
+  EXPECT_EQ(RawFromLayout(layout).tensors[0].finish, kNorm);
+  const std::vector<uint8_t> rebuilt = BuildFrame(RawFromLayout(layout), layout.frame_bytes());
+  EXPECT_TRUE(std::equal(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(layout.header_bytes()),
+                         rebuilt.begin()));
+}
+
+TEST(FinishFrameTest, OldFramesWithoutTheFieldStillParse) {
+  // BatchLayout writes no finish field for an unsplit tensor: those frames
+  // are exactly what version-1 writers made before the field existed.
+  const BatchLayout layout = MnistLayout();
+  const std::vector<uint8_t> frame = ValidFrame(layout);
+  const fb::BatchHeader* header = fb::GetSizePrefixedBatchHeader(frame.data());
+  EXPECT_EQ(header->tensors()->Get(0)->finish(), nullptr);
+  EXPECT_FALSE(reinterpret_cast<const flatbuffers::Table*>(header->tensors()->Get(0))
+                   ->CheckField(fb::Tensor::VT_FINISH));
+  auto view = Parse(frame);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  EXPECT_TRUE(view->tensor(0).finish.empty());
+  // An empty string written by some other writer means "none" too.
+  RawHeader raw = RawFromLayout(layout);
+  auto empty = Parse(BuildFrame(raw, layout.frame_bytes()));
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->tensor(0).finish.empty());
+}
+
+TEST(FinishFrameTest, LayoutRefusesABadFinish) {
+  auto float_image = BatchLayout::Make({{"image", DType::kFloat32, {kBatch, 1, 28, 28}, kNorm}});
+  ASSERT_FALSE(float_image.ok());
+  EXPECT_NE(float_image.status().message().find("needs a uint8 [..., C, H, W] tensor"), std::string::npos)
+      << float_image.status().message();
+  EXPECT_FALSE(BatchLayout::Make({{"image", DType::kUInt8, {kBatch, 784}, kNorm}}).ok());
+  auto blur = BatchLayout::Make({{"image", DType::kUInt8, {kBatch, 1, 28, 28}, "to_tensor,gaussian_blur(3)"}});
+  ASSERT_FALSE(blur.ok());
+  EXPECT_NE(blur.status().message().find("gaussian_blur"), std::string::npos) << blur.status().message();
+  auto channels = BatchLayout::Make(
+      {{"image", DType::kUInt8, {kBatch, 1, 28, 28}, "to_tensor,normalize(0.1,0.2,0.3,0.4,0.5,0.6)"}});
+  ASSERT_FALSE(channels.ok());
+  EXPECT_NE(channels.status().message().find("3 channels"), std::string::npos) << channels.status().message();
+}
+
+TEST(FinishFrameTest, ParseRejectsABadFinish) {
+  // Payloads moved past any longer header, so only the finish is wrong.
+  const auto shifted = [](RawHeader h) {
+    for (RawTensor& t : h.tensors) t.offset += 2048;
+    h.frame_bytes += 2048;
+    return h;
+  };
+  RawHeader raw = shifted(RawFromLayout(MnistLayout()));
+  raw.tensors[0].finish = kNorm;  // on a float32 tensor
+  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(raw, raw.frame_bytes)), "not uint8 [..., C, H, W]"));
+
+  RawHeader r2 = shifted(RawFromLayout(SplitLayout(kNorm)));
+  EXPECT_TRUE(Parse(BuildFrame(r2, r2.frame_bytes)).ok());
+  r2.tensors[0].finish = "to_tensor,gaussian_blur(11)";
+  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(r2, r2.frame_bytes)), "has a bad finish"));
+  r2.tensors[0].finish = "to_tensor,normalize(1,2,3,4)";  // 2 channels, image has 1
+  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(r2, r2.frame_bytes)), "has a bad finish"));
+  r2.tensors[0].finish = "to_tensor" + std::string(kMaxFinishSpecBytes, ' ');
+  EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(r2, r2.frame_bytes)), "finish spec; at most 1024"));
+  r2.tensors[0].finish = "to_tensor" + std::string(kMaxFinishSpecBytes - 9, ' ');  // exactly the limit
+  EXPECT_TRUE(Parse(BuildFrame(r2, r2.frame_bytes)).ok());
+}
+
+TEST(FinishFrameTest, CorruptedSplitFramesNeverCrash) {
+  const BatchLayout layout = SplitLayout("to_tensor,normalize(0.1,0.2,0.3,0.4,0.5,0.6)", 3);
+  const std::vector<uint8_t> frame = ValidFrame(layout);
+  std::mt19937 rng(777);
+  std::uniform_int_distribution<size_t> pos(0, layout.header_bytes() - 1);
+  std::uniform_int_distribution<int> byte(0, 255), count(1, 4);
+  int parsed_with_finish = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::vector<uint8_t> corrupt = frame;
+    for (int n = count(rng); n > 0; --n) corrupt[pos(rng)] = static_cast<uint8_t>(byte(rng));
+    auto r = Parse(corrupt);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+      continue;
+    }
+    EXPECT_TRUE(ViewIsInBounds(*r, corrupt.data(), corrupt.size()));
+    for (const TensorView& t : r->tensors()) {
+      if (t.finish.empty()) continue;
+      ++parsed_with_finish;
+      // Whatever got through is a finish a consumer can run on that tensor.
+      auto f = Finish::Parse(t.finish);
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+      EXPECT_TRUE(f->CheckChannels(t.shape[t.shape.size() - 3]).ok());
+      EXPECT_EQ(t.dtype, DType::kUInt8);
+    }
+  }
+  EXPECT_GT(parsed_with_finish, 0);
 }
 
 }  // namespace
