@@ -76,9 +76,13 @@ struct Producer::Impl {
     auto& slot = layouts[n];
     if (!slot) {
       const auto b = static_cast<int64_t>(n);
+      // A split pipeline sends uint8 CHW images and names the consumer's
+      // finish in the header; out_shape.dtype says which.
+      const Finish* finish = pipeline->finish();
       slot = std::make_shared<const BatchLayout>(
-          BatchLayout::Make({{"image", DType::kFloat32,
-                              {b, out_shape.channels, out_shape.height, out_shape.width}},
+          BatchLayout::Make({{"image", out_shape.dtype,
+                              {b, out_shape.channels, out_shape.height, out_shape.width},
+                              finish ? finish->spec() : std::string()},
                              {"label", DType::kInt64, {b}}})
               .value());
     }
@@ -157,7 +161,8 @@ struct Producer::Impl {
 
   void Worker() {
     std::vector<uint8_t> scratch(in_shape.bytes());
-    const size_t sample_floats = out_shape.num_elements();
+    const size_t sample_bytes = out_shape.nbytes();
+    const bool split = pipeline->split();
     const int h = in_shape.height, w = in_shape.width, c = in_shape.channels;
     const uint64_t seed = options.sampler.seed;
     for (;;) {
@@ -182,24 +187,27 @@ struct Producer::Impl {
         end = std::min(begin + static_cast<size_t>(options.chunk), ob->indices.indices.size());
         ob->handed_out = end;
       }
-      float* images = ob->batch.data<float>(0);
+      // float32, or uint8 for a split pipeline.
+      uint8_t* images = ob->batch.data<uint8_t>(0);
       int64_t* labels = ob->batch.data<int64_t>(1);
       int64_t read = 0, transform = 0;
       for (size_t i = begin; i < end; ++i) {
         const uint64_t index = ob->indices.indices[i];
-        float* out = images + i * sample_floats;
+        uint8_t* out = images + i * sample_bytes;
         auto t0 = Clock::now();
         Status st = dataset->Get(index, scratch.data(), &labels[i]);
         auto t1 = Clock::now();
         read += (t1 - t0).count();
         if (!st.ok()) {
           if (options.fail_on_bad_sample) return Fail(st.WithContext("sample " + std::to_string(index)));
-          std::memset(out, 0, sample_floats * sizeof(float));
+          std::memset(out, 0, sample_bytes);
           labels[i] = kSkippedLabel;
           skipped.fetch_add(1);
           continue;
         }
-        st = pipeline->Run(scratch.data(), h, w, c, out, SampleRng(seed, ob->indices.epoch, index));
+        const SampleRng rng(seed, ob->indices.epoch, index);
+        st = split ? pipeline->Run(scratch.data(), h, w, c, out, rng)
+                   : pipeline->Run(scratch.data(), h, w, c, reinterpret_cast<float*>(out), rng);
         transform += (Clock::now() - t1).count();
         if (!st.ok()) return Fail(st.WithContext("pipeline on sample " + std::to_string(index)));
         if (stop.load(std::memory_order_relaxed)) return;

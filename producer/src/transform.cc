@@ -1,6 +1,7 @@
 // The transform registry, the pipeline spec parser and Pipeline::Run.
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -156,17 +157,15 @@ Status RegisterTransform(const std::string& name, TransformFactory factory) {
 
 std::vector<std::string> KnownTransforms() { return Registry::Get().Names(); }
 
-Result<Pipeline> Pipeline::Make(std::string_view spec) {
-  const std::string where = "pipeline spec '" + std::string(spec) + "'";
-  if (Trim(spec).empty()) {
-    return Status::InvalidArgument(where + ": is empty; give transforms such as "
-                                   "'to_tensor,normalize(0.1307,0.3081)'; known transforms: " +
-                                   Join(KnownTransforms(), ", "));
-  }
+namespace {
+
+// Parses the comma-separated transforms of `spec` (part of `where`'s spec)
+// into `parsed`, and their names into `names`.
+Status ParseTransforms(std::string_view spec, const std::string& where,
+                       std::vector<std::shared_ptr<const Transform>>* parsed,
+                       std::vector<std::string>* names) {
   std::vector<std::string_view> items;
   if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
-
-  std::vector<std::shared_ptr<const Transform>> parsed;
   for (std::string_view raw : items) {
     const std::string_view item = Trim(raw);
     if (item.empty()) {
@@ -186,7 +185,35 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
     if (*made == nullptr) {
       return Status::Internal(where + ": the factory of '" + name + "' returned null");
     }
-    parsed.push_back(std::shared_ptr<const Transform>(std::move(made).value()));
+    parsed->push_back(std::shared_ptr<const Transform>(std::move(made).value()));
+    names->push_back(std::move(name));
+  }
+  return Status::OK();
+}
+
+bool IsFinishStep(const std::string& name) { return name == "to_tensor" || name == "normalize"; }
+
+}  // namespace
+
+Result<Pipeline> Pipeline::Make(std::string_view spec) {
+  const std::string where = "pipeline spec '" + std::string(spec) + "'";
+  if (Trim(spec).empty()) {
+    return Status::InvalidArgument(where + ": is empty; give transforms such as "
+                                   "'to_tensor,normalize(0.1307,0.3081)'; known transforms: " +
+                                   Join(KnownTransforms(), ", "));
+  }
+  const size_t bar = spec.find('|');
+  const bool split = bar != std::string_view::npos;
+  if (split && spec.find('|', bar + 1) != std::string_view::npos) {
+    return Status::InvalidArgument(where + ": has more than one '|'; a pipeline splits once, "
+                                   "into the producer's part and the consumer's finish");
+  }
+  const std::string_view producer_part = split ? Trim(spec.substr(0, bar)) : spec;
+
+  std::vector<std::shared_ptr<const Transform>> parsed;
+  std::vector<std::string> names;
+  if (!split || !producer_part.empty()) {
+    DATAFEED_RETURN_NOT_OK(ParseTransforms(producer_part, where, &parsed, &names));
   }
 
   // Dtype flow: uint8 HWC in, float32 CHW out; each stage must accept what it gets.
@@ -194,18 +221,66 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
   for (const auto& t : parsed) {
     if (!t->Accepts(dtype)) {
       const bool wants_float = t->Accepts(DType::kFloat32);
+      if (split && wants_float) {
+        return Status::InvalidArgument(
+            where + ": " + t->ToString() + " takes float32 CHW, but the part before '|' runs on "
+            "the producer and stays uint8 HWC; only to_tensor and normalize may follow '|' (the "
+            "consumer's finish), so a pipeline with " + t->ToString() +
+            " after to_tensor cannot be split; drop the '|'");
+      }
       return Status::InvalidArgument(
           where + ": " + t->ToString() + " gets a " + FormName(dtype) + " image here but takes " +
           (wants_float ? "float32 CHW; put it after to_tensor" : "uint8 HWC; put it before to_tensor"));
     }
+    if (split && t->OutputDType(dtype) != DType::kUInt8) {
+      return Status::InvalidArgument(
+          where + ": " + t->ToString() + " comes before '|', on the producer, and makes " +
+          FormName(t->OutputDType(dtype)) + "; in a split pipeline the producer's part must stay "
+          "uint8 HWC: move " + t->ToString() + " after '|'");
+    }
     dtype = t->OutputDType(dtype);
-  }
-  if (dtype != DType::kFloat32) {
-    return Status::InvalidArgument(where + ": the output would be " + FormName(dtype) +
-                                   "; a pipeline must produce float32, add to_tensor");
   }
 
   Pipeline p;
+  if (split) {
+    // The consumer's finish: elementwise steps only.
+    const std::string_view finish_part = Trim(spec.substr(bar + 1));
+    if (finish_part.empty()) {
+      return Status::InvalidArgument(where + ": nothing follows '|'; give the consumer's finish, "
+                                     "e.g. '|to_tensor,normalize(0.1307,0.3081)'");
+    }
+    std::vector<std::shared_ptr<const Transform>> finish_parsed;
+    std::vector<std::string> finish_names;
+    DATAFEED_RETURN_NOT_OK(ParseTransforms(finish_part, where, &finish_parsed, &finish_names));
+    for (size_t i = 0; i < finish_names.size(); ++i) {
+      if (!IsFinishStep(finish_names[i])) {
+        return Status::InvalidArgument(
+            where + ": " + finish_parsed[i]->ToString() + " cannot run in the consumer's finish "
+            "(after '|'): only to_tensor and normalize, which map each value on its own, can; " +
+            finish_names[i] + " needs the whole image on the producer. A pipeline with " +
+            finish_names[i] + " after to_tensor/normalize cannot be split; drop the '|' or move " +
+            finish_names[i] + " before to_tensor");
+      }
+    }
+    if (finish_names.front() != "to_tensor") {
+      return Status::InvalidArgument(where + ": the finish after '|' must start with to_tensor (the "
+                                     "producer's part sends uint8), got " +
+                                     finish_parsed.front()->ToString());
+    }
+    for (size_t i = 1; i < finish_names.size(); ++i) {
+      if (finish_names[i] == "to_tensor") {
+        return Status::InvalidArgument(where + ": to_tensor appears twice after '|'");
+      }
+    }
+    Result<Finish> finish = Finish::Parse(finish_part);
+    if (!finish.ok()) return finish.status().WithContext(where);
+    p.finish_ = std::make_shared<const Finish>(std::move(finish).value());
+  } else if (dtype != DType::kFloat32) {
+    return Status::InvalidArgument(where + ": the output would be " + FormName(dtype) +
+                                   "; a pipeline must produce float32, add to_tensor (or "
+                                   "'|to_tensor' to have the consumer do it)");
+  }
+
   p.spec_ = std::string(spec);
   for (size_t i = 0; i < parsed.size(); ++i) {
     if (i + 1 < parsed.size()) {
@@ -232,17 +307,94 @@ Result<ImageShape> Pipeline::OutputShape(int height, int width, int channels) co
     if (!next.ok()) return next.status().WithContext("pipeline '" + spec_ + "'");
     shape = *next;
   }
+  if (finish_) {
+    if (Status st = finish_->CheckChannels(shape.channels); !st.ok()) {
+      return st.WithContext("pipeline '" + spec_ + "'");
+    }
+  }
   return shape;
+}
+
+Result<ImageShape> Pipeline::FinishedShape(int height, int width, int channels) const {
+  DATAFEED_ASSIGN_OR_RETURN(ImageShape shape, OutputShape(height, width, channels));
+  shape.dtype = DType::kFloat32;
+  return shape;
+}
+
+Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
+  const std::string where = "pipeline spec '" + std::string(spec) + "'";
+  if (spec.find('|') != std::string_view::npos) return std::string(spec);
+  std::vector<std::string_view> items;
+  if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
+  size_t first = items.size();
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string name;
+    std::vector<double> args;
+    if (Status st = ParseItem(Trim(items[i]), &name, &args); !st.ok()) return st.WithContext(where);
+    if (first == items.size()) {
+      if (name == "to_tensor") first = i;
+    } else if (!IsFinishStep(name)) {
+      return Status::InvalidArgument(
+          where + ": cannot move the float conversion to the consumer: '" + std::string(Trim(items[i])) +
+          "' runs after to_tensor, and only to_tensor and normalize (elementwise) can run on the "
+          "consumer; run it unsplit, or move '" + name + "' before to_tensor");
+    }
+  }
+  if (first == items.size()) {
+    return Status::InvalidArgument(where + ": has no to_tensor to move to the consumer");
+  }
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    out += i == 0 ? "" : (i == first ? "" : ",");
+    if (i == first) out += "|";
+    out += std::string(Trim(items[i]));
+  }
+  return out;
 }
 
 Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, float* out_chw,
                      SampleRng rng) const {
-  if (hwc == nullptr || out_chw == nullptr) {
+  if (finish_) {
+    return Status::FailedPrecondition("pipeline '" + spec_ + "' is split at '|': its producer part "
+                                      "writes uint8; call Run with a uint8_t* output");
+  }
+  ImageView result;
+  return RunStages(hwc, height, width, channels, out_chw, rng, &result);
+}
+
+Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, uint8_t* out_chw,
+                     SampleRng rng) const {
+  if (!finish_) {
+    return Status::FailedPrecondition("pipeline '" + spec_ + "' is not split (no '|'): it writes "
+                                      "float32; call Run with a float* output");
+  }
+  ImageView result;
+  DATAFEED_RETURN_NOT_OK(RunStages(hwc, height, width, channels, nullptr, rng, &result));
+  // uint8 HWC -> CHW, the batch layout the consumer's finish reads.
+  const ImageShape& s = result.shape;
+  const size_t plane = static_cast<size_t>(s.height) * static_cast<size_t>(s.width);
+  const uint8_t* src = result.as<uint8_t>();
+  if (s.channels == 1) {
+    std::memcpy(out_chw, src, plane);
+    return Status::OK();
+  }
+  const auto c = static_cast<size_t>(s.channels);
+  for (size_t ch = 0; ch < c; ++ch) {
+    uint8_t* o = out_chw + ch * plane;
+    for (size_t i = 0; i < plane; ++i) o[i] = src[i * c + ch];
+  }
+  return Status::OK();
+}
+
+Status Pipeline::RunStages(const uint8_t* hwc, int height, int width, int channels, void* out,
+                           SampleRng& rng, ImageView* result) const {
+  if (hwc == nullptr || (out == nullptr && !finish_)) {
     return Status::InvalidArgument("pipeline '" + spec_ + "': null input or output buffer");
   }
   if (height <= 0 || width <= 0 || channels <= 0) return OutputShape(height, width, channels).status();
   thread_local Scratch scratch;
   ImageView cur{ImageShape{DType::kUInt8, channels, height, width}, hwc};
+  *result = cur;
   try {
     for (size_t i = 0; i < stages_.size(); ++i) {
       const Transform& t = *stages_[i];
@@ -252,25 +404,28 @@ Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, fl
         return Status::Internal("pipeline '" + spec_ + "': " + t.ToString() +
                                 " gave an output shape whose dtype disagrees with OutputDType");
       }
-      const bool last = i + 1 == stages_.size();
+      const bool last = i + 1 == stages_.size() && out != nullptr;
       // Stages alternate between the two scratch buffers, so a stage never
-      // writes the buffer it reads; the last writes the caller's memory.
-      void* dst = last ? static_cast<void*>(out_chw)
-                       : scratch.Get(static_cast<int>(i % 2), shape->nbytes());
-      const MutableImageView out{*shape, dst};
-      DATAFEED_RETURN_NOT_OK(t.Apply(cur, out, rng));
+      // writes the buffer it reads; the last writes the caller's memory
+      // (unless the result still needs the split pipeline's transpose).
+      void* dst = last ? out : scratch.Get(static_cast<int>(i % 2), shape->nbytes());
+      const MutableImageView image{*shape, dst};
+      DATAFEED_RETURN_NOT_OK(t.Apply(cur, image, rng));
       cur = ImageView{*shape, dst};
     }
   } catch (const std::exception& e) {
     return Status::Internal("pipeline '" + spec_ + "': " + e.what());
   }
+  *result = cur;
   return Status::OK();
 }
 
 std::string Pipeline::Describe() const {
   std::vector<std::string> parts;
   for (const auto& t : stages_) parts.push_back(t->ToString());
-  return Join(parts, " -> ");
+  std::string d = parts.empty() ? std::string("(uint8 as is)") : Join(parts, " -> ");
+  if (finish_) d += " | consumer finishes: " + finish_->spec();
+  return d;
 }
 
 }  // namespace datafeed

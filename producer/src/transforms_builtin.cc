@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -68,34 +69,26 @@ Status ArgCount(const std::string& call, const std::vector<double>& args, size_t
 
 // ---- to_tensor / normalize ------------------------------------------------
 
-using Lut = std::array<float, 256>;
+// The value tables and the HWC -> CHW mapping of to_tensor and the fused
+// to_tensor+normalize are datafeed::Finish's (frame.h): the same code
+// finishes a split pipeline's uint8 batch on the consumer, so both give
+// identical floats.
+Finish MakeFinish(std::vector<Finish::Normalize> normalizes) {
+  Result<Finish> f = Finish::Make(std::move(normalizes));
+  // The normalize factory has already refused what Make() would refuse.
+  if (!f.ok()) throw std::invalid_argument(f.status().ToString());
+  return std::move(f).value();
+}
 
-// out(c, y, x) = luts[c or 0][in(y, x, c)]: the HWC -> CHW transpose and the
-// value mapping in one pass.
-void MapThroughLuts(const ImageView& in, const std::vector<Lut>& luts, const MutableImageView& out) {
-  const int c = in.shape.channels;
+void MapThroughFinish(const Finish& finish, const ImageView& in, const MutableImageView& out) {
   const size_t hw = static_cast<size_t>(in.shape.height) * static_cast<size_t>(in.shape.width);
-  const uint8_t* src = in.as<uint8_t>();
-  float* dst = out.as<float>();
-  if (c == 1) {
-    const float* lut = luts[0].data();
-    for (size_t i = 0; i < hw; ++i) dst[i] = lut[src[i]];
-    return;
-  }
-  for (int ch = 0; ch < c; ++ch) {
-    const float* lut = luts[luts.size() == 1 ? 0 : static_cast<size_t>(ch)].data();
-    float* o = dst + static_cast<size_t>(ch) * hw;
-    const uint8_t* s = src + ch;
-    for (size_t i = 0; i < hw; ++i) o[i] = lut[s[i * static_cast<size_t>(c)]];
-  }
+  finish.MapHWC(in.as<uint8_t>(), in.shape.channels, hw, out.as<float>());
 }
 
 class ToTensor final : public Transform {
  public:
-  ToTensor() {
-    // torchvision: img.to(float32).div(255).
-    for (int v = 0; v < 256; ++v) lut_[0][static_cast<size_t>(v)] = static_cast<float>(v) / 255.0f;
-  }
+  // torchvision: img.to(float32).div(255).
+  ToTensor() : finish_(MakeFinish({})) {}
   std::string ToString() const override { return "to_tensor"; }
   bool Accepts(DType dtype) const override { return dtype == DType::kUInt8; }
   DType OutputDType(DType) const override { return DType::kFloat32; }
@@ -103,12 +96,12 @@ class ToTensor final : public Transform {
     return ImageShape{DType::kFloat32, in.channels, in.height, in.width};
   }
   Status Apply(const ImageView& in, const MutableImageView& out, SampleRng&) const override {
-    MapThroughLuts(in, lut_, out);
+    MapThroughFinish(finish_, in, out);
     return Status::OK();
   }
 
  private:
-  std::vector<Lut> lut_ = std::vector<Lut>(1);
+  Finish finish_;
 };
 
 // Means and stds as float32, the dtype torchvision computes in.
@@ -162,14 +155,8 @@ class Normalize final : public Transform {
 // float32 result of the two steps ((v / 255 - mean) / std, rounded the same).
 class ToTensorNormalize final : public Transform {
  public:
-  explicit ToTensorNormalize(NormalizeParams p) : p_(std::move(p)), luts_(p_.mean.size()) {
-    for (size_t c = 0; c < luts_.size(); ++c) {
-      for (int v = 0; v < 256; ++v) {
-        const float t = static_cast<float>(v) / 255.0f;
-        luts_[c][static_cast<size_t>(v)] = (t - p_.mean[c]) / p_.std[c];
-      }
-    }
-  }
+  explicit ToTensorNormalize(NormalizeParams p)
+      : p_(std::move(p)), finish_(MakeFinish({Finish::Normalize{p_.mean, p_.std}})) {}
   std::string ToString() const override { return "to_tensor+" + Call("normalize", p_.args); }
   bool Accepts(DType dtype) const override { return dtype == DType::kUInt8; }
   DType OutputDType(DType) const override { return DType::kFloat32; }
@@ -178,13 +165,13 @@ class ToTensorNormalize final : public Transform {
     return ImageShape{DType::kFloat32, in.channels, in.height, in.width};
   }
   Status Apply(const ImageView& in, const MutableImageView& out, SampleRng&) const override {
-    MapThroughLuts(in, luts_, out);
+    MapThroughFinish(finish_, in, out);
     return Status::OK();
   }
 
  private:
   NormalizeParams p_;
-  std::vector<Lut> luts_;
+  Finish finish_;
 };
 
 Result<std::unique_ptr<Transform>> MakeToTensor(const std::vector<double>& args) {

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
 
   std::string endpoint_uri, transport, mnist_dir, split = "train", folder;
   std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
+  bool finish_on_consumer = false;
   int64_t batch_size = 8192, threads = 0, seed = 0, epochs = 1, shard = 0, num_shards = 1;
   int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
   int64_t max_in_flight = 2;
@@ -62,7 +63,9 @@ int main(int argc, char** argv) {
   flags.Int("height", &height, "image-folder: image height");
   flags.Int("width", &width, "image-folder: image width");
   flags.Int("channels", &channels, "image-folder: 1 (gray) or 3 (RGB)");
-  flags.String("pipeline", &pipeline_spec, "transform spec");
+  flags.String("pipeline", &pipeline_spec, "transform spec; a '|' splits it: the consumer runs the part after it");
+  flags.Bool("finish-on-consumer", &finish_on_consumer,
+             "ship uint8 images and let consumers run the trailing to_tensor[,normalize] (puts a '|' before to_tensor)");
   flags.Int("batch-size", &batch_size, "samples per batch");
   flags.Int("threads", &threads, "worker threads (0: one per core)");
   flags.Int("max-in-flight", &max_in_flight, "batches filled at once");
@@ -103,6 +106,11 @@ int main(int argc, char** argv) {
                                        static_cast<int>(channels));
     if (!ds.ok()) return Die(ds.status());
     dataset = std::move(ds).value();
+  }
+  if (finish_on_consumer) {
+    auto moved = Pipeline::MoveFinishToConsumer(pipeline_spec);
+    if (!moved.ok()) return Die(moved.status().WithContext("--finish-on-consumer"));
+    pipeline_spec = *moved;
   }
   auto pipeline = Pipeline::Make(pipeline_spec);
   if (!pipeline.ok()) return Die(pipeline.status().WithContext("--pipeline"));

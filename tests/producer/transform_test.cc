@@ -441,5 +441,144 @@ TEST(AllocationTest, WarmRunDoesNotAllocate) {
               kReference, blur);
 }
 
+// ---- split pipelines ('|') ---------------------------------------------------
+
+// The split pipeline's uint8 CHW output, finished as a consumer would.
+std::vector<float> RunSplitAndFinish(const Pipeline& p, const std::vector<uint8_t>& img, int h, int w,
+                                     int c, SampleRng rng) {
+  auto shape = p.OutputShape(h, w, c);
+  EXPECT_TRUE(shape.ok()) << shape.status().ToString();
+  if (!shape.ok()) return {};
+  EXPECT_EQ(shape->dtype, DType::kUInt8);
+  std::vector<uint8_t> chw(shape->num_elements());
+  Status st = p.Run(img.data(), h, w, c, chw.data(), rng);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  std::vector<float> out(chw.size());
+  st = p.finish()->Apply(chw.data(), {shape->channels, shape->height, shape->width}, out.data(), out.size());
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+TEST(SplitPipelineTest, ParsesBothPartsAndRecordsTheFinish) {
+  const Pipeline p = MakeOrDie("random_crop(28,2) | to_tensor, normalize(0.1307, 0.3081)");
+  EXPECT_TRUE(p.split());
+  ASSERT_NE(p.finish(), nullptr);
+  EXPECT_EQ(p.finish()->spec(), "to_tensor,normalize(0.1307,0.3081)");
+  EXPECT_EQ(p.Describe(), "random_crop(28, 28, 2) | consumer finishes: to_tensor,normalize(0.1307,0.3081)");
+  auto shape = p.OutputShape(28, 28, 1);
+  ASSERT_TRUE(shape.ok());
+  EXPECT_EQ(*shape, (ImageShape{DType::kUInt8, 1, 28, 28}));
+  EXPECT_EQ(*p.FinishedShape(28, 28, 1), (ImageShape{DType::kFloat32, 1, 28, 28}));
+
+  const Pipeline bare = MakeOrDie("|to_tensor");
+  EXPECT_TRUE(bare.split());
+  EXPECT_EQ(bare.finish()->spec(), "to_tensor");
+  EXPECT_FALSE(MakeOrDie(kReference).split());
+  EXPECT_EQ(MakeOrDie(kReference).finish(), nullptr);
+
+  // The wrong Run overload is refused rather than misused.
+  const auto img = TestImage(28, 28, 1);
+  std::vector<float> f(28 * 28);
+  std::vector<uint8_t> u(28 * 28);
+  EXPECT_EQ(p.Run(img.data(), 28, 28, 1, f.data(), SampleRng(0)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(MakeOrDie(kReference).Run(img.data(), 28, 28, 1, u.data(), SampleRng(0)).code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST(SplitPipelineTest, BadSplitsSayWhy) {
+  struct Bad {
+    const char* spec;
+    const char* expect;
+  };
+  const Bad bad[] = {
+      {"|to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)",
+       "gaussian_blur(11, 2) cannot run in the consumer's finish (after '|'): only to_tensor and normalize"},
+      {"|to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)", "cannot be split"},
+      {"to_tensor,normalize(0.1307,0.3081)|gaussian_blur(11)", "must stay uint8 HWC: move to_tensor after '|'"},
+      {"to_tensor|normalize(0.1,0.2)", "must stay uint8 HWC"},
+      {"gaussian_blur(3)|to_tensor", "gaussian_blur(3, 0.8) takes float32 CHW, but the part before '|' runs on "
+                                     "the producer and stays uint8 HWC"},
+      {"|to_tensor,resize(14)", "resize(14) cannot run in the consumer's finish"},
+      {"|normalize(0.1,0.2)", "must start with to_tensor"},
+      {"|to_tensor,to_tensor", "to_tensor appears twice"},
+      {"resize(20)|", "nothing follows '|'"},
+      {"resize(20)|to_tensor|normalize(0.1,0.2)", "more than one '|'"},
+      {"|to_tensor,normalise(0.1,0.2)", "unknown transform 'normalise'"},
+      {"|to_tensor,normalize(0.1,0)", "divide by zero"},
+  };
+  for (const Bad& b : bad) {
+    auto p = Pipeline::Make(b.spec);
+    ASSERT_FALSE(p.ok()) << b.spec;
+    EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument) << b.spec;
+    EXPECT_NE(p.status().message().find(b.expect), std::string::npos)
+        << "spec '" << b.spec << "' gave: " << p.status().message();
+    EXPECT_NE(p.status().message().find(std::string("'") + b.spec + "'"), std::string::npos)
+        << p.status().message();
+  }
+  // Channels are checked against the image, like normalize's.
+  const Pipeline rgb = MakeOrDie("|to_tensor,normalize(0.1,0.2,0.3,0.4,0.5,0.6)");
+  EXPECT_TRUE(rgb.OutputShape(8, 8, 3).ok());
+  Status st = rgb.OutputShape(8, 8, 1).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("3 channels but the image has 1"), std::string::npos) << st.message();
+}
+
+TEST(SplitPipelineTest, SplitGivesTheSameFloatsAsUnsplit) {
+  const struct {
+    const char* split;
+    const char* unsplit;
+    int h, w, c;
+  } cases[] = {
+      {"|to_tensor,normalize(0.1307,0.3081)", "to_tensor,normalize(0.1307,0.3081)", 28, 28, 1},
+      {"|to_tensor", "to_tensor", 28, 28, 1},
+      {"random_crop(28,2)|to_tensor,normalize(0.1307,0.3081)",
+       "random_crop(28,2),to_tensor,normalize(0.1307,0.3081)", 28, 28, 1},
+      {"random_horizontal_flip,resize(20),center_crop(18)|to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)",
+       "random_horizontal_flip,resize(20),center_crop(18),to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)",
+       24, 30, 3},
+      {"random_crop(16,3)|to_tensor,normalize(0.5,0.25),normalize(0.1,0.2,0.3,0.4,0.5,0.6)",
+       "random_crop(16,3),to_tensor,normalize(0.5,0.25),normalize(0.1,0.2,0.3,0.4,0.5,0.6)", 20, 20, 3},
+  };
+  for (const auto& k : cases) {
+    const Pipeline split = MakeOrDie(k.split), unsplit = MakeOrDie(k.unsplit);
+    const auto img = TestImage(k.h, k.w, k.c);
+    for (uint64_t i = 0; i < 20; ++i) {
+      const SampleRng rng(3, 1, i);
+      const auto want = RunOrDie(unsplit, img, k.h, k.w, k.c, rng);
+      const auto got = RunSplitAndFinish(split, img, k.h, k.w, k.c, rng);
+      ASSERT_EQ(got.size(), want.size()) << k.split;
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0)
+          << k.split << " sample " << i;
+    }
+  }
+}
+
+TEST(SplitPipelineTest, MoveFinishToConsumerSplitsBeforeTheTrailingToTensor) {
+  auto moved = Pipeline::MoveFinishToConsumer("random_crop(28,2), to_tensor, normalize(0.1307,0.3081)");
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(*moved, "random_crop(28,2)|to_tensor,normalize(0.1307,0.3081)");
+  EXPECT_EQ(*Pipeline::MoveFinishToConsumer("to_tensor"), "|to_tensor");
+  EXPECT_EQ(*Pipeline::MoveFinishToConsumer("a|b"), "a|b");  // already split: as is
+  EXPECT_TRUE(Pipeline::Make(*moved).ok());
+
+  auto blur = Pipeline::MoveFinishToConsumer(kReference);
+  ASSERT_FALSE(blur.ok());
+  EXPECT_NE(blur.status().message().find("'gaussian_blur(11)' runs after to_tensor"), std::string::npos)
+      << blur.status().message();
+  auto none = Pipeline::MoveFinishToConsumer("resize(20)");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no to_tensor"), std::string::npos) << none.status().message();
+}
+
+TEST(SplitPipelineTest, WarmSplitRunDoesNotAllocate) {
+  const Pipeline p = MakeOrDie("random_crop(28,4),random_horizontal_flip|to_tensor,normalize(0.5,0.5)");
+  const auto img = TestImage(28, 28, 3);
+  std::vector<uint8_t> out(3 * 28 * 28);
+  ASSERT_TRUE(p.Run(img.data(), 28, 28, 3, out.data(), SampleRng(0)).ok());
+  test::StartCountingAllocations();
+  for (uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(p.Run(img.data(), 28, 28, 3, out.data(), SampleRng(0, 0, i)).ok());
+  EXPECT_EQ(test::StopCountingAllocations(), 0);
+}
+
 }  // namespace
 }  // namespace datafeed

@@ -3,7 +3,8 @@
 //
 // Work is cut into chunks of samples. Workers take chunks in order from the
 // batches currently open (at most max_in_flight of them), run the pipeline
-// on each sample and write the float output directly into the batch's loaned
+// on each sample and write the output (float32, or uint8 for a pipeline
+// split with '|') directly into the batch's loaned
 // frame: there is no intermediate copy of a batch. The worker that finishes a
 // batch's last chunk publishes it; with `ordered` (the default) batches are
 // published strictly in sampler order, otherwise as soon as they are done.
@@ -83,7 +84,9 @@ class Producer {
   // Thread-safe snapshot.
   ProducerStats stats() const;
 
-  // Shape of one output sample (float32 CHW) and the layout of a full batch.
+  // Shape of one output sample (float32 CHW; uint8 CHW for a split pipeline,
+  // whose batches name the consumer's finish in their "image" tensor) and the
+  // layout of a full batch.
   const ImageShape& sample_shape() const;
   std::shared_ptr<const BatchLayout> BatchLayoutFor(size_t batch_size) const;
 

@@ -7,10 +7,28 @@
 //
 //   to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)
 //
+// A '|' splits a pipeline: the part before it runs in the producer, the
+// part after it is the consumer's finish, recorded in each batch's frame
+// header (TensorSpec::finish) and run by the consumer:
+//
+//   random_crop(28,2)|to_tensor,normalize(0.1307,0.3081)
+//   |to_tensor,normalize(0.1307,0.3081)
+//
+// The producer then ships uint8 images (C x H x W, 4x fewer bytes than
+// float32) and the consumer (datafeed::Finish in frame.h; the torch adapter
+// and the Python package apply it by default) computes the same float32
+// values, bit for bit. The finish may hold only to_tensor followed by
+// normalize steps (they map each value on its own); the producer's part must
+// stay uint8 (no to_tensor, normalize or gaussian_blur before '|'), so a
+// pipeline with gaussian_blur after to_tensor cannot be split.
+// MoveFinishToConsumer() splits a spec before its trailing
+// to_tensor[,normalize...] (datafeed-producer --finish-on-consumer).
+//
 // Images flow through a pipeline in one of two forms (the Image rule):
 //   * uint8 HWC   -- the input, and the output of transforms before to_tensor;
 //   * float32 CHW -- after to_tensor, and the pipeline's output.
-// Every pipeline must convert to float32 with to_tensor.
+// Every pipeline must convert to float32 with to_tensor (in a split
+// pipeline, the finish does).
 //
 // Built-in transforms (torchvision equivalent in brackets):
 //   to_tensor                  uint8 HWC -> float CHW, x / 255  [ToTensor]
@@ -153,21 +171,44 @@ class Pipeline {
   // normalize fuse into one pass; blur kernels are computed here, once.
   static Result<Pipeline> Make(std::string_view spec);
 
-  // The output of Run() for an h x w x c input: float32, C x H x W.
-  // InvalidArgument if some transform cannot take that input.
+  // The output of Run() for an h x w x c input: float32, C x H x W; for a
+  // split pipeline uint8, also laid out C x H x W (the form it is sent in).
+  // InvalidArgument if some transform (or the finish) cannot take that input.
   Result<ImageShape> OutputShape(int height, int width, int channels) const;
+  // The float32 C x H x W shape the consumer finally gets (OutputShape with
+  // dtype float32; the same as OutputShape for an unsplit pipeline).
+  Result<ImageShape> FinishedShape(int height, int width, int channels) const;
 
   // Runs the pipeline on the uint8 HWC image `hwc` (height x width x
   // channels) and writes the float32 CHW result to out_chw, which must hold
   // OutputShape(height, width, channels)->num_elements() floats (e.g. one
   // sample's slot of a transport batch). Random transforms draw from `rng`.
+  // FailedPrecondition for a split pipeline.
   Status Run(const uint8_t* hwc, int height, int width, int channels, float* out_chw,
              SampleRng rng) const;
+  // The same for a split pipeline: runs the part before '|' and writes its
+  // uint8 result C x H x W (OutputShape()->num_elements() bytes).
+  // FailedPrecondition for an unsplit pipeline.
+  Status Run(const uint8_t* hwc, int height, int width, int channels, uint8_t* out_chw,
+             SampleRng rng) const;
+
+  // Whether the spec has a '|', and the consumer's finish then (else null).
+  bool split() const { return finish_ != nullptr; }
+  const Finish* finish() const { return finish_.get(); }
+
+  // `spec` with a '|' put before its trailing to_tensor[,normalize...], e.g.
+  // "random_crop(28,2),to_tensor,normalize(0.1307,0.3081)" ->
+  // "random_crop(28,2)|to_tensor,normalize(0.1307,0.3081)". A spec that is
+  // already split comes back as is; InvalidArgument when something other
+  // than normalize follows to_tensor (that pipeline cannot be split) or there
+  // is no to_tensor.
+  static Result<std::string> MoveFinishToConsumer(std::string_view spec);
 
   // The spec as given.
   const std::string& spec() const { return spec_; }
   // The executed stages, fusion applied, e.g.
-  // "to_tensor+normalize(0.1307, 0.3081) -> gaussian_blur(11, 2)".
+  // "to_tensor+normalize(0.1307, 0.3081) -> gaussian_blur(11, 2)"; a split
+  // pipeline ends with " | consumer finishes: to_tensor,normalize(...)".
   std::string Describe() const;
 
   Pipeline(const Pipeline&) = default;
@@ -177,8 +218,13 @@ class Pipeline {
 
  private:
   Pipeline() = default;
+  // Runs the stages; the last writes `out` (null: scratch) and *result
+  // is the final image (the input itself when there are no stages).
+  Status RunStages(const uint8_t* hwc, int height, int width, int channels, void* out,
+                   SampleRng& rng, ImageView* result) const;
   std::string spec_;
   std::vector<std::shared_ptr<const Transform>> stages_;
+  std::shared_ptr<const Finish> finish_;  // split pipelines only
 };
 
 }  // namespace datafeed
