@@ -285,4 +285,24 @@ void Consumer::Iterator::Advance() {
   }
 }
 
+Status FinishTensor(const TensorView& tensor, float* out, size_t out_floats) {
+  if (tensor.finish.empty()) {
+    return Status::InvalidArgument("FinishTensor: tensor '" + std::string(tensor.name) +
+                                   "' has no finish (its producer pipeline was not split); use it as is");
+  }
+  if (tensor.dtype != DType::kUInt8) {
+    return Status::InvalidArgument("FinishTensor: tensor '" + std::string(tensor.name) + "' is " +
+                                   DTypeName(tensor.dtype) + ", a finish needs uint8");
+  }
+  DATAFEED_ASSIGN_OR_RETURN(Finish finish, Finish::Parse(tensor.finish));
+  return finish.Apply(tensor.data, tensor.shape, out, out_floats)
+      .WithContext("FinishTensor '" + std::string(tensor.name) + "'");
+}
+
+Result<std::vector<float>> FinishTensor(const TensorView& tensor) {
+  std::vector<float> out(static_cast<size_t>(tensor.numel()));
+  DATAFEED_RETURN_NOT_OK(FinishTensor(tensor, out.data(), out.size()));
+  return out;
+}
+
 }  // namespace datafeed

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "datafeed/consumer/consumer.h"
 #include "datafeed/transport/flags.h"
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
   int64_t max_batches = 0, connect_ms = 10'000, timeout_ms = 30'000, prefetch = 1;
   double report_s = 1.0;
   bool json = false;
+  bool keep_uint8 = false;
   Flags flags("datafeed-consume",
               "Reads batches from a producer until the stream ends, checks each one\n"
               "(frame verified; float tensors finite) and prints throughput.");
@@ -47,6 +49,8 @@ int main(int argc, char** argv) {
   flags.Int("prefetch", &prefetch, "batches read ahead on a background thread (0: none)");
   flags.Double("report-s", &report_s, "seconds between progress lines (0: none)");
   flags.Bool("json", &json, "print the summary as one JSON line");
+  flags.Bool("keep-uint8", &keep_uint8,
+             "split pipelines: do not run the consumer's finish (uint8 -> float32) on each batch");
   GrpcOptions grpc;
   bool reconnect = false;
   flags.String("tls-ca", &grpc.tls_ca, "gRPC: verify the producer with this CA (PEM); enables TLS");
@@ -69,7 +73,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "datafeed-consume: %s\n", consumer.status().ToString().c_str());
     return 1;
   }
-  uint64_t batches = 0, samples = 0, bytes = 0, sink = 0, nonfinite = 0;
+  uint64_t batches = 0, samples = 0, bytes = 0, sink = 0, nonfinite = 0, finished = 0;
+  std::vector<float> finish_buf;  // a split pipeline's finished tensor, reused
   Clock::time_point first{}, last{}, next_report{};
   Status end;
   for (;;) {
@@ -86,7 +91,18 @@ int main(int argc, char** argv) {
     }
     for (const TensorView& t : v->frame().tensors()) {
       sink += TouchAll(t.data, t.nbytes);
-      if (const float* f = t.as<float>(); f != nullptr && t.numel() > 0) {
+      const float* f = t.as<float>();
+      if (!t.finish.empty() && !keep_uint8) {
+        // What a trainer of a split pipeline does: uint8 -> float32.
+        finish_buf.resize(static_cast<size_t>(t.numel()));
+        if (Status st = FinishTensor(t, finish_buf.data(), finish_buf.size()); !st.ok()) {
+          std::fprintf(stderr, "datafeed-consume: %s\n", st.ToString().c_str());
+          return 1;
+        }
+        f = finish_buf.data();
+        ++finished;
+      }
+      if (f != nullptr && t.numel() > 0) {
         // Spot-check values: a sample of every 997th float.
         for (int64_t i = 0; i < t.numel(); i += 997) nonfinite += !std::isfinite(f[i]);
       }
@@ -126,17 +142,21 @@ int main(int argc, char** argv) {
   if (json) {
     std::printf("{\"endpoint\": \"%s\", \"transport\": \"%s\", \"batches\": %llu, \"samples\": %llu, \"seconds\": %.3f, "
                 "\"batches_per_s\": %.2f, \"samples_per_s\": %.0f, \"gbps\": %.3f, \"wait_frac\": %.4f, "
-                "\"checksum\": %llu}\n",
+                "\"bytes_per_batch\": %.0f, \"finished_tensors\": %llu, \"checksum\": %llu}\n",
                 (*consumer)->endpoint().c_str(), SchemeName((*consumer)->transport()),
                 static_cast<unsigned long long>(batches),
                 static_cast<unsigned long long>(samples), s, bps, sps, gbps, wait_frac,
-                static_cast<unsigned long long>(sink));
+                batches > 0 ? static_cast<double>(bytes) / static_cast<double>(batches) : 0.0,
+                static_cast<unsigned long long>(finished), static_cast<unsigned long long>(sink));
   } else {
     std::printf("consumed %llu batches (%llu samples, %.1f MB) from %s (%s) in %.2f s\n",
                 static_cast<unsigned long long>(batches), static_cast<unsigned long long>(samples),
                 bytes / 1e6, (*consumer)->endpoint().c_str(), SchemeName((*consumer)->transport()), s);
     std::printf("  %.2f batches/s   %.0f samples/s   %.3f GB/s   waiting %.1f%%\n", bps, sps, gbps,
                 100.0 * wait_frac);
+    std::printf("  %.0f bytes per batch%s\n",
+                batches > 0 ? static_cast<double>(bytes) / static_cast<double>(batches) : 0.0,
+                finished > 0 ? "; split pipeline: finished to float32 here" : "");
   }
   return 0;
 }

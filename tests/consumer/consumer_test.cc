@@ -383,5 +383,29 @@ TEST(ConsumerOpen, ResolvesDatafeedEndpointAndRejectsBadArguments) {
   EXPECT_EQ(Consumer::Open("inproc://" + name, bad).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(FinishTensorTest, FinishesASplitFramesUint8ImageWithoutTorch) {
+  const std::string spec = "to_tensor,normalize(0.1307,0.3081)";
+  auto layout = BatchLayout::Make({{"image", DType::kUInt8, {2, 1, 3, 4}, spec}, {"label", DType::kInt64, {2}}});
+  ASSERT_TRUE(layout.ok()) << layout.status().ToString();
+  std::vector<uint8_t> frame(layout->frame_bytes(), 0);
+  layout->WriteHeader(frame.data(), {});
+  for (size_t i = 0; i < layout->nbytes(0); ++i) frame[layout->offset(0) + i] = static_cast<uint8_t>(i * 11);
+  auto view = ParseFrame(frame.data(), frame.size());
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+
+  Result<std::vector<float>> out = FinishTensor(view->tensor(0));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), 24u);
+  for (size_t i = 0; i < out->size(); ++i) {
+    const float want = (static_cast<float>(static_cast<uint8_t>(i * 11)) / 255.0f - 0.1307f) / 0.3081f;
+    EXPECT_EQ((*out)[i], want) << i;
+  }
+  std::vector<float> small(23);
+  EXPECT_EQ(FinishTensor(view->tensor(0), small.data(), small.size()).code(), StatusCode::kInvalidArgument);
+  Status none = FinishTensor(view->tensor(1)).status();
+  EXPECT_EQ(none.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(none.message().find("has no finish"), std::string::npos) << none.message();
+}
+
 }  // namespace
 }  // namespace datafeed

@@ -2,10 +2,15 @@
 # ctest: mnist_train --source feed against a real datafeed-producer process,
 # the endpoint and transport passed the way a user would (DATAFEED_ENDPOINT,
 # DATAFEED_TRANSPORT). Usage:
-#   mnist_train_feed_test.sh PRODUCER TRAINER MNIST_DIR TRANSPORT
+#   mnist_train_feed_test.sh PRODUCER TRAINER MNIST_DIR TRANSPORT [PIPELINE]
 # TRANSPORT: shm, grpc (loopback) or auto (colocated: the handshake picks shm).
+# PIPELINE: the producer's spec (default the study's, with blur); a split one
+# ('a|to_tensor,...') makes the trainer finish uint8 batches itself.
 set -euo pipefail
 producer_bin=$1 trainer_bin=$2 mnist=$3 transport=$4
+pipeline=${5:-'to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)'}
+blur=true
+[[ "$pipeline" == *gaussian_blur* ]] || blur=false
 
 case "$transport" in
   shm) serve="shm://df-ctest-feed-$$" expect=shm ;;
@@ -16,7 +21,7 @@ esac
 
 log=$(mktemp)
 "$producer_bin" --mnist "$mnist" --endpoint "$serve" --batch-size 64 --threads 1 \
-    --epochs 0 --shuffle --progress-s 0 --linger-ms 0 2>"$log" &
+    --pipeline "$pipeline" --epochs 0 --shuffle --progress-s 0 --linger-ms 0 2>"$log" &
 producer=$!
 trap 'kill "$producer" 2>/dev/null || true; rm -f "$log"' EXIT
 
@@ -32,7 +37,7 @@ done
 
 out=$(DATAFEED_ENDPOINT="$endpoint" DATAFEED_TRANSPORT="$transport" "$trainer_bin" --source feed \
       --steps 3 --ceiling-steps 1 --torch-threads 1 --connect-timeout-ms 30000 --json \
-      --pipeline 'to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)')
+      --pipeline "$pipeline")
 echo "$out"
 
 kill -TERM "$producer"
@@ -47,7 +52,7 @@ if [ "$rc" != 0 ] && ! { [ "$transport" != shm ] && [ "$rc" = 143 ]; }; then
   exit 1
 fi
 
-for want in "\"source\": \"feed\"" "\"transport\": \"$expect\"" "\"blur\": true" \
+for want in "\"source\": \"feed\"" "\"transport\": \"$expect\"" "\"blur\": $blur" \
             "\"batch\": 64" "\"steps\": 3"; do
   if ! grep -qF "$want" <<<"$out"; then
     echo "mnist_train_feed_test: expected $want in the JSON line" >&2

@@ -267,6 +267,103 @@ TYPED_TEST(TorchTransportTest, SlotIsReleasedExactlyWhenTheLastTensorDies) {
   EXPECT_EQ(copy[3].item<int64_t>(), 1000 + 3);
 }
 
+// A split pipeline ('|'): the producer sends uint8, the adapter finishes it
+// into exactly the floats the unsplit pipeline gives, on every transport.
+TYPED_TEST(TorchTransportTest, SplitPipelineGivesTheUnsplitFloatsInAQuarterOfTheBytes) {
+  SyntheticMnist mnist(200, 11);
+  auto dataset = mnist.Open();
+  const std::string split_spec = "random_crop(28,2)|to_tensor,normalize(0.1307,0.3081)";
+  const std::string unsplit_spec = "random_crop(28,2),to_tensor,normalize(0.1307,0.3081)";
+  ProducerOptions po;
+  po.sampler.batch_size = 64;
+  po.sampler.seed = 5;
+  po.threads = 2;
+  auto w = this->Writer(3, 1 << 20);
+  auto c = Consumer::Open(this->endpoint_).value();
+  ProducerThread producer(dataset, split_spec, po, w.get());
+
+  const Pipeline unsplit = Pipeline::Make(unsplit_spec).value();
+  const size_t float_frame = BatchLayout::Make({{"image", DType::kFloat32, {64, 1, 28, 28}},
+                                                {"label", DType::kInt64, {64}}})
+                                 ->frame_bytes();
+  std::vector<uint8_t> raw(28 * 28);
+  std::vector<float> expect(28 * 28);
+  size_t seen = 0;
+  for (BatchView& view : *c) {
+    const TensorView* wire = view.Find("image");
+    ASSERT_NE(wire, nullptr);
+    EXPECT_EQ(wire->dtype, DType::kUInt8);
+    EXPECT_EQ(wire->finish, "to_tensor,normalize(0.1307,0.3081)");
+    const int64_t n = wire->shape[0];
+    if (n == 64) {
+      // What crosses the transport (and the gRPC wire): the whole frame.
+      EXPECT_LT(static_cast<double>(view.frame().size()), float_frame / 3.8)
+          << view.frame().size() << " vs " << float_frame;
+    }
+
+    // Default: finished, float32, the unsplit values bit for bit.
+    Result<TensorBatch> batch = ToTensors(view);
+    ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+    at::Tensor image = batch->Get("image").value();
+    EXPECT_EQ(image.scalar_type(), at::kFloat);
+    EXPECT_EQ(image.sizes(), (std::vector<int64_t>{n, 1, 28, 28}));
+    EXPECT_TRUE(batch->finish(0).empty());
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t label = 0;
+      ASSERT_TRUE(dataset->Get(seen + i, raw.data(), &label).ok());
+      ASSERT_TRUE(unsplit.Run(raw.data(), 28, 28, 1, expect.data(), SampleRng(5, 0, seen + i)).ok());
+      at::Tensor want = at::from_blob(expect.data(), {1, 28, 28}, at::kFloat);
+      EXPECT_TRUE(image[i].equal(want)) << "sample " << seen + i;
+      EXPECT_EQ(batch->Get("label").value()[i].item<int64_t>(), label);
+    }
+
+    // finish = false: the zero-copy uint8 tensor and its finish, to run later
+    // (on any device; a strided view takes the device path: table lookup).
+    Result<TensorBatch> rawbatch = ToTensors(view, ToTensorsOptions{false});
+    ASSERT_TRUE(rawbatch.ok()) << rawbatch.status().ToString();
+    at::Tensor u8 = rawbatch->Get("image").value();
+    EXPECT_EQ(u8.scalar_type(), at::kByte);
+    EXPECT_EQ(u8.data_ptr(), static_cast<const void*>(wire->data));
+    EXPECT_EQ(rawbatch->finish(0), wire->finish);
+    Result<TensorBatch> later = FinishTensors(rawbatch.value());
+    ASSERT_TRUE(later.ok()) << later.status().ToString();
+    EXPECT_TRUE(later->Get("image").value().equal(image));
+    EXPECT_TRUE(later->finish(0).empty());
+    Result<at::Tensor> strided = FinishTensor(u8.transpose(2, 3), rawbatch->finish(0));
+    ASSERT_TRUE(strided.ok()) << strided.status().ToString();
+    EXPECT_TRUE(strided->transpose(2, 3).equal(image));
+    seen += static_cast<size_t>(n);
+  }
+  EXPECT_TRUE(c->status().IsEndOfStream()) << c->status().ToString();
+  EXPECT_EQ(seen, 200u);
+  EXPECT_TRUE(producer.Join().ok());
+}
+
+TEST(TorchAdapter, FinishTensorMatchesTheProducerOnEveryPathAndRefusesBadInput) {
+  const std::string spec = "to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)";
+  at::Tensor u8 = at::randint(0, 256, {4, 3, 5, 7}, at::TensorOptions().dtype(at::kByte));
+  Result<at::Tensor> direct = FinishTensor(u8, spec);
+  ASSERT_TRUE(direct.ok()) << direct.status().ToString();
+  const Finish finish = Finish::Parse(spec).value();
+  auto acc = u8.accessor<uint8_t, 4>();
+  auto out = direct->accessor<float, 4>();
+  for (int64_t b = 0; b < 4; ++b)
+    for (int64_t ch = 0; ch < 3; ++ch)
+      for (int64_t y = 0; y < 5; ++y)
+        for (int64_t x = 0; x < 7; ++x) ASSERT_EQ(out[b][ch][y][x], finish.table(ch)[acc[b][ch][y][x]]);
+  // The table-lookup path (what a GPU runs) gives the same bits.
+  Result<at::Tensor> looked_up = FinishTensor(u8.transpose(2, 3), spec);
+  ASSERT_TRUE(looked_up.ok()) << looked_up.status().ToString();
+  EXPECT_TRUE(looked_up->transpose(2, 3).equal(*direct));
+
+  EXPECT_FALSE(FinishTensor(u8.to(at::kFloat), spec).ok());
+  EXPECT_FALSE(FinishTensor(u8[0][0], spec).ok());                      // rank 2
+  EXPECT_FALSE(FinishTensor(u8.narrow(1, 0, 1), spec).ok());            // 1 channel, 3 tables
+  Status st = FinishTensor(u8, "to_tensor,gaussian_blur(3)").status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("gaussian_blur"), std::string::npos) << st.message();
+}
+
 TEST(TorchAdapter, TorchDTypeMapsEveryDTypeAndRejectsUnknownValues) {
   for (int d = 1; d <= 10; ++d) {
     auto t = TorchDType(static_cast<DType>(d));

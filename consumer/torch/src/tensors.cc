@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "datafeed/consumer/consumer.h"
+
 #include <exception>
 #include <memory>
 #include <utility>
@@ -101,7 +103,7 @@ int64_t TensorBatch::num_samples() const {
   return 0;
 }
 
-Status TensorBatch::Add(std::string name, at::Tensor tensor) {
+Status TensorBatch::Add(std::string name, at::Tensor tensor, std::string finish) {
   if (name.empty()) return Status::InvalidArgument("TensorBatch::Add: empty name");
   if (!tensor.defined()) {
     return Status::InvalidArgument("TensorBatch::Add: tensor '" + name + "' is undefined");
@@ -111,15 +113,82 @@ Status TensorBatch::Add(std::string name, at::Tensor tensor) {
   }
   names_.push_back(std::move(name));
   tensors_.push_back(std::move(tensor));
+  finishes_.push_back(std::move(finish));
   return Status::OK();
 }
 
-Result<TensorBatch> ToTensors(const BatchView& batch) {
+Result<TensorBatch> ToTensors(const BatchView& batch) { return ToTensors(batch, ToTensorsOptions()); }
+
+Result<TensorBatch> ToTensors(const BatchView& batch, const ToTensorsOptions& options) {
   TensorBatch out;
   out.set_meta(batch.meta());
   for (const TensorView& t : batch.frame().tensors()) {
+    if (!t.finish.empty() && options.finish) {
+      // Straight from the frame into a new float tensor: one pass, and the
+      // frame is not held by the result.
+      try {
+        at::Tensor finished = at::empty(t.shape, at::TensorOptions().dtype(at::kFloat));
+        DATAFEED_RETURN_NOT_OK(
+            FinishTensor(t, finished.data_ptr<float>(), static_cast<size_t>(finished.numel())));
+        DATAFEED_RETURN_NOT_OK(out.Add(std::string(t.name), std::move(finished)));
+      } catch (const std::exception& e) {
+        return FromException(e, "ToTensors: finishing '" + std::string(t.name) + "'");
+      }
+      continue;
+    }
     DATAFEED_ASSIGN_OR_RETURN(at::Tensor tensor, ToTensor(batch, t));
-    DATAFEED_RETURN_NOT_OK(out.Add(std::string(t.name), std::move(tensor)));
+    DATAFEED_RETURN_NOT_OK(out.Add(std::string(t.name), std::move(tensor), std::string(t.finish)));
+  }
+  return out;
+}
+
+Result<at::Tensor> FinishTensor(const at::Tensor& tensor, std::string_view finish_spec) {
+  const std::string what = "FinishTensor('" + std::string(finish_spec) + "')";
+  DATAFEED_ASSIGN_OR_RETURN(Finish finish, Finish::Parse(finish_spec));
+  try {
+    if (!tensor.defined() || tensor.scalar_type() != at::kByte || tensor.dim() < 3) {
+      return Status::InvalidArgument(what + ": needs a uint8 [..., C, H, W] tensor, got " +
+                                     (tensor.defined() ? std::string(c10::toString(tensor.scalar_type())) +
+                                                             " of rank " + std::to_string(tensor.dim())
+                                                       : std::string("an undefined tensor")));
+    }
+    const int64_t channels = tensor.size(tensor.dim() - 3);
+    DATAFEED_RETURN_NOT_OK(finish.CheckChannels(channels).WithContext(what));
+    if (tensor.is_cpu() && tensor.is_contiguous()) {
+      at::Tensor out = at::empty(tensor.sizes(), tensor.options().dtype(at::kFloat));
+      const std::vector<int64_t> shape(tensor.sizes().begin(), tensor.sizes().end());
+      DATAFEED_RETURN_NOT_OK(finish.Apply(tensor.data_ptr<uint8_t>(), shape, out.data_ptr<float>(),
+                                          static_cast<size_t>(out.numel())));
+      return out;
+    }
+    // Elsewhere (a GPU; or a strided view): the same tables, built here and
+    // looked up there, so no device arithmetic can round differently from
+    // the producer.
+    at::Tensor tables = at::empty({channels, 256}, at::TensorOptions().dtype(at::kFloat));
+    DATAFEED_RETURN_NOT_OK(finish.FillTables(channels, tables.data_ptr<float>()));
+    tables = tables.to(tensor.device()).view({-1});
+    at::Tensor index = tensor.to(at::kLong);
+    if (channels > 1) {
+      at::Tensor base = at::arange(channels, index.options()).mul_(256).view({channels, 1, 1});
+      index = index.add_(base);
+    }
+    return tables.take(index);
+  } catch (const std::exception& e) {
+    return FromException(e, what);
+  }
+}
+
+Result<TensorBatch> FinishTensors(const TensorBatch& batch) {
+  TensorBatch out;
+  out.set_meta(batch.meta());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch.finish(i).empty()) {
+      DATAFEED_RETURN_NOT_OK(out.Add(batch.name(i), batch.tensor(i)));
+      continue;
+    }
+    Result<at::Tensor> finished = FinishTensor(batch.tensor(i), batch.finish(i));
+    if (!finished.ok()) return finished.status().WithContext("FinishTensors '" + batch.name(i) + "'");
+    DATAFEED_RETURN_NOT_OK(out.Add(batch.name(i), std::move(finished).value()));
   }
   return out;
 }
@@ -157,7 +226,7 @@ Result<TensorBatch> ToDevice(const TensorBatch& batch, const DeviceOptions& opti
       }
       at::Tensor on_device = host.to(at::TensorOptions().device(device),
                                      options.non_blocking && host.is_pinned(), /*copy=*/false);
-      DATAFEED_RETURN_NOT_OK(out.Add(batch.name(i), std::move(on_device)));
+      DATAFEED_RETURN_NOT_OK(out.Add(batch.name(i), std::move(on_device), batch.finish(i)));
     }
   } catch (const std::exception& e) {
     return FromException(e, "ToDevice " + device.str());

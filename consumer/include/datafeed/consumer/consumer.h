@@ -32,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "datafeed/transport/endpoint.h"
 #include "datafeed/transport/status.h"
@@ -176,6 +177,18 @@ class Consumer::Iterator {
   BatchView current_;
   bool done_ = false;
 };
+
+// Split pipelines (a '|' in the producer's pipeline spec): the producer
+// sends the image as uint8 [B, C, H, W] and names the consumer's finish in
+// the tensor (TensorView::finish, e.g. "to_tensor,normalize(0.1307,0.3081)").
+// FinishTensor runs it: `out` must hold tensor.numel() floats and receives
+// exactly the float32 values an unsplit producer would have sent (the same
+// table code, datafeed::Finish). InvalidArgument when the tensor has no
+// finish or out is too small. The torch adapter and the Python package do
+// this for you by default.
+Status FinishTensor(const TensorView& tensor, float* out, size_t out_floats);
+// The same into a new vector.
+Result<std::vector<float>> FinishTensor(const TensorView& tensor);
 
 }  // namespace datafeed
 

@@ -21,6 +21,21 @@
 // process reads a slot once it is claimed), so in-place operations are
 // allowed, though rarely a good idea on input data.
 //
+// Split pipelines (a '|' in the producer's spec, see transform.h): the
+// image arrives as uint8 [B, C, H, W] with a finish such as
+// "to_tensor,normalize(0.1307,0.3081)". ToTensors runs it by default and
+// hands out the float32 tensor (a new CPU tensor; the uint8 frame is given
+// back at once), identical to what an unsplit producer sends. With
+// ToTensorsOptions::finish = false it hands out the zero-copy uint8 tensor
+// and remembers the finish (TensorBatch::finish): move that to the GPU
+// (ToDevice, a quarter of the float bytes) and finish it there
+// (FinishTensors / FinishTensor, which work on any device):
+//
+//   TensorBatch raw = ToTensors(view, {/*finish=*/false}).value();
+//   TensorBatch gpu = FinishTensors(ToDevice(raw, {c10::Device("cuda")}).value()).value();
+//
+// Frames of unsplit pipelines are untouched by all of this: zero-copy as before.
+//
 // This is the only datafeed library that includes libtorch, and only the
 // light ATen core headers, not <torch/torch.h>. Link datafeed::torch.
 //
@@ -67,6 +82,8 @@ class TensorBatch {
   const std::string& name(size_t i) const { return names_[i]; }
   const at::Tensor& tensor(size_t i) const { return tensors_[i]; }
   const std::vector<at::Tensor>& tensors() const { return tensors_; }
+  // The finish still to run on tensor i ("" when it is final; see above).
+  const std::string& finish(size_t i) const { return finishes_[i]; }
   // The tensor called `name`, or nullptr.
   const at::Tensor* Find(std::string_view name) const;
   // The tensor called `name`; NotFound lists the names there are.
@@ -74,19 +91,40 @@ class TensorBatch {
   // Dimension 0 of the first tensor that has one (the batch size), or 0.
   int64_t num_samples() const;
 
-  // Adds a tensor (for adapters and tests). InvalidArgument for a duplicate
-  // or empty name or an undefined tensor.
-  Status Add(std::string name, at::Tensor tensor);
+  // Adds a tensor (for adapters and tests), with the finish still to run on
+  // it ("" for none). InvalidArgument for a duplicate or empty name or an
+  // undefined tensor.
+  Status Add(std::string name, at::Tensor tensor, std::string finish = {});
   void set_meta(const BatchMeta& meta) { meta_ = meta; }
 
  private:
   BatchMeta meta_;
   std::vector<std::string> names_;
   std::vector<at::Tensor> tensors_;
+  std::vector<std::string> finishes_;
 };
 
-// Every tensor of `batch`, zero-copy (see ToTensor).
+struct ToTensorsOptions {
+  // Run split-pipeline finishes here, on the CPU (see above); false keeps
+  // those tensors uint8 and zero-copy, their finish in TensorBatch::finish.
+  bool finish = true;
+};
+
+// Every tensor of `batch`: zero-copy (see ToTensor), except that a tensor
+// with a finish comes out finished (float32) unless options.finish is false.
+Result<TensorBatch> ToTensors(const BatchView& batch, const ToTensorsOptions& options);
 Result<TensorBatch> ToTensors(const BatchView& batch);
+
+// Runs the finish spec `finish` on a uint8 [..., C, H, W] tensor on any
+// device: a float32 tensor of the same shape on the same device, with the
+// values the producer would have computed (the producer's per-channel
+// value tables, datafeed::Finish: applied directly to a contiguous CPU
+// tensor, otherwise copied to the tensor's device and looked up there).
+// InvalidArgument for a bad spec, dtype, rank or channel count.
+Result<at::Tensor> FinishTensor(const at::Tensor& tensor, std::string_view finish);
+// `batch` with every pending finish run, where each tensor is; tensors
+// without one are passed through.
+Result<TensorBatch> FinishTensors(const TensorBatch& batch);
 
 struct DeviceOptions {
   // Where the tensors should be; "cpu", "cuda", "cuda:1" (c10::Device).
