@@ -36,6 +36,8 @@ struct df_batch {
   datafeed::BatchView view;
   // TensorView names are string_views into the frame, not NUL terminated.
   std::vector<std::string> names;
+  // The same for each tensor's finish spec ("" when none).
+  std::vector<std::string> finishes;
 };
 
 namespace {
@@ -276,7 +278,11 @@ int df_consumer_next(df_consumer* consumer, int64_t timeout_ms, df_batch** out, 
         b->view = std::move(r).value();
         const datafeed::FrameView& frame = b->view.frame();
         b->names.reserve(frame.num_tensors());
-        for (const datafeed::TensorView& t : frame.tensors()) b->names.emplace_back(t.name);
+        b->finishes.reserve(frame.num_tensors());
+        for (const datafeed::TensorView& t : frame.tensors()) {
+          b->names.emplace_back(t.name);
+          b->finishes.emplace_back(t.finish);
+        }
         *out = b.release();
         return DF_OK;
       }
@@ -384,6 +390,48 @@ uint64_t df_batch_meta(const df_batch* batch, int field) {
     case DF_META_PRODUCER_ID: return m.producer_id;
     case DF_META_EPOCH: return m.epoch;
     default: return 0;
+  }
+}
+
+const char* df_batch_tensor_finish(const df_batch* batch, size_t i) {
+  return TensorAt(batch, i) ? batch->finishes[i].c_str() : nullptr;
+}
+
+int df_finish_apply(const char* spec, const uint8_t* in, const int64_t* shape, size_t ndim,
+                    float* out, size_t out_floats, char* err, size_t err_size) {
+  try {
+    if (spec == nullptr || (ndim > 0 && shape == nullptr)) {
+      return Report(datafeed::Status::InvalidArgument("df_finish_apply: null spec or shape"), err, err_size);
+    }
+    datafeed::Result<datafeed::Finish> finish = datafeed::Finish::Parse(spec);
+    if (!finish.ok()) return Report(finish.status(), err, err_size);
+    const std::vector<int64_t> dims(shape, shape + ndim);
+    for (int64_t d : dims) {
+      if (d < 0) return Report(datafeed::Status::InvalidArgument("df_finish_apply: negative dimension"), err, err_size);
+    }
+    return Report(finish->Apply(in, dims, out, out_floats), err, err_size);
+  } catch (const std::exception& e) {
+    return Report(datafeed::Status::Internal(std::string("df_finish_apply: ") + e.what()), err, err_size);
+  }
+}
+
+int df_finish_tables(const char* spec, int64_t channels, float* out, size_t n, char* err,
+                     size_t err_size) {
+  try {
+    if (spec == nullptr || out == nullptr) {
+      return Report(datafeed::Status::InvalidArgument("df_finish_tables: null spec or output"), err, err_size);
+    }
+    datafeed::Result<datafeed::Finish> finish = datafeed::Finish::Parse(spec);
+    if (!finish.ok()) return Report(finish.status(), err, err_size);
+    if (channels <= 0 || n / 256 < static_cast<uint64_t>(channels)) {
+      return Report(datafeed::Status::InvalidArgument("df_finish_tables: " + std::to_string(channels) +
+                                                      " channels need " + std::to_string(channels * 256) +
+                                                      " floats, got room for " + std::to_string(n)),
+                    err, err_size);
+    }
+    return Report(finish->FillTables(channels, out), err, err_size);
+  } catch (const std::exception& e) {
+    return Report(datafeed::Status::Internal(std::string("df_finish_tables: ") + e.what()), err, err_size);
   }
 }
 

@@ -205,6 +205,26 @@ DF_API uint64_t df_batch_tensor_nbytes(const df_batch* batch, size_t i);
 /* A DF_META_* field; 0 for an unknown field. */
 DF_API uint64_t df_batch_meta(const df_batch* batch, int field);
 
+/* The finish of a split pipeline recorded for tensor i, NUL-terminated:
+ * "" when the tensor is final as sent; otherwise the tensor is DF_UINT8
+ * [..., C, H, W] and the consumer turns it into float32 of the same shape
+ * with this spec, e.g. "to_tensor,normalize(0.1307,0.3081)" (see
+ * df_finish_apply / df_finish_tables). Already validated by the library. */
+DF_API const char* df_batch_tensor_finish(const df_batch* batch, size_t i);
+
+/* Finishes a uint8 tensor of shape[0, ndim) ([..., C, H, W], contiguous)
+ * at `in` into out_floats float32 values at `out` with finish `spec`: the
+ * same table lookup the producer uses, so the values are identical to an
+ * unsplit pipeline's. DF_INVALID_ARGUMENT for a bad spec, shape or size. */
+DF_API int df_finish_apply(const char* spec, const uint8_t* in, const int64_t* shape, size_t ndim,
+                           float* out, size_t out_floats, char* err, size_t err_size);
+
+/* The finish `spec` as value tables, for finishing elsewhere (a GPU):
+ * writes channels x 256 floats, out[c * 256 + v] = finished value of v in
+ * channel c. n must be >= channels * 256. */
+DF_API int df_finish_tables(const char* spec, int64_t channels, float* out, size_t n, char* err,
+                            size_t err_size);
+
 /* Gives the batch's memory back to the transport (on shared memory: its
  * ring slot, to the producer). NULL is ignored. */
 DF_API void df_batch_release(df_batch* batch);

@@ -35,6 +35,7 @@ from .errors import (
     Unavailable,
     Unimplemented,
 )
+from .finishing import finish
 from .loader import Batch, Loader
 from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
 
@@ -63,6 +64,7 @@ __all__ = [
     "Timeout",
     "Unavailable",
     "Unimplemented",
+    "finish",
     "library_version",
     "producer_path",
     "serve",

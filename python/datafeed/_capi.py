@@ -88,6 +88,31 @@ _PROTOTYPES = {
     "df_batch_tensor_nbytes": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_size_t]),
     "df_batch_meta": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_int]),
     "df_batch_release": (None, [ctypes.c_void_p]),
+    "df_batch_tensor_finish": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_finish_apply": (
+        ctypes.c_int,
+        [
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            _c_int64_p,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_finish_tables": (
+        ctypes.c_int,
+        [
+            ctypes.c_char_p,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
 }
 
 

@@ -6,7 +6,7 @@ import threading
 import time
 import warnings
 
-from . import _capi, _torch, errors
+from . import _capi, _torch, errors, finishing
 
 # How long one call into the library may block. Between calls Python runs
 # its signal handlers, so Ctrl-C interrupts a Loader waiting for data
@@ -48,6 +48,9 @@ class Batch(tuple):
     _fields = ()
     _index = {}
     meta = None
+    # {name: finish spec} of tensors handed out uint8 because the Loader was
+    # made with finish=False (see datafeed.finish); empty otherwise.
+    finishes = {}
 
     def __new__(cls, *tensors):
         if len(tensors) != len(cls._fields):
@@ -197,6 +200,12 @@ class Loader:
                     where the producer's epoch changes, like a DataLoader,
                     and the next pass goes on with the next epoch. False:
                     one pass runs to the end of the stream.
+    finish          for a producer with a split pipeline (a '|' in its
+                    spec, which sends uint8 images): True (default) runs the
+                    consumer's finish (to_tensor, normalize) so ``image`` is
+                    float32 as usual (a new tensor, not zero-copy); False
+                    hands out the uint8 tensor and its spec in
+                    ``batch.finishes`` for datafeed.finish() on a GPU.
     **options       library options (see python/capi/datafeed_c.h):
                     tls_ca=, tls_cert=, tls_key=, tls_server_name=,
                     compression="gzip", reconnect=True, reconnect_timeout_ms=,
@@ -222,6 +231,7 @@ class Loader:
         timeout=None,
         connect_timeout=30.0,
         split_epochs=True,
+        finish=True,
         **options
     ):
         self._handle = None  # first, so __del__ works whatever fails below
@@ -240,6 +250,7 @@ class Loader:
             raise errors.InvalidArgument("timeout must be >= 0 or None, got %r" % (timeout,))
         self.timeout = timeout
         self.split_epochs = bool(split_epochs)
+        self.finish = bool(finish)
         self._lib = _capi.lib()
         self._err = ctypes.create_string_buffer(_capi.ERR_SIZE)
 
@@ -382,6 +393,7 @@ class Loader:
         n = lib.df_batch_num_tensors(handle)
         names = []
         tensors = []
+        finishes = {}
         for i in range(n):
             names.append(lib.df_batch_tensor_name(handle, i).decode())
             dtype = _torch.dtype(lib.df_batch_tensor_dtype(handle, i))
@@ -390,14 +402,22 @@ class Loader:
             nbytes = lib.df_batch_tensor_nbytes(handle, i)
             if nbytes == 0:
                 # frombuffer refuses an empty buffer; nothing to share anyway.
-                tensors.append(torch.empty(shape, dtype=dtype))
-                continue
-            buf = (ctypes.c_uint8 * nbytes).from_address(lib.df_batch_tensor_data(handle, i))
-            # torch.frombuffer keeps `buf` alive for as long as the tensor's
-            # storage lives; `buf` keeps `memory`, which releases the batch.
-            buf._datafeed_memory = memory
-            tensors.append(torch.frombuffer(buf, dtype=dtype).view(shape))
+                tensor = torch.empty(shape, dtype=dtype)
+            else:
+                buf = (ctypes.c_uint8 * nbytes).from_address(lib.df_batch_tensor_data(handle, i))
+                # torch.frombuffer keeps `buf` alive for as long as the tensor's
+                # storage lives; `buf` keeps `memory`, which releases the batch.
+                buf._datafeed_memory = memory
+                tensor = torch.frombuffer(buf, dtype=dtype).view(shape)
+            spec = lib.df_batch_tensor_finish(handle, i).decode()
+            if spec:
+                if self.finish:
+                    tensor = finishing.finish(tensor, spec)
+                else:
+                    finishes[names[-1]] = spec
+            tensors.append(tensor)
         batch = batch_class(names)(*tensors)
+        batch.finishes = finishes
         batch.meta = {
             name: int(lib.df_batch_meta(handle, field)) for field, name in enumerate(_capi.META_NAMES)
         }
