@@ -439,6 +439,10 @@ class GrpcReader final : public BatchReader {
     queue_.pop_front();
     cv_.notify_all();
     lock.unlock();
+    if (!TakePayload(&f, pool_.get())) {
+      return Status::ResourceExhausted(Uri(ep_) + ": out of memory for a " + std::to_string(f.size) +
+                                       "-byte frame");
+    }
     Result<FrameView> frame = ParseFrame(f.buffer->data, f.size);
     if (!frame.ok()) return frame.status().WithContext(Uri(ep_) + ": malformed frame from the network");
     return BatchView(std::move(frame).value(), std::move(f.buffer));
@@ -520,7 +524,6 @@ class GrpcReader final : public BatchReader {
             if (cancelled_) break;
           }
           WireFrame f;
-          f.pool = pool_.get();
           if (!reader->Read(&f)) break;
           if (f.end) {
             // Every frame has arrived; half-closing tells the producer so.

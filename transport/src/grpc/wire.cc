@@ -54,6 +54,20 @@ size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]) {
   return n;
 }
 
+bool TakePayload(WireFrame* f, FramePool* pool) {
+  f->buffer = pool->Get(f->size);
+  if (!f->buffer) return false;
+  uint8_t* dst = f->buffer->data;
+  for (size_t i = 0; i < f->slices.size(); ++i) {
+    const size_t start = i == 0 ? f->offset : 0;
+    const size_t n = f->slices[i].size() - start;
+    std::memcpy(dst, f->slices[i].begin() + start, n);
+    dst += n;
+  }
+  f->slices.clear();
+  return true;
+}
+
 }  // namespace datafeed::internal
 
 namespace grpc {
@@ -132,16 +146,10 @@ Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFra
     return Status(StatusCode::DATA_LOSS, "malformed message: the frame claims " + std::to_string(len) +
                                              " bytes but " + std::to_string(remaining) + " arrived");
   }
-  if (msg->pool == nullptr) return Status(StatusCode::INTERNAL, "no receive buffer pool");
-  msg->buffer = msg->pool->Get(len);
-  if (!msg->buffer) return Status(StatusCode::RESOURCE_EXHAUSTED, "out of memory for a frame");
-  uint8_t* dst = msg->buffer->data;
-  for (size_t i = si; i < slices.size(); ++i) {
-    const size_t start = i == si ? off : 0;
-    const size_t n = slices[i].size() - start;
-    std::memcpy(dst, slices[i].begin() + start, n);
-    dst += n;
-  }
+  // Keep the slices (no copy here: see TakePayload).
+  slices.erase(slices.begin(), slices.begin() + static_cast<long>(si));
+  msg->slices = std::move(slices);
+  msg->offset = off;
   msg->size = len;
   return Status::OK;
 }

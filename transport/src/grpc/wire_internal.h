@@ -6,7 +6,10 @@
 // that points straight into the frame's memory (the shared-memory slot),
 // released when gRPC is done sending it. The client side reads the header
 // and copies the payload once, from gRPC's receive slices into a reusable
-// 64-byte-aligned buffer, which then backs the tensors. The end-of-stream
+// 64-byte-aligned buffer, which then backs the tensors. That copy is done by
+// TakePayload, which the reader calls in Next(), not in its receive thread:
+// the receive thread only moves slices, so it gets back to the socket at
+// once, and the copy of one frame overlaps the arrival of the next. The end-of-stream
 // marker is `Frame { end_of_stream: true }`: the two bytes 0x10 0x01.
 #ifndef DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
 #define DATAFEED_TRANSPORT_SRC_GRPC_WIRE_INTERNAL_H_
@@ -49,8 +52,10 @@ class FramePool : public std::enable_shared_from_this<FramePool> {
 struct WireFrame {
   // Server: the batch to send (its keepalive is held until sent).
   BatchView view;
-  // Client: where to receive, and what was received.
-  FramePool* pool = nullptr;
+  // Client: what was received (gRPC's slices, the frame starting `offset`
+  // bytes into the first), then, after TakePayload, the frame in `buffer`.
+  std::vector<grpc::Slice> slices;
+  size_t offset = 0;
   std::shared_ptr<FramePool::Buffer> buffer;
   size_t size = 0;
   // Both sides: this is the end-of-stream marker, not a batch.
@@ -59,6 +64,10 @@ struct WireFrame {
 
 // The header of a `Frame` message carrying `frame_bytes` bytes.
 size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]);
+
+// Client: copies a received frame out of its slices into a buffer from
+// `pool` (sets `buffer`, releases `slices`). False when out of memory.
+bool TakePayload(WireFrame* frame, FramePool* pool);
 
 }  // namespace datafeed::internal
 
