@@ -190,7 +190,7 @@ print(os.path.dirname(torch.__file__), torch.__version__, int(getattr(torch._C, 
     torch_desc="$torch_dir"
   else
     # find_package(Torch); the CMakeLists checks TORCH_CXX_FLAGS for the ABI.
-    torch_args=(-DCMAKE_PREFIX_PATH="$(cd "$torch_prefix" && pwd)")
+    torch_args=(-DCMAKE_PREFIX_PATH="$(cd "$torch_prefix" && pwd)" -DDATAFEED_TORCH_DIR=)
     torch_desc="find_package(Torch) under $torch_prefix"
   fi
   # An older libstdc++ here: do not let the linker check libdatafeed.so's

@@ -5,17 +5,20 @@
 # provide datafeed's libraries:
 #
 #   - the bundled binaries load their libraries from the bundle's lib/;
-#   - `check` builds mnist_train against a libtorch laid out like a PyTorch
-#     installation's torch/ folder (include/, lib/; made of symlinks into
-#     Debian's libtorch-dev, CPU-only) and trains 2 steps fed by the bundled
-#     producer and 2 in-process, on the CPU;
-#   - mnist_train, built there, resolves every non-torch library to the bundle;
-#   - `run --device cpu` prints both JSON lines and the summary (reuses the build);
-#   - a libtorch with the old C++ ABI is refused, pointing at the Python route.
+#   - `check --python /usr/bin/python3` builds mnist_train against that
+#     Python's torch (Debian's python3-torch, CPU-only, laid out like a
+#     PyTorch installation: torch/include, torch/lib) and trains 2 steps fed
+#     by the bundled producer and 2 in-process, on the CPU;
+#   - mnist_train, built there, loads every library the bundle has from it;
+#   - `run --torch-dir ... --device cpu` prints both JSON lines, the summary
+#     and the verdict (reuses the build);
+#   - a libtorch with the old C++ ABI is refused, by the script and by the
+#     CMakeLists, pointing at the Python route;
+#   - the find_package(Torch) route (--torch-prefix) configures.
 #
-# Usage: gpu_run_cpp_test.sh BUILD_DIR. Exit 77 (skipped) without libtorch-dev
-# or binutils. Takes about 2-3 minutes here, nearly all of it compiling
-# mnist_model.cc (<torch/torch.h>).
+# Usage: gpu_run_cpp_test.sh BUILD_DIR. Exit 77 (skipped) without
+# libtorch-dev, python3-torch or binutils. Takes about 2 minutes here (2
+# cores), nearly all of it compiling mnist_model.cc (<torch/torch.h>).
 set -euo pipefail
 
 build="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)"
@@ -91,21 +94,17 @@ if [[ "$rpath" == yes ]]; then
   done
 fi
 
-# --- there: a libtorch laid out like a PyTorch installation's torch/ folder ----
-torch="$work/torch"
-mkdir -p "$torch/include" "$torch/lib"
-for d in ATen c10 caffe2 torch; do
-  [[ -e "/usr/include/$d" ]] && ln -s "/usr/include/$d" "$torch/include/$d"
-done
-for l in libtorch.so libtorch_cpu.so libc10.so; do
-  ln -s "$syslib/$l" "$torch/lib/$l"
-  # Debian's sonames carry the version (libc10.so.1.13); PyTorch's are the file names.
-  soname="$(objdump -p "$syslib/$l" | awk '$1 == "SONAME" {print $2}')"
-  [[ -z "$soname" || "$soname" == "$l" ]] || ln -s "$syslib/$soname" "$torch/lib/$soname"
-done
+# --- there --------------------------------------------------------------------
+# Debian's python3-torch has the layout of a PyTorch installation (torch/
+# with include/ and lib/, symlinks into libtorch-dev): the same route as on a
+# GPU machine, python3's torch, CPU-only here.
+py=/usr/bin/python3
+torch="$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)" ||
+  skip "needs $py with torch (apt-get install python3-torch)"
+[[ -f "$torch/include/ATen/ATen.h" && -e "$torch/lib/libtorch_cpu.so" ]] || skip "$torch has no include/ and lib/"
 
 t1=$SECONDS
-"${clean[@]}" bash "$root/gpu_run.sh" check --torch-dir "$torch" --producer-threads 1 --count 2000 \
+"${clean[@]}" bash "$root/gpu_run.sh" check --python "$py" --producer-threads 1 --count 2000 \
     >"$work/check.out" 2>"$work/check.err" ||
   { cat "$work/check.err" "$root/build/build.log" >&2 2>/dev/null; fail "gpu_run.sh check"; }
 grep -q 'check passed' "$work/check.err" || { cat "$work/check.err" >&2; fail "check: no 'check passed'"; }
@@ -127,8 +126,7 @@ while read -r name; do torch_needs[$name]=1; done < <(ldd "$syslib/libtorch_cpu.
 "${clean[@]}" ldd "$trainer" >"$work/ldd.out"
 grep -q "libdatafeed.so => $root/lib/libdatafeed.so" "$work/ldd.out" ||
   fail "mnist_train does not load the bundle's libdatafeed.so: $(grep datafeed "$work/ldd.out")"
-grep -q "libtorch_cpu.so[.0-9]* => $torch/lib/libtorch_cpu.so" "$work/ldd.out" ||
-  fail "mnist_train does not load libtorch from --torch-dir: $(grep libtorch_cpu "$work/ldd.out")"
+grep -q "libtorch_cpu.so[.0-9]* => /" "$work/ldd.out" || fail "mnist_train: no libtorch_cpu: $(cat "$work/ldd.out")"
 n=0
 while read -r name path; do
   [[ -e "$root/lib/$name" && -z "${torch_needs[$name]:-}" ]] || continue
@@ -141,6 +139,7 @@ for name in libgrpc++ libopencv_core libabsl_; do
 done
 
 t2=$SECONDS
+# --torch-dir (the same torch, so the build is reused; its C++ ABI read from libc10.so).
 "${clean[@]}" bash "$root/gpu_run.sh" run --torch-dir "$torch" --device cpu --batch-size 64 --steps 3 \
     --ceiling-steps 1 --producer-threads 1 --count 2000 --torch-threads 1 \
     >"$work/run.out" 2>"$work/run.err" || { cat "$work/run.err" >&2; fail "gpu_run.sh run --device cpu"; }
@@ -167,5 +166,11 @@ if "${clean[@]}" cmake -S "$root" -B "$work/abi0" -DDATAFEED_TORCH_DIR="$torch" 
   fail "configuring with an old-ABI libtorch succeeded"
 fi
 grep -q 'examples/python/gpu_run.sh' "$work/abi0.log" || { cat "$work/abi0.log" >&2; fail "ABI message"; }
+
+# find_package(Torch) instead (--torch-prefix): configures (the build is the same).
+if [[ -f "$syslib/cmake/Torch/TorchConfig.cmake" ]]; then
+  "${clean[@]}" cmake -S "$root" -B "$work/prefix" -DCMAKE_PREFIX_PATH="$syslib/cmake" >"$work/prefix.log" 2>&1 ||
+    { cat "$work/prefix.log" >&2; fail "configuring with find_package(Torch)"; }
+fi
 
 echo "PASS ($((SECONDS - t0)) s)"
