@@ -150,7 +150,12 @@ setup() {
         "(GLIBCXX_$(manifest glibcxx_required))"
   fi
   command -v cmake >/dev/null || die "cmake is needed to build mnist_train here"
-  command -v "${CXX:-c++}" >/dev/null || die "no C++ compiler (${CXX:-c++}); set CXX"
+  if [[ -n "${CXX:-}" ]]; then
+    command -v "$CXX" >/dev/null || die "CXX=$CXX: no such compiler"
+  else
+    command -v c++ >/dev/null || command -v g++ >/dev/null || command -v clang++ >/dev/null ||
+      die "no C++ compiler (c++, g++, clang++); install one or set CXX"
+  fi
 
   local abi="" torchver="?"
   cuda_available="?"
