@@ -3,7 +3,8 @@
 # copied into each bundle (the run step there sources it too).
 #
 # Here (pack):  bundle_closure, bundle_rpath, bundle_manifest_write, bundle_tar
-# There (run):  bundle_manifest, bundle_check_glibc, bundle_version_lt, bundle_shm_slots
+# There (run):  bundle_manifest, bundle_check_glibc, bundle_version_lt, bundle_shm_slots,
+#               bundle_start_producer, bundle_stop_producer
 #
 # The caller defines die and say. Bash, set -euo pipefail friendly.
 
@@ -126,4 +127,38 @@ bundle_shm_slots() {
   local slots=$(( free / batch_bytes ))
   (( slots > 4 )) && slots=4
   echo "$slots"
+}
+
+# Starts the bundled producer over shared memory for a run, in the background:
+#   bundle_start_producer NAME PIPELINE COUNT
+# Uses the caller's globals producer, make_mnist, batch, producer_threads and
+# mnist (empty: COUNT synthetic samples are written to a temporary folder).
+# Sets the globals work (a temporary folder), mnist, endpoint (shm://NAME-PID)
+# and producer_pid; an EXIT trap stops the producer and removes $work.
+bundle_start_producer() {
+  local name="$1" pipeline="$2" count="$3"
+  work="$(mktemp -d)"
+  producer_pid=""
+  trap 'bundle_stop_producer; rm -rf "${work:-}"' EXIT
+  if [[ -z "$mnist" ]]; then
+    mnist="$work/mnist"
+    "$make_mnist" --out "$mnist" --count "$count" >/dev/null
+    say "synthetic MNIST ($count samples) in $mnist"
+  fi
+  local slots
+  slots="$(bundle_shm_slots "$batch")"
+  (( slots >= 2 )) || die "/dev/shm has room for $slots batches of $batch; it needs 2 (in docker: --shm-size=1g)"
+  endpoint="shm://$name-$$"
+  "$producer" --mnist "$mnist" --endpoint "$endpoint" --pipeline "$pipeline" --batch-size "$batch" \
+      --threads "$producer_threads" --epochs 0 --shuffle --drop-last --slots "$slots" --quiet \
+      --linger-ms 0 &
+  producer_pid=$!
+}
+
+bundle_stop_producer() {
+  if [[ -n "${producer_pid:-}" ]]; then
+    kill "$producer_pid" 2>/dev/null || true
+    wait "$producer_pid" 2>/dev/null || true
+  fi
+  producer_pid=""
 }

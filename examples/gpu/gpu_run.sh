@@ -279,26 +279,9 @@ run() {
   fi
   build_trainer
 
-  # Globals: the EXIT trap runs after run() returned.
-  work="$(mktemp -d)"
-  producer_pid=""
-  trap 'if [[ -n "${producer_pid:-}" ]]; then kill "$producer_pid" 2>/dev/null || true; wait "$producer_pid" 2>/dev/null || true; fi; rm -rf "${work:-}"' EXIT
-  if [[ -z "$mnist" ]]; then
-    mnist="$work/mnist"
-    "$make_mnist" --out "$mnist" --count "$count" >/dev/null
-    say "synthetic MNIST ($count samples) in $mnist"
-  fi
   local pipeline="$blur_pipeline"
   [[ $blur == 1 ]] || pipeline="$plain_pipeline"
-
-  local slots
-  slots="$(bundle_shm_slots "$batch")"
-  (( slots >= 2 )) || die "/dev/shm has room for $slots batches of $batch; it needs 2 (in docker: --shm-size=1g)"
-  local endpoint="shm://gpu-run-cpp-$$"
-  "$producer" --mnist "$mnist" --endpoint "$endpoint" --pipeline "$pipeline" --batch-size "$batch" \
-      --threads "$producer_threads" --epochs 0 --shuffle --drop-last --slots "$slots" --quiet \
-      --linger-ms 0 &
-  producer_pid=$!
+  bundle_start_producer gpu-run-cpp "$pipeline" "$count"
 
   local common=(--batch-size "$batch" --steps "$steps" --ceiling-steps "$ceiling_steps" --device "$device"
                 --pipeline "$pipeline" --json)
@@ -308,9 +291,7 @@ run() {
   feed_json="$("$trainer" --source feed --endpoint "$endpoint" "${common[@]}")" ||
     die "mnist_train --source feed failed"
   echo "$feed_json"
-  kill "$producer_pid" 2>/dev/null || true
-  wait "$producer_pid" 2>/dev/null || true
-  producer_pid=""
+  bundle_stop_producer
 
   if (( ! skip_local )); then
     say "local: the same pipeline inside mnist_train, $local_threads threads (the baseline)"

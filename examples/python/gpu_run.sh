@@ -142,26 +142,9 @@ run() {
   done
   setup
 
-  # Globals: the EXIT trap runs after run() returned.
-  work="$(mktemp -d)"
-  producer_pid=""
-  trap 'if [[ -n "${producer_pid:-}" ]]; then kill "$producer_pid" 2>/dev/null || true; wait "$producer_pid" 2>/dev/null || true; fi; rm -rf "${work:-}"' EXIT
-  if [[ -z "$mnist" ]]; then
-    mnist="$work/mnist"
-    "$make_mnist" --out "$mnist" --count 60000 >/dev/null
-    say "synthetic MNIST (60000 samples) in $mnist"
-  fi
   local pipeline="$blur_pipeline" blur_flag=()
   [[ $blur == 1 ]] || { pipeline="$plain_pipeline"; blur_flag=(--no-blur); }
-
-  local slots
-  slots="$(bundle_shm_slots "$batch")"
-  (( slots >= 2 )) || die "/dev/shm has room for $slots batches of $batch; it needs 2 (in docker: --shm-size=1g)"
-  local endpoint="shm://gpu-run-$$"
-  "$producer" --mnist "$mnist" --endpoint "$endpoint" --pipeline "$pipeline" --batch-size "$batch" \
-      --threads "$producer_threads" --epochs 0 --shuffle --drop-last --slots "$slots" --quiet \
-      --linger-ms 0 &
-  producer_pid=$!
+  bundle_start_producer gpu-run "$pipeline" 60000
 
   if (( check_only )); then
     "$python" - "$endpoint" <<'EOF'
@@ -184,9 +167,7 @@ EOF
              --producer-pid "$producer_pid" --producer-threads "$producer_threads" --pipeline "$pipeline" \
              "${common[@]}")"
   echo "$df_json"
-  kill "$producer_pid" 2>/dev/null || true
-  wait "$producer_pid" 2>/dev/null || true
-  producer_pid=""
+  bundle_stop_producer
 
   if (( ! skip_dataloader )); then
     "$python" -c 'import torchvision' 2>/dev/null ||
