@@ -227,6 +227,19 @@ TEST(PipelineTest, ShapeErrorsNameTheTransform) {
       << st.message();
 }
 
+
+// Pipeline::Make refuses `spec` with InvalidArgument, quoting the spec and
+// saying `expect`.
+void ExpectRefused(const char* spec, const char* expect) {
+  auto p = Pipeline::Make(spec);
+  ASSERT_FALSE(p.ok()) << spec;
+  EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument) << spec;
+  EXPECT_NE(p.status().message().find(expect), std::string::npos)
+      << "spec '" << spec << "' gave: " << p.status().message();
+  EXPECT_NE(p.status().message().find(std::string("'") + spec + "'"), std::string::npos)
+      << p.status().message();
+}
+
 TEST(PipelineTest, BadSpecsAreInvalidArgumentNamingThePart) {
   struct Bad {
     const char* spec;
@@ -257,15 +270,7 @@ TEST(PipelineTest, BadSpecsAreInvalidArgumentNamingThePart) {
       {"to_tensor,to_tensor", "to_tensor gets a float32 CHW image here but takes uint8 HWC"},
       {"center_crop(20)", "a pipeline must produce float32, add to_tensor"},
   };
-  for (const Bad& b : bad) {
-    auto p = Pipeline::Make(b.spec);
-    ASSERT_FALSE(p.ok()) << b.spec;
-    EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument) << b.spec;
-    EXPECT_NE(p.status().message().find(b.expect), std::string::npos)
-        << "spec '" << b.spec << "' gave: " << p.status().message();
-    EXPECT_NE(p.status().message().find(std::string("'") + b.spec + "'"), std::string::npos)
-        << p.status().message();
-  }
+  for (const Bad& b : bad) ExpectRefused(b.spec, b.expect);
 }
 
 // A user transform: 1 - x on float images.
@@ -506,15 +511,7 @@ TEST(SplitPipelineTest, BadSplitsSayWhy) {
       {"|to_tensor,normalise(0.1,0.2)", "unknown transform 'normalise'"},
       {"|to_tensor,normalize(0.1,0)", "divide by zero"},
   };
-  for (const Bad& b : bad) {
-    auto p = Pipeline::Make(b.spec);
-    ASSERT_FALSE(p.ok()) << b.spec;
-    EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument) << b.spec;
-    EXPECT_NE(p.status().message().find(b.expect), std::string::npos)
-        << "spec '" << b.spec << "' gave: " << p.status().message();
-    EXPECT_NE(p.status().message().find(std::string("'") + b.spec + "'"), std::string::npos)
-        << p.status().message();
-  }
+  for (const Bad& b : bad) ExpectRefused(b.spec, b.expect);
   // Channels are checked against the image, like normalize's.
   const Pipeline rgb = MakeOrDie("|to_tensor,normalize(0.1,0.2,0.3,0.4,0.5,0.6)");
   EXPECT_TRUE(rgb.OutputShape(8, 8, 3).ok());
