@@ -100,13 +100,19 @@ class Source {
   }
 
   // A batch on `device`: zero-copy on the CPU, holding its transport memory
-  // until the tensors are dropped.
+  // until the tensors are dropped. From a split pipeline (the producer sends
+  // uint8), a GPU gets the uint8 image (a quarter of the bytes to copy) and
+  // finishes it there; the CPU finishes it while reading the frame.
   Result<Batch> Next(const DeviceOptions& device) {
+    const bool on_device = !device.device.is_cpu();
     DATAFEED_ASSIGN_OR_RETURN(BatchView view, consumer_->Next());
-    DATAFEED_ASSIGN_OR_RETURN(TensorBatch tensors, ToTensors(view));
+    ToTensorsOptions to;
+    to.finish = !on_device;
+    DATAFEED_ASSIGN_OR_RETURN(TensorBatch tensors, ToTensors(view, to));
     view = BatchView();  // the tensors now hold the memory
-    if (!device.device.is_cpu()) {
+    if (on_device) {
       DATAFEED_ASSIGN_OR_RETURN(tensors, ToDevice(tensors, device));
+      DATAFEED_ASSIGN_OR_RETURN(tensors, FinishTensors(tensors));
     }
     Batch b;
     DATAFEED_ASSIGN_OR_RETURN(b.image, tensors.Get("image"));
