@@ -70,9 +70,9 @@ class Source {
  public:
   ~Source() { Stop(); }
 
-  Status OpenFeed(const std::string& endpoint, const std::string& transport,
-                  const ConsumerOptions& options) {
-    DATAFEED_ASSIGN_OR_RETURN(consumer_, Consumer::Open(endpoint, options, transport));
+  Status OpenFeed(const EndpointFlags& endpoint, const ConsumerOptions& options) {
+    DATAFEED_ASSIGN_OR_RETURN(Endpoint ep, endpoint.Resolve());
+    DATAFEED_ASSIGN_OR_RETURN(consumer_, Consumer::Open(ep, options));
     return Status::OK();
   }
 
@@ -197,7 +197,9 @@ std::string JsonNumber(double v, const char* fmt = "%.6g") {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string source = "local", endpoint_uri, transport, mnist_dir, split = "train", device_name = "cpu";
+  EndpointFlags endpoint;
+  GrpcClientFlags grpc;
+  std::string source = "local", mnist_dir, split = "train", device_name = "cpu";
   std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
   int64_t threads = 0, torch_threads = 0, steps = 50, batch_size = 8192, ceiling_steps = 3;
   int64_t log_every = 10, prefetch = 1, seed = 1, timeout_ms = 60'000, connect_ms = 30'000;
@@ -208,8 +210,8 @@ int main(int argc, char** argv) {
               "Trains PyTorch's MNIST CNN (Adadelta, nll_loss) on batches from datafeed and\n"
               "compares the step time with the step time on a resident batch (the ceiling).");
   flags.String("source", &source, "local (in-process producer) or feed (a datafeed-producer process)");
-  flags.String("endpoint", &endpoint_uri, "feed: endpoint (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
-  flags.String("transport", &transport, "feed: force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
+  endpoint.Add(flags, "feed: endpoint");
+  grpc.Add(flags);
   flags.String("mnist", &mnist_dir, "local: MNIST IDX directory (datafeed-make-mnist --out DIR makes one)");
   flags.String("split", &split, "local: MNIST file prefix, train or t10k");
   flags.String("pipeline", &pipeline_spec,
@@ -257,8 +259,8 @@ int main(int argc, char** argv) {
   co.log_name = "mnist_train: consumer";
   Source src;
   if (source == "feed") {
-    if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
-    if (Status st = src.OpenFeed(endpoint_uri, transport, co); !st.ok()) Die(st);
+    grpc.ApplyTo(&co.reader);
+    if (Status st = src.OpenFeed(endpoint, co); !st.ok()) Die(st);
   } else {
     if (mnist_dir.empty()) {
       Die(Status::InvalidArgument(

@@ -33,7 +33,8 @@ uint64_t TouchAll(const uint8_t* p, size_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string endpoint_uri, transport;
+  EndpointFlags endpoint;
+  GrpcClientFlags grpc;
   int64_t max_batches = 0, connect_ms = 10'000, timeout_ms = 30'000, prefetch = 1;
   double report_s = 1.0;
   bool json = false;
@@ -41,8 +42,7 @@ int main(int argc, char** argv) {
   Flags flags("datafeed-consume",
               "Reads batches from a producer until the stream ends, checks each one\n"
               "(frame verified; float tensors finite) and prints throughput.");
-  flags.String("endpoint", &endpoint_uri, "endpoint (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
-  flags.String("transport", &transport, "force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
+  endpoint.Add(flags);
   flags.Int("batches", &max_batches, "stop after this many batches (0: until the stream ends)");
   flags.Int("connect-timeout-ms", &connect_ms, "wait this long for the producer to appear");
   flags.Int("timeout-ms", &timeout_ms, "give up when no batch arrives for this long");
@@ -51,24 +51,16 @@ int main(int argc, char** argv) {
   flags.Bool("json", &json, "print the summary as one JSON line");
   flags.Bool("keep-uint8", &keep_uint8,
              "split pipelines: do not run the consumer's finish (uint8 -> float32) on each batch");
-  GrpcOptions grpc;
-  bool reconnect = false;
-  flags.String("tls-ca", &grpc.tls_ca, "gRPC: verify the producer with this CA (PEM); enables TLS");
-  flags.String("tls-cert", &grpc.tls_cert, "gRPC: client certificate for mTLS (PEM)");
-  flags.String("tls-key", &grpc.tls_key, "gRPC: key of --tls-cert (PEM)");
-  flags.String("tls-server-name", &grpc.tls_server_name, "gRPC: name expected in the producer's certificate");
-  flags.String("compression", &grpc.compression, "gRPC: ask for gzip-compressed frames");
-  flags.Bool("reconnect", &reconnect, "gRPC: reconnect (with backoff) when the producer restarts");
+  grpc.Add(flags);
   ParseFlagsOrExit(flags, argc, argv);
 
-  if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
   ConsumerOptions co;
   co.reader.connect_timeout_ms = connect_ms;
   co.timeout_ms = timeout_ms;
   co.prefetch = static_cast<int>(prefetch);
-  co.reader.grpc = grpc;
-  co.reader.reconnect = reconnect;
-  auto consumer = Consumer::Open(endpoint_uri, co, transport);
+  grpc.ApplyTo(&co.reader);
+  Result<Endpoint> ep = endpoint.Resolve();
+  auto consumer = ep.ok() ? Consumer::Open(*ep, co) : Result<std::unique_ptr<Consumer>>(ep.status());
   if (!consumer.ok()) {
     std::fprintf(stderr, "datafeed-consume: %s\n", consumer.status().ToString().c_str());
     return 1;

@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  std::string endpoint_uri, transport, mnist_dir, split = "train", folder;
+  EndpointFlags endpoint_flags;
+  std::string mnist_dir, split = "train", folder;
   std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
   bool finish_on_consumer = false;
   int64_t batch_size = 8192, threads = 0, seed = 0, epochs = 1, shard = 0, num_shards = 1;
@@ -51,12 +52,11 @@ int main(int argc, char** argv) {
               "Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
               "(float32 'image' [B,C,H,W] and int64 'label' [B]) on an endpoint.\n"
               "Stops cleanly on SIGINT/SIGTERM.");
-  flags.String("endpoint", &endpoint_uri,
-               "where to serve: shm://NAME (this host only), or grpc://HOST:PORT / auto://HOST:PORT\n"
-               "                             (gRPC for remote consumers plus shared memory for local ones;\n"
-               "                             HOST is the address to listen on, e.g. 0.0.0.0)\n"
-               "                             (default: $DATAFEED_ENDPOINT, else shm://datafeed)");
-  flags.String("transport", &transport, "force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
+  endpoint_flags.Add(flags,
+                     "where to serve: shm://NAME (this host only), or grpc://HOST:PORT / auto://HOST:PORT\n"
+                     "                             (gRPC for remote consumers plus shared memory for local ones;\n"
+                     "                             HOST is the address to listen on, e.g. 0.0.0.0)\n"
+                     "                            ");
   flags.String("mnist", &mnist_dir, "MNIST IDX directory (see datafeed-make-mnist)");
   flags.String("split", &split, "MNIST file prefix: train or t10k");
   flags.String("image-folder", &folder, "image-folder dataset root (one subfolder per class)");
@@ -89,8 +89,7 @@ int main(int argc, char** argv) {
   flags.Bool("quiet", &quiet, "no progress lines");
   ParseFlagsOrExit(flags, argc, argv);
 
-  if (endpoint_uri.empty() && std::getenv("DATAFEED_ENDPOINT") == nullptr) endpoint_uri = "shm://datafeed";
-  auto endpoint = ResolveEndpoint(endpoint_uri, transport);
+  auto endpoint = endpoint_flags.Resolve();
   if (!endpoint.ok()) return Die(endpoint.status());
 
   std::shared_ptr<const Dataset> dataset;

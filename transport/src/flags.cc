@@ -131,4 +131,30 @@ void ParseFlagsOrExit(Flags& flags, int argc, char** argv) {
   }
 }
 
+void EndpointFlags::Add(Flags& flags, const std::string& endpoint_help) {
+  flags.String("endpoint", &uri,
+               endpoint_help + " (default: $DATAFEED_ENDPOINT, else " + kDefaultEndpoint + ")");
+  flags.String("transport", &transport, "force shm|grpc|auto (default: $DATAFEED_TRANSPORT)");
+}
+
+Result<Endpoint> EndpointFlags::Resolve() const {
+  const char* env = std::getenv("DATAFEED_ENDPOINT");
+  const bool from_env = env != nullptr && *env != '\0';
+  return ResolveEndpoint(uri.empty() && !from_env ? std::string(kDefaultEndpoint) : uri, transport);
+}
+
+void GrpcClientFlags::Add(Flags& flags) {
+  flags.String("tls-ca", &grpc.tls_ca, "gRPC: verify the producer with this CA (PEM); enables TLS");
+  flags.String("tls-cert", &grpc.tls_cert, "gRPC: client certificate for mTLS (PEM)");
+  flags.String("tls-key", &grpc.tls_key, "gRPC: key of --tls-cert (PEM)");
+  flags.String("tls-server-name", &grpc.tls_server_name, "gRPC: name expected in the producer's certificate");
+  flags.String("compression", &grpc.compression, "gRPC: ask for gzip-compressed frames");
+  flags.Bool("reconnect", &reconnect, "gRPC: reconnect (with backoff) when the producer restarts");
+}
+
+void GrpcClientFlags::ApplyTo(ReaderOptions* options) const {
+  options->grpc = grpc;
+  options->reconnect = reconnect;
+}
+
 }  // namespace datafeed

@@ -16,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "datafeed/transport/endpoint.h"
 #include "datafeed/transport/status.h"
+#include "datafeed/transport/transport.h"
 
 namespace datafeed {
 
@@ -55,6 +57,26 @@ class Flags {
 
 // Parses and exits on a bad command line (status 2) or --help (status 0).
 void ParseFlagsOrExit(Flags& flags, int argc, char** argv);
+
+// The endpoint every datafeed program takes: --endpoint and --transport,
+// defaulting to $DATAFEED_ENDPOINT / $DATAFEED_TRANSPORT, else kDefaultEndpoint.
+inline constexpr char kDefaultEndpoint[] = "shm://datafeed";
+struct EndpointFlags {
+  std::string uri, transport;
+  // `endpoint_help` describes --endpoint; the default is appended.
+  void Add(Flags& flags, const std::string& endpoint_help = "endpoint");
+  Result<Endpoint> Resolve() const;
+};
+
+// A consumer's gRPC options: --tls-ca, --tls-cert, --tls-key,
+// --tls-server-name, --compression, --reconnect.
+struct GrpcClientFlags {
+  GrpcOptions grpc;
+  bool reconnect = false;
+  void Add(Flags& flags);
+  // Sets options->grpc and options->reconnect.
+  void ApplyTo(ReaderOptions* options) const;
+};
 
 }  // namespace datafeed
 
