@@ -3,7 +3,11 @@
 // frames from the network, protocol mismatches, compression.
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -242,6 +246,58 @@ TEST(GrpcWire, ProducerWaitsForTheConsumerToAcknowledgeTheEnd) {
   EXPECT_TRUE(stream->Finish().ok());
   exiting.join();
   EXPECT_LT(std::chrono::steady_clock::now() - acked, 1500ms);
+}
+
+TEST(GrpcFaults, ConsumersWaitingBeforeTheProducerStartsAreServed) {
+  // Consumers already waiting (wait-for-ready) can reach the server as soon
+  // as it binds, before its ring exists; the handlers wait for the ring
+  // (ServerState::WaitReady). Whether a consumer lands in that window depends
+  // on gRPC's reconnect timing, so this checks the outcome, not the window.
+  int port = 0;
+  {  // a free port
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t n = sizeof a;
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), n), 0);
+    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+  }
+  const std::string address = "127.0.0.1:" + std::to_string(port);
+  std::vector<Result<std::unique_ptr<BatchReader>>> readers;
+  for (int i = 0; i < 2; ++i) readers.emplace_back(Status::Internal("not opened"));
+  std::vector<std::thread> waiting;
+  for (size_t i = 0; i < readers.size(); ++i) {
+    waiting.emplace_back([&, i] {
+      ReaderOptions o;
+      o.connect_timeout_ms = 20'000;
+      readers[i] = Reader((i == 0 ? "auto://" : "grpc://") + address, o);
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  WriterOptions o;
+  o.shm.slot_count = 4;
+  o.shm.slot_bytes = 64 << 20;  // a ring that takes a while to create
+  auto w = Writer("auto://" + address, o);
+  ASSERT_NE(w, nullptr);
+  for (auto& t : waiting) t.join();
+  for (uint64_t id = 0; id < 2; ++id) Publish(*w, id);
+  std::set<uint64_t> got;
+  for (auto& r : readers) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto v = (*r)->Next(Deadline::AfterMillis(10'000));
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    got.insert(v->meta().first_index);
+  }
+  EXPECT_EQ(got, (std::set<uint64_t>{0, 1}));
+}
+
+TEST(GrpcFaults, ReaderOfPortZeroIsExplained) {
+  auto r = Reader("grpc://127.0.0.1:0");
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("port 0"), std::string::npos);
 }
 
 TEST(GrpcFaults, OversizeFrameIsRefusedNamingTheLimit) {

@@ -104,8 +104,28 @@ struct ServerState {
   std::atomic<uint64_t> streamed{0}, bytes{0};
   std::atomic<uint32_t> active{0};
   std::atomic<uint64_t>* published = nullptr;
-  std::atomic<bool> shutting_down{false};
+
+  // The server answers as soon as it is bound, which is before the ring
+  // exists (the ring's name may need the kernel-chosen port). Handlers wait
+  // here until Open() has filled in the fields above (true) or failed (false).
+  bool WaitReady() {
+    std::unique_lock<std::mutex> lock(ready_mu);
+    ready_cv.wait(lock, [&] { return ready != 0; });
+    return ready > 0;
+  }
+  void SetReady(bool ok) {
+    std::lock_guard<std::mutex> lock(ready_mu);
+    if (ready == 0) ready = ok ? 1 : -1;
+    ready_cv.notify_all();
+  }
+  std::mutex ready_mu;
+  std::condition_variable ready_cv;
+  int ready = 0;
 };
+
+grpc::Status NotStarted() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the producer failed to start");
+}
 
 class ControlService final : public pb::DataFeed::Service {
  public:
@@ -113,6 +133,7 @@ class ControlService final : public pb::DataFeed::Service {
 
   grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest* req,
                          pb::HandshakeResponse* resp) override {
+    if (!s_->WaitReady()) return NotStarted();
     if (req->protocol_version() != kProtocolVersion) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "protocol version mismatch: consumer speaks " +
@@ -143,6 +164,7 @@ class ControlService final : public pb::DataFeed::Service {
   }
 
   grpc::Status GetStats(grpc::ServerContext*, const pb::StatsRequest*, pb::StatsResponse* resp) override {
+    if (!s_->WaitReady()) return NotStarted();
     resp->set_batches_published(s_->published ? s_->published->load() : 0);
     resp->set_batches_streamed(s_->streamed.load());
     resp->set_bytes_streamed(s_->bytes.load());
@@ -173,6 +195,7 @@ class StreamService final : public grpc::Service {
   }
 
   grpc::Status Serve(grpc::ServerContext* ctx, Stream* stream) {
+    if (!s_->WaitReady()) return NotStarted();
     pb::StreamRequest req;
     if (!stream->Read(&req)) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the stream carried no StreamRequest");
@@ -265,7 +288,7 @@ class GrpcWriter final : public BatchWriter {
     grpc::ServerBuilder builder;
     int port = 0;
     const std::string host = ep.name.find(':') != std::string::npos ? "[" + ep.name + "]" : ep.name;
-    builder.AddListeningPort(host + ":" + std::to_string(ep.port == 0 ? 0 : ep.port), creds, &port);
+    builder.AddListeningPort(host + ":" + std::to_string(ep.port), creds, &port);
     builder.SetMaxReceiveMessageSize(1 << 20);
     // Two live producers must not share a port (gRPC sets SO_REUSEPORT by default).
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -282,8 +305,9 @@ class GrpcWriter final : public BatchWriter {
     w->stream_ = std::make_unique<StreamService>(&w->state_);
     builder.RegisterService(w->control_.get());
     builder.RegisterService(w->stream_.get());
-    // The ring must exist before the first request; the port may be chosen
-    // by the kernel (port 0), so bind first, then create the ring, then serve.
+    // The ring's name may need the port the kernel picks (port 0), so the
+    // server starts first; its handlers wait (WaitReady) until the ring
+    // exists. If Open fails below, ~GrpcWriter releases them.
     w->server_ = builder.BuildAndStart();
     if (!w->server_ || port == 0) {
       return Status::Unavailable(Uri(ep) + ": cannot listen on " + host + ":" + std::to_string(ep.port) +
@@ -301,10 +325,12 @@ class GrpcWriter final : public BatchWriter {
     w->state_.slot_bytes = o.shm.slot_bytes;
     w->state_.published = &w->published_;
     w->linger_ms_ = o.linger_ms;
+    w->state_.SetReady(true);
     return std::unique_ptr<BatchWriter>(std::move(w));
   }
 
   ~GrpcWriter() override {
+    state_.SetReady(false);  // no-op after a successful Open
     (void)Close();
     // Destroying the ring lingers (up to linger_ms) until consumers have
     // claimed what was published; the server keeps answering handshakes and
@@ -605,6 +631,10 @@ Result<std::unique_ptr<BatchWriter>> OpenGrpcWriter(const Endpoint& endpoint, co
 }
 
 Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint, const ReaderOptions& options) {
+  if (endpoint.port == 0) {
+    return Status::InvalidArgument(Uri(endpoint) + ": port 0 only lets a producer pick its port; "
+                                   "give the port the producer serves on (it prints it)");
+  }
   DATAFEED_ASSIGN_OR_RETURN(auto channel, MakeChannel(endpoint, options.grpc));
   const pb::Transport preference = endpoint.scheme == Scheme::kGrpc ? pb::TRANSPORT_GRPC
                                    : endpoint.force_shm              ? pb::TRANSPORT_SHM
@@ -614,7 +644,10 @@ Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint, co
       DoHandshake(channel, endpoint, preference,
                   Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000))));
   if (hs.transport() == pb::TRANSPORT_SHM) {
-    Result<std::unique_ptr<BatchReader>> shm = OpenShmReader(hs.shm_name(), options);
+    // The handshake says the ring exists: do not wait for it to appear.
+    ReaderOptions now = options;
+    now.connect_timeout_ms = 0;
+    Result<std::unique_ptr<BatchReader>> shm = OpenShmReader(hs.shm_name(), now);
     // Same machine and boot but another /dev/shm (a container): use the stream.
     if (shm.ok() || endpoint.force_shm) {
       if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + " (shared memory was forced)");

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -130,8 +131,10 @@ Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFra
     return Status::OK;
   }
   if (tag != 0x0A) {
-    return Status(StatusCode::DATA_LOSS, "malformed message: expected a Frame (tag 0x0A), got tag 0x" +
-                                             std::to_string(tag));
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "%02X", static_cast<unsigned>(tag));
+    return Status(StatusCode::DATA_LOSS,
+                  std::string("malformed message: expected a Frame (tag 0x0A), got tag 0x") + hex);
   }
   uint64_t len = 0;
   for (int shift = 0;; shift += 7) {
