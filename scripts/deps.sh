@@ -9,7 +9,8 @@ DATAFEED_DEBIAN_PACKAGES=(
   libtorch-dev libboost-dev libopencv-dev
   libflatbuffers-dev flatbuffers-compiler
   libgtest-dev libbenchmark-dev
-  python3-torchvision python3-pytest openssl
+  python3-torch python3-torchvision python3-pytest python3-pip openssl
+  binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs
 )
 
 missing=()
