@@ -46,12 +46,23 @@ def finish(tensor, spec):
             _capi.raise_for(rc, err)
         return out
     channels = int(tensor.shape[-3])
-    tables = torch.empty((channels, 256), dtype=torch.float32)
-    rc = lib.df_finish_tables(spec.encode(), channels, tables.data_ptr(), tables.numel(), err, len(err))
-    if rc != 0:
-        _capi.raise_for(rc, err)
-    tables = tables.to(tensor.device).view(-1)
-    index = tensor.long()
+    key = (spec, channels, str(tensor.device))
+    tables = _device_tables.get(key)
+    if tables is None:
+        # Made once per (spec, channels, device): copying them for every batch
+        # would be a blocking copy that waits for the device's queued work.
+        tables = torch.empty((channels, 256), dtype=torch.float32)
+        rc = lib.df_finish_tables(spec.encode(), channels, tables.data_ptr(), tables.numel(), err, len(err))
+        if rc != 0:
+            _capi.raise_for(rc, err)
+        tables = tables.to(tensor.device).view(-1)
+        if len(_device_tables) >= 16:
+            _device_tables.clear()
+        _device_tables[key] = tables
+    index = tensor.int()
     if channels > 1:
-        index += (torch.arange(channels, device=tensor.device) * 256).view(channels, 1, 1)
-    return tables.take(index)
+        index += (torch.arange(channels, device=tensor.device, dtype=torch.int32) * 256).view(channels, 1, 1)
+    return tables.index_select(0, index.reshape(-1)).view(tensor.shape)
+
+
+_device_tables = {}

@@ -666,6 +666,21 @@ TEST(FinishTest, ParsesToACanonicalSpecAndTorchvisionValues) {
   EXPECT_EQ(std::memcmp(again->table(1), odd->table(1), 256 * sizeof(float)), 0);
 }
 
+TEST(FinishTest, ParsingAgainAndAlternatingSpecsGiveTheSameTables) {
+  // Parse remembers the last spec per thread; alternating specs must not mix.
+  const std::string a = "to_tensor,normalize(0.5,0.25)", b = "to_tensor";
+  for (int round = 0; round < 3; ++round) {
+    auto fa = Finish::Parse(a);
+    auto fb = Finish::Parse(b);
+    ASSERT_TRUE(fa.ok() && fb.ok());
+    EXPECT_EQ(fa->spec(), a);
+    EXPECT_EQ(fb->spec(), b);
+    EXPECT_EQ(fa->table(0)[255], (1.0f - 0.5f) / 0.25f);
+    EXPECT_EQ(fb->table(0)[255], 1.0f);
+    EXPECT_FALSE(Finish::Parse("to_tensor,blur(3)").ok());
+  }
+}
+
 TEST(FinishTest, PerChannelTablesAndChainedNormalizes) {
   auto f = Finish::Parse("to_tensor,normalize(0.1,0.2,0.3,0.4,0.5,0.6),normalize(0.5,2)");
   ASSERT_TRUE(f.ok()) << f.status().ToString();

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <utility>
 
 #include "datafeed/schemas/batch_generated.h"
@@ -187,6 +188,23 @@ Result<Finish> Finish::Make(std::vector<Normalize> normalizes) {
 }
 
 Result<Finish> Finish::Parse(std::string_view spec) {
+  // A stream carries the same finish in every frame, and ParseFrame and the
+  // consumer both parse it: remember the last spec this thread parsed.
+  struct Last {
+    std::string spec;
+    std::optional<Finish> finish;
+  };
+  thread_local Last last;
+  if (last.finish && last.spec == spec) return *last.finish;
+  Result<Finish> parsed = ParseUncached(spec);
+  if (parsed.ok()) {
+    last.spec.assign(spec.data(), spec.size());
+    last.finish = *parsed;
+  }
+  return parsed;
+}
+
+Result<Finish> Finish::ParseUncached(std::string_view spec) {
   if (spec.size() > kMaxFinishSpecBytes) {
     return FinishError(spec, "is " + std::to_string(spec.size()) + " bytes, more than the " +
                                  std::to_string(kMaxFinishSpecBytes) + " a frame may carry");

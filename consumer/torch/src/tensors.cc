@@ -5,7 +5,11 @@
 #include "datafeed/consumer/consumer.h"
 
 #include <exception>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
 #include <utility>
 
 namespace datafeed {
@@ -142,6 +146,25 @@ Result<TensorBatch> ToTensors(const BatchView& batch, const ToTensorsOptions& op
   return out;
 }
 
+namespace {
+// A finish's tables on `device`, made once per (spec, channels, device):
+// copying them for every batch would be a blocking host-to-device copy,
+// which waits for everything already queued on the device.
+Result<at::Tensor> DeviceTables(const Finish& finish, int64_t channels, const c10::Device& device) {
+  static std::mutex mu;
+  static std::map<std::tuple<std::string, int64_t, std::string>, at::Tensor> cache;
+  auto key = std::make_tuple(finish.spec(), channels, device.str());
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  at::Tensor tables = at::empty({channels, 256}, at::TensorOptions().dtype(at::kFloat));
+  DATAFEED_RETURN_NOT_OK(finish.FillTables(channels, tables.data_ptr<float>()));
+  tables = tables.to(device).view({-1});
+  if (cache.size() >= 16) cache.clear();  // a few pipelines at a time, in practice one
+  cache.emplace(std::move(key), tables);
+  return tables;
+}
+}  // namespace
+
 Result<at::Tensor> FinishTensor(const at::Tensor& tensor, std::string_view finish_spec) {
   const std::string what = "FinishTensor('" + std::string(finish_spec) + "')";
   DATAFEED_ASSIGN_OR_RETURN(Finish finish, Finish::Parse(finish_spec));
@@ -164,15 +187,13 @@ Result<at::Tensor> FinishTensor(const at::Tensor& tensor, std::string_view finis
     // Elsewhere (a GPU; or a strided view): the same tables, built here and
     // looked up there, so no device arithmetic can round differently from
     // the producer.
-    at::Tensor tables = at::empty({channels, 256}, at::TensorOptions().dtype(at::kFloat));
-    DATAFEED_RETURN_NOT_OK(finish.FillTables(channels, tables.data_ptr<float>()));
-    tables = tables.to(tensor.device()).view({-1});
-    at::Tensor index = tensor.to(at::kLong);
+    DATAFEED_ASSIGN_OR_RETURN(at::Tensor tables, DeviceTables(finish, channels, tensor.device()));
+    at::Tensor index = tensor.to(at::kInt);
     if (channels > 1) {
       at::Tensor base = at::arange(channels, index.options()).mul_(256).view({channels, 1, 1});
       index = index.add_(base);
     }
-    return tables.take(index);
+    return tables.index_select(0, index.reshape({-1})).view(tensor.sizes());
   } catch (const std::exception& e) {
     return FromException(e, what);
   }

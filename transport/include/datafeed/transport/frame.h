@@ -137,6 +137,7 @@ class Finish {
 
  private:
   Finish() = default;
+  static Result<Finish> ParseUncached(std::string_view spec);
   std::string spec_;
   std::vector<Normalize> normalizes_;
   std::vector<std::array<float, 256>> luts_;
