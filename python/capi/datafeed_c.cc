@@ -399,7 +399,7 @@ const char* df_batch_tensor_finish(const df_batch* batch, size_t i) {
 
 int df_finish_apply(const char* spec, const uint8_t* in, const int64_t* shape, size_t ndim,
                     float* out, size_t out_floats, char* err, size_t err_size) {
-  try {
+  return Guard(err, err_size, [&] {
     if (spec == nullptr || (ndim > 0 && shape == nullptr)) {
       return Report(datafeed::Status::InvalidArgument("df_finish_apply: null spec or shape"), err, err_size);
     }
@@ -410,14 +410,12 @@ int df_finish_apply(const char* spec, const uint8_t* in, const int64_t* shape, s
       if (d < 0) return Report(datafeed::Status::InvalidArgument("df_finish_apply: negative dimension"), err, err_size);
     }
     return Report(finish->Apply(in, dims, out, out_floats), err, err_size);
-  } catch (const std::exception& e) {
-    return Report(datafeed::Status::Internal(std::string("df_finish_apply: ") + e.what()), err, err_size);
-  }
+  });
 }
 
 int df_finish_tables(const char* spec, int64_t channels, float* out, size_t n, char* err,
                      size_t err_size) {
-  try {
+  return Guard(err, err_size, [&] {
     if (spec == nullptr || out == nullptr) {
       return Report(datafeed::Status::InvalidArgument("df_finish_tables: null spec or output"), err, err_size);
     }
@@ -430,9 +428,7 @@ int df_finish_tables(const char* spec, int64_t channels, float* out, size_t n, c
                     err, err_size);
     }
     return Report(finish->FillTables(channels, out), err, err_size);
-  } catch (const std::exception& e) {
-    return Report(datafeed::Status::Internal(std::string("df_finish_tables: ") + e.what()), err, err_size);
-  }
+  });
 }
 
 void df_batch_release(df_batch* batch) {

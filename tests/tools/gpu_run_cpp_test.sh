@@ -66,13 +66,11 @@ rpath="$(sed -n 's/^rpath=//p' "$root/MANIFEST")"
 clean=(env -i PATH=/usr/bin:/bin HOME="$work" LANG=C.UTF-8 TMPDIR="$work")
 [[ "$rpath" == yes ]] || clean+=(LD_LIBRARY_PATH="$root/lib")
 
-is_system() {
-  case "$1" in
-    linux-vdso*|ld-linux*|libc.so*|libm.so*|libpthread*|libdl.so*|librt.so*|libresolv*|libutil*|\
-    libstdc++*|libgcc_s*|libmvec*) return 0 ;;
-  esac
-  return 1
-}
+# What the bundle leaves to the machine: the packer's own rules.
+die() { fail "$*"; }
+say() { :; }
+source "$src/scripts/bundle_lib.sh"
+is_system() { bundle_is_system_lib "$1" || bundle_is_compat_lib "$1"; }
 # every_lib_from ELF ALLOWED_DIR...: each non-glibc dependency of ELF resolves
 # into one of the folders.
 every_lib_from() {

@@ -24,20 +24,34 @@ echo "shm: $out"
 grep -q '"batches": 12,' <<<"$out" || fail "shm: expected 12 batches: $out"
 grep -q '"samples": 6000,' <<<"$out" || fail "shm: expected 6000 samples: $out"
 
-# auto:// producer; one consumer forced onto the gRPC stream.
-port=$((20000 + RANDOM % 20000))
-"$producer" --mnist "$work/mnist" --endpoint "auto://127.0.0.1:$port" --batch-size 1000 --epochs 1 --quiet &
-out="$(DATAFEED_TRANSPORT=grpc "$consume" --endpoint "auto://127.0.0.1:$port" --json)"
-wait $!
+# An auto:// producer on a port the kernel picks; sets $served to the
+# endpoint it prints and $producer_pid.
+start_auto_producer() {
+  local log="$work/producer-$1.log"
+  "$producer" --mnist "$work/mnist" --endpoint auto://127.0.0.1:0 --batch-size 1000 --epochs 1 --quiet \
+      2>"$log" &
+  producer_pid=$!
+  served=""
+  for _ in $(seq 400); do
+    served="$(sed -n 's/^datafeed-producer: serving \([^ ]*\): .*/\1/p' "$log")"
+    [ -n "$served" ] && return 0
+    sleep 0.05
+  done
+  fail "$1: the producer did not start: $(cat "$log")"
+}
+
+# One consumer forced onto the gRPC stream.
+start_auto_producer grpc
+out="$(DATAFEED_TRANSPORT=grpc "$consume" --endpoint "$served" --json)"
+wait "$producer_pid"
 echo "grpc: $out"
 grep -q '"batches": 3,' <<<"$out" || fail "grpc: expected 3 batches: $out"
 grep -q '"transport": "grpc"' <<<"$out" || fail "grpc: expected the gRPC stream: $out"
 
 # auto:// on one host picks shared memory.
-port=$((20000 + RANDOM % 20000))
-"$producer" --mnist "$work/mnist" --endpoint "auto://127.0.0.1:$port" --batch-size 1000 --epochs 1 --quiet &
-out="$(DATAFEED_ENDPOINT="auto://127.0.0.1:$port" "$consume" --json)"
-wait $!
+start_auto_producer auto
+out="$(DATAFEED_ENDPOINT="$served" "$consume" --json)"
+wait "$producer_pid"
 echo "auto: $out"
 grep -q '"transport": "shm"' <<<"$out" || fail "auto: expected shared memory: $out"
 

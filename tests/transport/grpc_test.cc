@@ -253,18 +253,20 @@ TEST(GrpcFaults, ConsumersWaitingBeforeTheProducerStartsAreServed) {
   // as it binds, before its ring exists; the handlers wait for the ring
   // (ServerState::WaitReady). Whether a consumer lands in that window depends
   // on gRPC's reconnect timing, so this checks the outcome, not the window.
+  // A free port below the ephemeral range: a client retrying a port in that
+  // range with no listener can connect to itself (TCP self-connect) and
+  // hold the port.
   int port = 0;
-  {  // a free port
+  for (int p = 20000 + getpid() % 10000; port == 0 && p < 32000; ++p) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t n = sizeof a;
-    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), n), 0);
-    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n), 0);
-    port = ntohs(a.sin_port);
+    a.sin_port = htons(static_cast<uint16_t>(p));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) port = p;
     close(fd);
   }
+  ASSERT_NE(port, 0);
   const std::string address = "127.0.0.1:" + std::to_string(port);
   std::vector<Result<std::unique_ptr<BatchReader>>> readers;
   for (int i = 0; i < 2; ++i) readers.emplace_back(Status::Internal("not opened"));

@@ -434,7 +434,7 @@ class GrpcReader final : public BatchReader {
   using Stream = grpc::ClientReaderWriter<pb::StreamRequest, WireFrame>;
   GrpcReader(Endpoint ep, ReaderOptions o, std::shared_ptr<grpc::Channel> channel)
       : ep_(std::move(ep)), o_(std::move(o)), channel_(std::move(channel)),
-        pool_(std::make_shared<FramePool>()) {}
+        pool_(std::make_shared<FramePool>(static_cast<size_t>(std::max(1, o_.grpc_prefetch)) + 6)) {}
   ~GrpcReader() override {
     Cancel();
     if (thread_.joinable()) thread_.join();

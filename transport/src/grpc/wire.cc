@@ -39,8 +39,7 @@ std::shared_ptr<FramePool::Buffer> FramePool::Get(size_t bytes) {
 
 void FramePool::Put(std::unique_ptr<Buffer> b) {
   std::lock_guard<std::mutex> lock(mu_);
-  // Keep a few: prefetch depth plus what the trainer holds.
-  if (free_.size() < 8) free_.push_back(std::move(b));
+  if (free_.size() < max_free_) free_.push_back(std::move(b));
 }
 
 size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]) {

@@ -33,6 +33,9 @@ namespace datafeed::internal {
 // fresh memory for every 25 MB frame. Thread-safe.
 class FramePool : public std::enable_shared_from_this<FramePool> {
  public:
+  // Keeps at most `max_free` returned buffers (the reader's prefetch depth
+  // plus what a trainer holds); more would be freed and faulted in again.
+  explicit FramePool(size_t max_free) : max_free_(max_free) {}
   struct Buffer {
     uint8_t* data = nullptr;
     size_t capacity = 0;
@@ -44,6 +47,7 @@ class FramePool : public std::enable_shared_from_this<FramePool> {
 
  private:
   void Put(std::unique_ptr<Buffer> b);
+  const size_t max_free_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Buffer>> free_;
 };
