@@ -296,6 +296,18 @@ TEST(GrpcFaults, ConsumersWaitingBeforeTheProducerStartsAreServed) {
   EXPECT_EQ(got, (std::set<uint64_t>{0, 1}));
 }
 
+TEST(GrpcFaults, AStreamTheProducerRefusesFailsOpenReader) {
+  // The producer refuses the stream (an unknown compression): OpenReader
+  // says so, rather than succeeding and failing at the first Next().
+  auto w = Writer("grpc://127.0.0.1:0");
+  ReaderOptions o;
+  o.grpc.compression = "lz4";
+  auto r = Reader(w->endpoint(), o);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("unknown compression 'lz4'"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find(w->endpoint()), std::string::npos) << r.status().ToString();
+}
+
 TEST(GrpcFaults, ReaderOfPortZeroIsExplained) {
   auto r = Reader("grpc://127.0.0.1:0");
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
@@ -344,10 +356,11 @@ class FakeProducer {
   };
   struct Stream final : pb::BatchStream::Service {
     std::string payload;
-    grpc::Status StreamBatches(grpc::ServerContext*,
+    grpc::Status StreamBatches(grpc::ServerContext* ctx,
                                grpc::ServerReaderWriter<pb::Frame, pb::StreamRequest>* s) override {
       pb::StreamRequest req;
       s->Read(&req);
+      ctx->AddInitialMetadata("datafeed-stream-accepted", "1");
       pb::Frame f;
       f.set_frame(payload);
       s->Write(f);

@@ -37,6 +37,8 @@ using std::chrono::milliseconds;
 constexpr uint32_t kProtocolVersion = 2;
 constexpr char kStreamMethod[] = "/datafeed.v1.BatchStream/StreamBatches";
 constexpr size_t kDefaultMaxFrame = size_t{1} << 30;
+// Initial metadata by which a producer says it accepted a StreamBatches call.
+constexpr char kAcceptedKey[] = "datafeed-stream-accepted";
 
 std::string Uri(const Endpoint& ep) { return ep.ToString(); }
 
@@ -212,6 +214,7 @@ class StreamService final : public grpc::Service {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "unknown compression '" + req.compression() + "'; use gzip or none");
     }
+    ctx->AddInitialMetadata(kAcceptedKey, "1");
     stream->SendInitialMetadata();  // tells the consumer its stream is accepted
     s_->active.fetch_add(1);
     struct Leave {
@@ -513,13 +516,29 @@ class GrpcReader final : public BatchReader {
         channel_.get(),
         grpc::internal::RpcMethod(kStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING, channel_),
         ctx.get()));
-    if (reader->Write(req)) reader->WaitForInitialMetadata();
+    bool accepted = false;
+    if (reader->Write(req)) {
+      reader->WaitForInitialMetadata();
+      accepted = ctx->GetServerInitialMetadata().count(kAcceptedKey) > 0;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       done.store(true);
       cv_.notify_all();
     }
     watchdog.join();
+    if (!accepted) {
+      // Refused (the call's status says why), cut off by the deadline, or
+      // cancelled; either way the call is over, so Finish does not block.
+      const grpc::Status gs = reader->Finish();
+      std::lock_guard<std::mutex> lock(mu_);
+      ctx_ = nullptr;
+      if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
+      if (gs.error_code() == grpc::StatusCode::CANCELLED || gs.ok()) {
+        return Status::DeadlineExceeded(Uri(ep_) + ": the producer did not accept the batch stream in time");
+      }
+      return FromGrpc(gs, Uri(ep_), "opening the batch stream");
+    }
     std::lock_guard<std::mutex> lock(mu_);
     stream_ctx_ = std::move(ctx);
     stream_ = std::move(reader);
@@ -639,10 +658,9 @@ Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint, co
   const pb::Transport preference = endpoint.scheme == Scheme::kGrpc ? pb::TRANSPORT_GRPC
                                    : endpoint.force_shm              ? pb::TRANSPORT_SHM
                                                                      : pb::TRANSPORT_AUTO;
-  DATAFEED_ASSIGN_OR_RETURN(
-      pb::HandshakeResponse hs,
-      DoHandshake(channel, endpoint, preference,
-                  Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000))));
+  // One deadline for the handshake and the stream together.
+  const Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000));
+  DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse hs, DoHandshake(channel, endpoint, preference, deadline));
   if (hs.transport() == pb::TRANSPORT_SHM) {
     // The handshake says the ring exists: do not wait for it to appear.
     ReaderOptions now = options;
@@ -655,7 +673,7 @@ Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint, co
     }
   }
   auto reader = std::make_unique<GrpcReader>(endpoint, options, std::move(channel));
-  DATAFEED_RETURN_NOT_OK(reader->Start(Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000))));
+  DATAFEED_RETURN_NOT_OK(reader->Start(deadline));
   return std::unique_ptr<BatchReader>(std::move(reader));
 }
 
