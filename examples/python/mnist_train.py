@@ -116,7 +116,7 @@ def dataloader_batches(args, device):
             it = iter(loader)
             state["workers"] = [w.pid for w in getattr(it, "_workers", [])]
             for image, label in it:
-                yield image, label
+                yield image, label, None
 
     return gen(), state
 
@@ -124,7 +124,7 @@ def dataloader_batches(args, device):
 # --- datafeed ------------------------------------------------------------------
 
 
-def datafeed_batches(args):
+def datafeed_batches(args, device):
     import datafeed
 
     producer = None
@@ -152,11 +152,14 @@ def datafeed_batches(args):
         timeout=args.timeout,
         connect_timeout=args.connect_timeout,
         split_epochs=False,
+        # A split pipeline's uint8 image goes to a GPU as is (a quarter of the
+        # bytes) and is finished there; on the CPU the Loader finishes it.
+        finish=device.type == "cpu",
     )
 
     def gen():
         for batch in loader:
-            yield batch["image"], batch["label"]
+            yield batch["image"], batch["label"], batch.finishes.get("image")
 
     return gen(), loader, producer
 
@@ -199,12 +202,16 @@ class DeviceFeeder:
         self.device = device
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
-    def __call__(self, image, label):
+    def __call__(self, image, label, finish=None):
         if self.stream is None:
             return image, label
         with torch.cuda.stream(self.stream):
             image = image.pin_memory().to(self.device, non_blocking=True)
             label = label.pin_memory().to(self.device, non_blocking=True)
+            if finish:  # a split pipeline's uint8 image: finished on the device
+                import datafeed
+
+                image = datafeed.finish(image, finish)
         main = torch.cuda.current_stream(self.device)
         main.wait_stream(self.stream)
         image.record_stream(main)
@@ -275,7 +282,7 @@ def main():
         batches, dl_state = dataloader_batches(args, device)
         source_pids = lambda: dl_state["workers"]  # noqa: E731
     else:
-        batches, loader, producer = datafeed_batches(args)
+        batches, loader, producer = datafeed_batches(args, device)
         source_pids = lambda: [producer.pid] if producer else ([args.producer_pid] if args.producer_pid else [])  # noqa: E731
 
     feed = DeviceFeeder(device)
@@ -297,11 +304,15 @@ def main():
 
     # The ceiling: one batch made resident on the device (a copy: it holds no
     # transport memory), one warm-up step, then timed steps.
-    image, label = next(batches)
+    image, label, finish = next(batches)
     batch = image.shape[0]
     ceiling_step_s = float("nan")
     if args.ceiling_steps > 0:
         r_image = image.to(device, copy=True)
+        if finish:
+            import datafeed
+
+            r_image = datafeed.finish(r_image, finish)
         r_label = label.to(device, copy=True)
         del image, label
         train_step(r_image, r_label).item()
