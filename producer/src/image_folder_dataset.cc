@@ -11,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "datafeed/producer/dataset.h"
+#include "datafeed/producer/fingerprint.h"
 
 namespace datafeed {
 namespace {
@@ -92,6 +93,17 @@ Result<std::unique_ptr<ImageFolderDataset>> ImageFolderDataset::Open(const std::
       ds->files_.push_back({(dir / f).string(), static_cast<int64_t>(c)});
     }
   }
+  Fingerprinter fp;
+  fp.Add("image-folder").Add(static_cast<uint64_t>(height)).Add(static_cast<uint64_t>(width))
+      .Add(static_cast<uint64_t>(channels));
+  for (const File& f : ds->files_) {
+    std::error_code ec2;
+    const fs::path path(f.path);
+    fp.Add(fs::relative(path, root, ec2).string()).Add(static_cast<uint64_t>(f.label));
+    fp.Add(static_cast<uint64_t>(fs::file_size(path, ec2)));
+    fp.Add(static_cast<uint64_t>(fs::last_write_time(path, ec2).time_since_epoch().count()));
+  }
+  ds->fingerprint_ = fp.value();
   return ds;
 }
 

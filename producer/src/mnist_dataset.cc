@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "datafeed/producer/dataset.h"
+#include "datafeed/producer/fingerprint.h"
 
 namespace datafeed {
 
@@ -227,6 +228,11 @@ Result<std::unique_ptr<MnistDataset>> MnistDataset::Open(const std::string& imag
   ds->image_bytes_ = static_cast<size_t>(ds->rows_) * static_cast<size_t>(ds->cols_);
   ds->images_ = ds->images_map_->data + 16;
   ds->labels_ = ds->labels_map_->data + 8;
+  Fingerprinter fp;
+  fp.Add("mnist-idx");
+  fp.AddBytes(ds->images_map_->data, ds->images_map_->size);
+  fp.AddBytes(ds->labels_map_->data, ds->labels_map_->size);
+  ds->fingerprint_ = fp.value();
   return ds;
 }
 

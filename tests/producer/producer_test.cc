@@ -172,6 +172,7 @@ class FlakyDataset : public Dataset {
     if (index % 10 == 3) return Status::DataLoss("img" + std::to_string(index) + ".png: not a PNG");
     return inner_->Get(index, out, label);
   }
+  uint64_t Fingerprint() const override { return inner_->Fingerprint() ^ 0xF1A4; }
 
  private:
   std::shared_ptr<const Dataset> inner_;

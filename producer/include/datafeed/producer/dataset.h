@@ -43,6 +43,11 @@ class Dataset {
   // dataset that decodes files returns DataLoss naming a file it cannot read,
   // which a producer may skip and count.
   virtual Status Get(size_t index, uint8_t* out_hwc, int64_t* label) const = 0;
+  // A digest of the dataset's identity (see fingerprint.h): equal for the
+  // same samples in the same order, different when a file, the file list or
+  // a label changes. Part of every batch's run fingerprint. Computed once
+  // when the dataset is opened; cheap to call.
+  virtual uint64_t Fingerprint() const = 0;
 };
 
 // MNIST in IDX format (http://yann.lecun.com/exdb/mnist/): an images file
@@ -76,6 +81,8 @@ class MnistDataset final : public Dataset {
   size_t size() const override { return count_; }
   SampleShape shape() const override { return {rows_, cols_, 1}; }
   Status Get(size_t index, uint8_t* out_hwc, int64_t* label) const override;
+  // FNV-1a over both files' bytes (about 50 ms for the 47 MB training set).
+  uint64_t Fingerprint() const override { return fingerprint_; }
 
   // Zero-copy access: the mapped bytes of image `index` (shape().bytes()
   // bytes) and its label. index must be < size(); valid while *this lives.
@@ -99,6 +106,7 @@ class MnistDataset final : public Dataset {
   size_t image_bytes_ = 0;
   int rows_ = 0;
   int cols_ = 0;
+  uint64_t fingerprint_ = 0;
 };
 
 // The standard file names inside an MNIST directory.
@@ -140,6 +148,9 @@ class ImageFolderDataset final : public Dataset {
   // Decode() and a resize transform for mixed sizes). DataLoss names a file
   // that cannot be decoded.
   Status Get(size_t index, uint8_t* out_hwc, int64_t* label) const override;
+  // The relative file paths, their sizes and modification times and the
+  // labels, in sample order (the files are not read).
+  uint64_t Fingerprint() const override { return fingerprint_; }
   // Decodes sample `index` at its own size into *hwc (resized to h*w*channels;
   // reuse the vector to avoid reallocation), sets *height, *width and, when
   // not null, *label.
@@ -162,6 +173,7 @@ class ImageFolderDataset final : public Dataset {
   int height_ = 0;
   int width_ = 0;
   int channels_ = 0;
+  uint64_t fingerprint_ = 0;
 };
 
 }  // namespace datafeed
