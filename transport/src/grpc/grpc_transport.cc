@@ -17,13 +17,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "datafeed/proto/datafeed.grpc.pb.h"
 #include "transports_internal.h"
+#include "util_internal.h"
 #include "wire_internal.h"
 
 namespace datafeed::internal {
@@ -32,68 +31,7 @@ namespace {
 namespace pb = ::datafeed::v1;
 using std::chrono::milliseconds;
 
-// 2: StreamBatches is bidirectional and ends with an acknowledged
-// end-of-stream marker (see proto/datafeed.proto).
-constexpr uint32_t kProtocolVersion = 2;
-constexpr char kStreamMethod[] = "/datafeed.v1.BatchStream/StreamBatches";
 constexpr size_t kDefaultMaxFrame = size_t{1} << 30;
-// Initial metadata by which a producer says it accepted a StreamBatches call.
-constexpr char kAcceptedKey[] = "datafeed-stream-accepted";
-
-std::string Uri(const Endpoint& ep) { return ep.ToString(); }
-
-std::string ReadFirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-pb::HostIdentity LocalHost() {
-  pb::HostIdentity id;
-  id.set_machine_id(ReadFirstLine("/etc/machine-id"));
-  id.set_boot_id(ReadFirstLine("/proc/sys/kernel/random/boot_id"));
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  id.set_hostname(host);
-  id.set_uid(static_cast<uint32_t>(getuid()));
-  return id;
-}
-
-bool SameHost(const pb::HostIdentity& a, const pb::HostIdentity& b) {
-  return !a.machine_id().empty() && !a.boot_id().empty() && a.machine_id() == b.machine_id() &&
-         a.boot_id() == b.boot_id() && a.uid() == b.uid();
-}
-
-Result<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(std::string(what) + " file '" + path + "' cannot be read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Converts a gRPC status to ours, in one place, naming the endpoint.
-Status FromGrpc(const grpc::Status& st, const std::string& uri, const char* during) {
-  const std::string msg = uri + ": " + during + ": " + st.error_message();
-  switch (st.error_code()) {
-    case grpc::StatusCode::OK: return Status::OK();
-    case grpc::StatusCode::UNAVAILABLE:
-      return Status::Unavailable(msg + " (is datafeed-producer running and reachable there?)");
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(msg);
-    case grpc::StatusCode::CANCELLED: return Status::Cancelled(msg);
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return Status::ResourceExhausted(msg + " (a frame larger than the consumer's max_frame_bytes?)");
-    case grpc::StatusCode::DATA_LOSS: return Status::DataLoss(msg);
-    case grpc::StatusCode::FAILED_PRECONDITION: return Status::FailedPrecondition(msg);
-    case grpc::StatusCode::INVALID_ARGUMENT: return Status::InvalidArgument(msg);
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return Status::Unimplemented(msg + " (is that a datafeed producer?)");
-    case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED: return Status::FailedPrecondition(msg + " (TLS settings?)");
-    default: return Status::Internal(msg);
-  }
-}
 
 // ---------------------------------------------------------------- server
 
@@ -125,9 +63,7 @@ struct ServerState {
   int ready = 0;
 };
 
-grpc::Status NotStarted() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the producer failed to start");
-}
+grpc::Status NotStarted() { return ToGrpc(Status::Unavailable("the producer failed to start")); }
 
 class ControlService final : public pb::DataFeed::Service {
  public:
@@ -136,12 +72,7 @@ class ControlService final : public pb::DataFeed::Service {
   grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest* req,
                          pb::HandshakeResponse* resp) override {
     if (!s_->WaitReady()) return NotStarted();
-    if (req->protocol_version() != kProtocolVersion) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "protocol version mismatch: consumer speaks " +
-                              std::to_string(req->protocol_version()) + ", producer speaks " +
-                              std::to_string(kProtocolVersion) + "; use matching datafeed builds");
-    }
+    if (Status st = CheckConsumerProtocol(req->protocol_version()); !st.ok()) return ToGrpc(st);
     resp->set_protocol_version(kProtocolVersion);
     *resp->mutable_producer_host() = s_->host;
     resp->set_producer_id(s_->producer_id);
@@ -154,10 +85,9 @@ class ControlService final : public pb::DataFeed::Service {
       return grpc::Status::OK;
     }
     if (!colocated) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "shared memory was forced (DATAFEED_TRANSPORT=shm) but the consumer is not "
-                          "on the producer's host (" + s_->host.hostname() +
-                              ") or cannot map its segments; use auto or grpc");
+      return ToGrpc(Status::FailedPrecondition(
+          "shared memory was forced (DATAFEED_TRANSPORT=shm) but the consumer is not on the producer's "
+          "host (" + s_->host.hostname() + ") or cannot map its segments; use auto or grpc"));
     }
     resp->set_transport(pb::TRANSPORT_SHM);
     resp->set_shm_name(s_->shm_name);
@@ -200,19 +130,14 @@ class StreamService final : public grpc::Service {
     if (!s_->WaitReady()) return NotStarted();
     pb::StreamRequest req;
     if (!stream->Read(&req)) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the stream carried no StreamRequest");
+      return ToGrpc(Status::InvalidArgument("the stream carried no StreamRequest"));
     }
-    if (req.protocol_version() != kProtocolVersion) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                          "protocol version mismatch: consumer speaks " +
-                              std::to_string(req.protocol_version()) + ", producer speaks " +
-                              std::to_string(kProtocolVersion) + "; use matching datafeed builds");
-    }
+    if (Status st = CheckConsumerProtocol(req.protocol_version()); !st.ok()) return ToGrpc(st);
     if (req.compression() == "gzip") {
       ctx->set_compression_algorithm(GRPC_COMPRESS_GZIP);
     } else if (!req.compression().empty()) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "unknown compression '" + req.compression() + "'; use gzip or none");
+      return ToGrpc(
+          Status::InvalidArgument("unknown compression '" + req.compression() + "'; use gzip or none"));
     }
     ctx->AddInitialMetadata(kAcceptedKey, "1");
     stream->SendInitialMetadata();  // tells the consumer its stream is accepted
@@ -222,20 +147,20 @@ class StreamService final : public grpc::Service {
       ~Leave() { s->active.fetch_sub(1); }
     } leave{s_};
     for (;;) {
-      if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+      if (ctx->IsCancelled()) return ToGrpc(Status::Cancelled("the consumer cancelled the stream"));
       Result<BatchView> v = s_->ring_reader->Next(Deadline::AfterMillis(100));
       if (v.status().IsDeadlineExceeded()) continue;
       if (v.status().IsEndOfStream()) break;
-      if (!v.ok()) {
-        return grpc::Status(grpc::StatusCode::UNAVAILABLE, v.status().ToString());
-      }
+      // The ring's own status goes as the message: the consumer sees the
+      // producer's side as unavailable whatever went wrong in its ring.
+      if (!v.ok()) return ToGrpc(Status::Unavailable(v.status().ToString()));
       WireFrame frame;
       frame.view = std::move(v).value();
       const size_t n = frame.view.frame().size();
       // Blocks while the consumer is slow (HTTP/2 flow control): the slot
       // stays claimed, so the ring, not memory, absorbs the backlog. A batch
       // whose write fails is lost with the consumer that was receiving it.
-      if (!stream->Write(frame)) return grpc::Status::CANCELLED;
+      if (!stream->Write(frame)) return ToGrpc(Status::Cancelled("the consumer stopped receiving"));
       s_->streamed.fetch_add(1);
       s_->bytes.fetch_add(n);
     }
@@ -246,7 +171,7 @@ class StreamService final : public grpc::Service {
     // is cut off by Server::Shutdown's deadline (the writer's linger).
     WireFrame end;
     end.end = true;
-    if (!stream->Write(end)) return grpc::Status::CANCELLED;
+    if (!stream->Write(end)) return ToGrpc(Status::Cancelled("the consumer stopped receiving"));
     while (stream->Read(&req)) {
     }
     return grpc::Status::OK;
@@ -256,54 +181,18 @@ class StreamService final : public grpc::Service {
   ServerState* s_;
 };
 
-void ApplyChannelArgs(grpc::ChannelArguments* args, const GrpcOptions& o, size_t max_frame) {
-  args->SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(max_frame + 64, INT32_MAX)));
-  args->SetMaxSendMessageSize(-1);
-  args->SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.keepalive_ms));
-  args->SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * o.keepalive_ms));
-  args->SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args->SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // Big frames: larger HTTP/2 frames and windows mean fewer round trips.
-  args->SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 * 1024 * 1024 - 1);
-  args->SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024 * 1024);
-  args->SetInt(GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, 64 * 1024 * 1024);
-}
-
 class GrpcWriter final : public BatchWriter {
  public:
   static Result<std::unique_ptr<BatchWriter>> Open(const Endpoint& ep, const WriterOptions& o) {
     std::unique_ptr<GrpcWriter> w(new GrpcWriter());
     w->state_.host = LocalHost();
-    std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-    if (!o.grpc.tls_cert.empty() || !o.grpc.tls_key.empty()) {
-      grpc::SslServerCredentialsOptions ssl(o.grpc.tls_ca.empty()
-                                                ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                                : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-      DATAFEED_ASSIGN_OR_RETURN(std::string cert, ReadFile(o.grpc.tls_cert, "TLS certificate"));
-      DATAFEED_ASSIGN_OR_RETURN(std::string key, ReadFile(o.grpc.tls_key, "TLS key"));
-      ssl.pem_key_cert_pairs.push_back({key, cert});
-      if (!o.grpc.tls_ca.empty()) {
-        DATAFEED_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.grpc.tls_ca, "TLS client CA"));
-      }
-      creds = grpc::SslServerCredentials(ssl);
-    }
+    DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(o.grpc));
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     int port = 0;
-    const std::string host = ep.name.find(':') != std::string::npos ? "[" + ep.name + "]" : ep.name;
-    builder.AddListeningPort(host + ":" + std::to_string(ep.port), creds, &port);
-    builder.SetMaxReceiveMessageSize(1 << 20);
-    // Two live producers must not share a port (gRPC sets SO_REUSEPORT by default).
-    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    builder.SetMaxSendMessageSize(-1);
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.grpc.keepalive_ms));
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * o.grpc.keepalive_ms));
-    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                               static_cast<int>(std::max<int64_t>(100, o.grpc.keepalive_ms / 2)));
-    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 * 1024 * 1024 - 1);
-    builder.AddChannelArgument(GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, 64 * 1024 * 1024);
+    const std::string address = GrpcAddress(ep.name, ep.port);
+    builder.AddListeningPort(address, creds, &port);
+    ApplyServerArgs(o.grpc, &builder);
     w->control_ = std::make_unique<ControlService>(&w->state_);
     w->stream_ = std::make_unique<StreamService>(&w->state_);
     builder.RegisterService(w->control_.get());
@@ -313,7 +202,7 @@ class GrpcWriter final : public BatchWriter {
     // exists. If Open fails below, ~GrpcWriter releases them.
     w->server_ = builder.BuildAndStart();
     if (!w->server_ || port == 0) {
-      return Status::Unavailable(Uri(ep) + ": cannot listen on " + host + ":" + std::to_string(ep.port) +
+      return Status::Unavailable(Uri(ep) + ": cannot listen on " + address +
                                  " (port in use, or not an address of this host?)");
     }
     w->endpoint_ = ep;
@@ -380,25 +269,9 @@ class GrpcWriter final : public BatchWriter {
 // ---------------------------------------------------------------- client
 
 Result<std::shared_ptr<grpc::Channel>> MakeChannel(const Endpoint& ep, const GrpcOptions& o) {
-  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  grpc::ChannelArguments args;
-  ApplyChannelArgs(&args, o, o.max_frame_bytes ? o.max_frame_bytes : kDefaultMaxFrame);
-  if (!o.tls_ca.empty() || !o.tls_cert.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    if (!o.tls_ca.empty()) {
-      DATAFEED_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.tls_ca, "TLS CA"));
-    }
-    if (!o.tls_cert.empty()) {
-      DATAFEED_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadFile(o.tls_cert, "TLS client certificate"));
-      DATAFEED_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile(o.tls_key, "TLS client key"));
-    }
-    creds = grpc::SslCredentials(ssl);
-    if (!o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
-  }
-  // A fresh connection per reader: readers are independent consumers.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  const std::string host = ep.name.find(':') != std::string::npos ? "[" + ep.name + "]" : ep.name;
-  return grpc::CreateCustomChannel(host + ":" + std::to_string(ep.port), creds, args);
+  DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> creds, ClientCredentials(o));
+  const size_t max_frame = o.max_frame_bytes ? o.max_frame_bytes : kDefaultMaxFrame;
+  return grpc::CreateCustomChannel(GrpcAddress(ep.name, ep.port), creds, ClientChannelArgs(o, max_frame));
 }
 
 Result<pb::HandshakeResponse> DoHandshake(const std::shared_ptr<grpc::Channel>& channel,
@@ -424,11 +297,7 @@ Result<pb::HandshakeResponse> DoHandshake(const std::shared_ptr<grpc::Channel>& 
                                gs.error_message());
   }
   if (!gs.ok()) return FromGrpc(gs, Uri(ep), "handshake");
-  if (resp.protocol_version() != kProtocolVersion) {
-    return Status::FailedPrecondition(Uri(ep) + ": producer speaks protocol " +
-                                      std::to_string(resp.protocol_version()) + ", this consumer " +
-                                      std::to_string(kProtocolVersion) + "; use matching datafeed builds");
-  }
+  DATAFEED_RETURN_NOT_OK(CheckProducerProtocol(resp.protocol_version(), Uri(ep)));
   return resp;
 }
 
