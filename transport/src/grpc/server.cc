@@ -1,0 +1,268 @@
+// The producer side of the gRPC transport: a grpc:// or auto:// writer is
+// a shared-memory ring plus a gRPC server whose StreamBatches handlers are
+// readers of that ring, so local (shm) and remote (gRPC) consumers compete
+// for the same batches, each batch goes to exactly one of them, and a batch
+// travels from its slot to the socket without a copy.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/codegen/rpc_method.h>
+#include <grpcpp/impl/codegen/rpc_service_method.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "datafeed/proto/datafeed.grpc.pb.h"
+#include "transports_internal.h"
+#include "util_internal.h"
+#include "wire_internal.h"
+
+namespace datafeed::internal {
+namespace {
+
+namespace pb = ::datafeed::v1;
+using std::chrono::milliseconds;
+
+struct ServerState {
+  std::unique_ptr<BatchReader> ring_reader;  // the gRPC side's reader of the ring
+  std::string shm_name;
+  uint64_t producer_id = 0;
+  size_t slot_count = 0, slot_bytes = 0;
+  pb::HostIdentity host;
+  std::atomic<uint64_t> streamed{0}, bytes{0};
+  std::atomic<uint32_t> active{0};
+  std::atomic<uint64_t>* published = nullptr;
+
+  // The server answers as soon as it is bound, which is before the ring
+  // exists (the ring's name may need the kernel-chosen port). Handlers wait
+  // here until Open() has filled in the fields above (true) or failed (false).
+  bool WaitReady() {
+    std::unique_lock<std::mutex> lock(ready_mu);
+    ready_cv.wait(lock, [&] { return ready != 0; });
+    return ready > 0;
+  }
+  void SetReady(bool ok) {
+    std::lock_guard<std::mutex> lock(ready_mu);
+    if (ready == 0) ready = ok ? 1 : -1;
+    ready_cv.notify_all();
+  }
+  std::mutex ready_mu;
+  std::condition_variable ready_cv;
+  int ready = 0;
+};
+
+grpc::Status NotStarted() { return ToGrpc(Status::Unavailable("the producer failed to start")); }
+
+class ControlService final : public pb::DataFeed::Service {
+ public:
+  explicit ControlService(ServerState* s) : s_(s) {}
+
+  grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest* req,
+                         pb::HandshakeResponse* resp) override {
+    if (!s_->WaitReady()) return NotStarted();
+    if (Status st = CheckConsumerProtocol(req->protocol_version()); !st.ok()) return ToGrpc(st);
+    resp->set_protocol_version(kProtocolVersion);
+    *resp->mutable_producer_host() = s_->host;
+    resp->set_producer_id(s_->producer_id);
+    resp->set_max_frame_bytes(s_->slot_bytes);
+    const bool colocated = SameHost(req->host(), s_->host) && req->can_map_shm();
+    if (req->preference() == pb::TRANSPORT_GRPC || (!colocated && req->preference() == pb::TRANSPORT_AUTO)) {
+      resp->set_transport(pb::TRANSPORT_GRPC);
+      resp->set_reason(req->preference() == pb::TRANSPORT_GRPC ? "the consumer asked for gRPC"
+                                                              : "the consumer is on another host");
+      return grpc::Status::OK;
+    }
+    if (!colocated) {
+      return ToGrpc(Status::FailedPrecondition(
+          "shared memory was forced (DATAFEED_TRANSPORT=shm) but the consumer is not on the producer's "
+          "host (" + s_->host.hostname() + ") or cannot map its segments; use auto or grpc"));
+    }
+    resp->set_transport(pb::TRANSPORT_SHM);
+    resp->set_shm_name(s_->shm_name);
+    resp->set_reason("the consumer shares the producer's host");
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetStats(grpc::ServerContext*, const pb::StatsRequest*, pb::StatsResponse* resp) override {
+    if (!s_->WaitReady()) return NotStarted();
+    resp->set_batches_published(s_->published ? s_->published->load() : 0);
+    resp->set_batches_streamed(s_->streamed.load());
+    resp->set_bytes_streamed(s_->bytes.load());
+    resp->set_active_streams(s_->active.load());
+    resp->set_slot_count(static_cast<uint32_t>(s_->slot_count));
+    resp->set_slot_bytes(s_->slot_bytes);
+    resp->set_shm_name(s_->shm_name);
+    return grpc::Status::OK;
+  }
+
+ private:
+  ServerState* s_;
+};
+
+// StreamBatches, registered by hand so responses use WireFrame's zero-copy
+// serialization instead of a protobuf message.
+class StreamService final : public grpc::Service {
+ public:
+  using Stream = grpc::ServerReaderWriter<WireFrame, pb::StreamRequest>;
+  explicit StreamService(ServerState* s) : s_(s) {
+    AddMethod(new grpc::internal::RpcServiceMethod(
+        kStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING,
+        new grpc::internal::BidiStreamingHandler<StreamService, pb::StreamRequest, WireFrame>(
+            [](StreamService* self, grpc::ServerContext* ctx, Stream* stream) {
+              return self->Serve(ctx, stream);
+            },
+            this)));
+  }
+
+  grpc::Status Serve(grpc::ServerContext* ctx, Stream* stream) {
+    if (!s_->WaitReady()) return NotStarted();
+    pb::StreamRequest req;
+    if (!stream->Read(&req)) {
+      return ToGrpc(Status::InvalidArgument("the stream carried no StreamRequest"));
+    }
+    if (Status st = CheckConsumerProtocol(req.protocol_version()); !st.ok()) return ToGrpc(st);
+    if (req.compression() == "gzip") {
+      ctx->set_compression_algorithm(GRPC_COMPRESS_GZIP);
+    } else if (!req.compression().empty()) {
+      return ToGrpc(
+          Status::InvalidArgument("unknown compression '" + req.compression() + "'; use gzip or none"));
+    }
+    ctx->AddInitialMetadata(kAcceptedKey, "1");
+    stream->SendInitialMetadata();  // tells the consumer its stream is accepted
+    s_->active.fetch_add(1);
+    struct Leave {
+      ServerState* s;
+      ~Leave() { s->active.fetch_sub(1); }
+    } leave{s_};
+    for (;;) {
+      if (ctx->IsCancelled()) return ToGrpc(Status::Cancelled("the consumer cancelled the stream"));
+      Result<BatchView> v = s_->ring_reader->Next(Deadline::AfterMillis(100));
+      if (v.status().IsDeadlineExceeded()) continue;
+      if (v.status().IsEndOfStream()) break;
+      // The ring's own status goes as the message: the consumer sees the
+      // producer's side as unavailable whatever went wrong in its ring.
+      if (!v.ok()) return ToGrpc(Status::Unavailable(v.status().ToString()));
+      WireFrame frame;
+      frame.view = std::move(v).value();
+      const size_t n = frame.view.frame().size();
+      // Blocks while the consumer is slow (HTTP/2 flow control): the slot
+      // stays claimed, so the ring, not memory, absorbs the backlog. A batch
+      // whose write fails is lost with the consumer that was receiving it.
+      if (!stream->Write(frame)) return ToGrpc(Status::Cancelled("the consumer stopped receiving"));
+      s_->streamed.fetch_add(1);
+      s_->bytes.fetch_add(n);
+    }
+    // The end: send the marker, then wait for the consumer to half-close,
+    // which it does once it has read the marker, and so every frame before
+    // it. Returning earlier lets a producer that exits next reset the
+    // connection under frames still in flight. A consumer that never answers
+    // is cut off by Server::Shutdown's deadline (the writer's linger).
+    WireFrame end;
+    end.end = true;
+    if (!stream->Write(end)) return ToGrpc(Status::Cancelled("the consumer stopped receiving"));
+    while (stream->Read(&req)) {
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  ServerState* s_;
+};
+
+class GrpcWriter final : public BatchWriter {
+ public:
+  static Result<std::unique_ptr<BatchWriter>> Open(const Endpoint& ep, const WriterOptions& o) {
+    std::unique_ptr<GrpcWriter> w(new GrpcWriter());
+    w->state_.host = LocalHost();
+    DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(o.grpc));
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    const std::string address = GrpcAddress(ep.name, ep.port);
+    builder.AddListeningPort(address, creds, &port);
+    ApplyServerArgs(o.grpc, &builder);
+    w->control_ = std::make_unique<ControlService>(&w->state_);
+    w->stream_ = std::make_unique<StreamService>(&w->state_);
+    builder.RegisterService(w->control_.get());
+    builder.RegisterService(w->stream_.get());
+    // The ring's name may need the port the kernel picks (port 0), so the
+    // server starts first; its handlers wait (WaitReady) until the ring
+    // exists. If Open fails below, ~GrpcWriter releases them.
+    w->server_ = builder.BuildAndStart();
+    if (!w->server_ || port == 0) {
+      return Status::Unavailable(Uri(ep) + ": cannot listen on " + address +
+                                 " (port in use, or not an address of this host?)");
+    }
+    w->endpoint_ = ep;
+    w->endpoint_.port = port;
+    w->state_.shm_name = !o.shm_name.empty() ? o.shm_name
+                         : ep.port != 0      ? "datafeed-grpc-" + std::to_string(port)
+                                             : "datafeed-grpc-" + std::to_string(getpid()) + "-" +
+                                                   std::to_string(port);
+    DATAFEED_ASSIGN_OR_RETURN(w->ring_, OpenShmWriter(w->state_.shm_name, o));
+    DATAFEED_ASSIGN_OR_RETURN(w->state_.ring_reader, OpenShmReader(w->state_.shm_name, ReaderOptions{}));
+    w->state_.slot_count = o.shm.slot_count;
+    w->state_.slot_bytes = o.shm.slot_bytes;
+    w->state_.published = &w->published_;
+    w->linger_ms_ = o.linger_ms;
+    w->state_.SetReady(true);
+    return std::unique_ptr<BatchWriter>(std::move(w));
+  }
+
+  ~GrpcWriter() override {
+    state_.SetReady(false);  // no-op after a successful Open
+    (void)Close();
+    // Destroying the ring lingers (up to linger_ms) until consumers have
+    // claimed what was published; the server keeps answering handshakes and
+    // opening streams meanwhile, so a consumer that arrives late still gets
+    // the last batches. Then the streams, which read the ring through their
+    // own mapping, drain and end.
+    // Each stream ends with an end-of-stream marker the consumer
+    // acknowledges; Shutdown waits for that (at least 2 s, or as long as the
+    // writer lingers), then cuts off consumers that did not answer.
+    ring_.reset();
+    if (server_) {
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        milliseconds(std::max<int64_t>(2000, linger_ms_)));
+    }
+    if (state_.ring_reader) state_.ring_reader->Cancel();
+    server_.reset();
+    state_.ring_reader.reset();
+  }
+
+  Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
+    if (!ring_) return Status::FailedPrecondition(Uri(endpoint_) + ": the ring is not open");
+    return ring_->Loan(std::move(layout), deadline);
+  }
+  Status Publish(WritableBatch batch) override {
+    DATAFEED_RETURN_NOT_OK(ring_->Publish(std::move(batch)));
+    published_.fetch_add(1);
+    return Status::OK();
+  }
+  Status Close() override { return ring_ ? ring_->Close() : Status::OK(); }
+  std::string endpoint() const override { return endpoint_.ToString(); }
+
+ private:
+  GrpcWriter() = default;
+  Endpoint endpoint_;
+  ServerState state_;
+  std::atomic<uint64_t> published_{0};
+  int64_t linger_ms_ = 0;
+  std::unique_ptr<BatchWriter> ring_;
+  std::unique_ptr<ControlService> control_;
+  std::unique_ptr<StreamService> stream_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BatchWriter>> OpenGrpcWriter(const Endpoint& endpoint, const WriterOptions& options) {
+  return GrpcWriter::Open(endpoint, options);
+}
+
+}  // namespace datafeed::internal
