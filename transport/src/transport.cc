@@ -50,7 +50,7 @@ Result<std::unique_ptr<BatchReader>> OpenReader(const Endpoint& endpoint,
     case Scheme::kShm: return internal::OpenShmReader(endpoint.name, options);
     case Scheme::kInProc: return internal::OpenInProcReader(endpoint.name, options);
     case Scheme::kGrpc:
-    case Scheme::kAuto: return internal::OpenGrpcReader(endpoint, options);
+    case Scheme::kAuto: return internal::OpenAutoReader(endpoint, options);
   }
   return Status::Internal("unknown scheme");
 }

@@ -20,9 +20,14 @@ Result<std::unique_ptr<BatchReader>> OpenShmReader(const std::string& name,
                                                    const ReaderOptions& options);
 
 // grpc:// and auto:// (the writer serves both a gRPC endpoint and a ring).
+// In grpc/server.cc.
 Result<std::unique_ptr<BatchWriter>> OpenGrpcWriter(const Endpoint& endpoint,
                                                     const WriterOptions& options);
-Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint,
+// grpc:// and auto://: handshakes with the producer, then reads its ring
+// when the handshake says so (auto:// on the producer's host) or its gRPC
+// stream. grpc:// forces the stream; auto:// with force_shm forces the ring
+// and fails when it cannot be read. In auto/auto_reader.cc.
+Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint,
                                                     const ReaderOptions& options);
 
 }  // namespace datafeed::internal

@@ -15,7 +15,6 @@
 #include <thread>
 
 #include "datafeed/proto/datafeed.grpc.pb.h"
-#include "transports_internal.h"
 #include "util_internal.h"
 #include "wire_internal.h"
 
@@ -280,32 +279,6 @@ Result<std::unique_ptr<BatchReader>> OpenGrpcStreamReader(const Endpoint& endpoi
   auto reader = std::make_unique<GrpcReader>(endpoint, options, std::move(channel));
   DATAFEED_RETURN_NOT_OK(reader->Start(deadline));
   return std::unique_ptr<BatchReader>(std::move(reader));
-}
-
-Result<std::unique_ptr<BatchReader>> OpenGrpcReader(const Endpoint& endpoint, const ReaderOptions& options) {
-  if (endpoint.port == 0) {
-    return Status::InvalidArgument(Uri(endpoint) + ": port 0 only lets a producer pick its port; "
-                                   "give the port the producer serves on (it prints it)");
-  }
-  DATAFEED_ASSIGN_OR_RETURN(auto channel, MakeChannel(endpoint, options.grpc));
-  const pb::Transport preference = endpoint.scheme == Scheme::kGrpc ? pb::TRANSPORT_GRPC
-                                   : endpoint.force_shm              ? pb::TRANSPORT_SHM
-                                                                     : pb::TRANSPORT_AUTO;
-  // One deadline for the handshake and the stream together.
-  const Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000));
-  DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse hs, DoHandshake(channel, endpoint, preference, deadline));
-  if (hs.transport() == pb::TRANSPORT_SHM) {
-    // The handshake says the ring exists: do not wait for it to appear.
-    ReaderOptions now = options;
-    now.connect_timeout_ms = 0;
-    Result<std::unique_ptr<BatchReader>> shm = OpenShmReader(hs.shm_name(), now);
-    // Same machine and boot but another /dev/shm (a container): use the stream.
-    if (shm.ok() || endpoint.force_shm) {
-      if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + " (shared memory was forced)");
-      return shm;
-    }
-  }
-  return OpenGrpcStreamReader(endpoint, options, std::move(channel), deadline);
 }
 
 }  // namespace datafeed::internal

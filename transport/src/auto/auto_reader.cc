@@ -1,0 +1,43 @@
+// The consumer's choice between a producer's ring and its gRPC stream. The
+// producer decides in the handshake (it knows whether the consumer shares
+// its host); this file carries the decision out, so the gRPC client never
+// opens shared memory and the shm transport never speaks gRPC.
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "grpc/client_internal.h"
+#include "grpc/util_internal.h"
+#include "transports_internal.h"
+
+namespace datafeed::internal {
+
+namespace pb = ::datafeed::v1;
+
+Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, const ReaderOptions& options) {
+  if (endpoint.port == 0) {
+    return Status::InvalidArgument(Uri(endpoint) + ": port 0 only lets a producer pick its port; "
+                                   "give the port the producer serves on (it prints it)");
+  }
+  DATAFEED_ASSIGN_OR_RETURN(auto channel, MakeChannel(endpoint, options.grpc));
+  const pb::Transport preference = endpoint.scheme == Scheme::kGrpc ? pb::TRANSPORT_GRPC
+                                   : endpoint.force_shm              ? pb::TRANSPORT_SHM
+                                                                     : pb::TRANSPORT_AUTO;
+  // One deadline for the handshake and the stream together.
+  const Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000));
+  DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse hs, DoHandshake(channel, endpoint, preference, deadline));
+  if (hs.transport() == pb::TRANSPORT_SHM) {
+    // The handshake says the ring exists: do not wait for it to appear.
+    ReaderOptions now = options;
+    now.connect_timeout_ms = 0;
+    Result<std::unique_ptr<BatchReader>> shm = OpenShmReader(hs.shm_name(), now);
+    // Same machine and boot but another /dev/shm (a container): use the stream.
+    if (shm.ok() || endpoint.force_shm) {
+      if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + " (shared memory was forced)");
+      return shm;
+    }
+  }
+  return OpenGrpcStreamReader(endpoint, options, std::move(channel), deadline);
+}
+
+}  // namespace datafeed::internal
