@@ -7,7 +7,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libtorch-dev libboost-dev libopencv-dev
-  libflatbuffers-dev flatbuffers-compiler
+  libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs

@@ -58,7 +58,8 @@ struct Consumer::Impl {
   mutable std::mutex mu;
   std::condition_variable ready_cv;  // a batch was queued, or the stream ended
   std::condition_variable space_cv;  // the queue has room, or stopping
-  std::deque<BatchView> queue;       // prefetched, in delivery order
+  std::deque<BatchView> queue;       // prefetched (taken, not handed out), in delivery order
+  uint64_t dropped = 0;              // prefetched batches whose lease was taken back
   Status end;                        // why the stream ended; OK while it goes on
   Status last;                       // status() (see the header)
   bool stopping = false;
@@ -85,8 +86,9 @@ void Consumer::Impl::PrefetchLoop() {
       });
       if (stopping) return;
     }
-    // Stop() wakes this with reader->Cancel().
-    Result<BatchView> r = reader->Next(Deadline::Infinite());
+    // Claimed, not handed out: Next() hands it out. Stop() wakes this with
+    // reader->Cancel().
+    Result<BatchView> r = reader->Take(Deadline::Infinite());
     std::unique_lock<std::mutex> lock(mu);
     if (stopping) {
       lock.unlock();
@@ -177,24 +179,43 @@ Result<BatchView> Consumer::Next() {
                                std::chrono::duration<double>(m.options.log_every_s));
   }
   Result<BatchView> got = Status::Internal("unset");
+  // Asking for the next batch acknowledges every batch handed out before.
+  lock.unlock();
+  Status acked = m.reader->Ack();
+  lock.lock();
+  if (!acked.ok() && m.end.ok()) m.EndLocked(acked);
   if (m.options.prefetch > 0) {
     auto have = [&] { return !m.queue.empty() || !m.end.ok(); };
-    if (deadline.infinite()) {
-      m.ready_cv.wait(lock, have);
-    } else {
-      m.ready_cv.wait_until(lock, deadline.when(), have);
-    }
-    if (!m.queue.empty()) {
-      got = std::move(m.queue.front());
-      m.queue.pop_front();
-      m.space_cv.notify_all();
-    } else if (!m.end.ok()) {
-      got = m.end;
-    } else {
-      got = Status::DeadlineExceeded("no batch from " +
-                                     (m.endpoint.empty() ? std::string("the reader") : m.endpoint) +
-                                     " within " + std::to_string(m.options.timeout_ms) +
-                                     " ms; is the producer running?");
+    for (;;) {
+      if (deadline.infinite()) {
+        m.ready_cv.wait(lock, have);
+      } else {
+        m.ready_cv.wait_until(lock, deadline.when(), have);
+      }
+      if (!m.end.ok() && (m.queue.empty() || m.end.code() == StatusCode::kAborted)) {
+        got = m.end;
+      } else if (!m.queue.empty()) {
+        BatchView view = std::move(m.queue.front());
+        m.queue.pop_front();
+        m.space_cv.notify_all();
+        lock.unlock();
+        Result<bool> handed = m.reader->Hand(view);
+        lock.lock();
+        if (!handed.ok()) {
+          m.EndLocked(handed.status());
+          got = m.end;
+        } else if (!*handed) {
+          ++m.dropped;  // its lease was taken back while it waited: the next one
+          continue;
+        } else {
+          got = std::move(view);
+        }
+      } else {
+        got = Status::DeadlineExceeded("no batch from " +
+                                       (m.endpoint.empty() ? std::string("the reader") : m.endpoint) + " within " +
+                                       std::to_string(m.options.timeout_ms) + " ms; is the producer running?");
+      }
+      break;
     }
   } else if (!m.end.ok()) {
     got = m.end;
@@ -261,7 +282,30 @@ ConsumerStats Consumer::stats() const {
   s.bytes = m.bytes;
   s.wait_s = Seconds(m.waited);
   s.elapsed_s = m.started ? Seconds(now - m.first_next) : 0;
+  s.dropped = m.dropped;
   return s;
+}
+
+ConsumerState Consumer::state() const { return impl_->reader->state(); }
+
+Result<BatchMeta> Consumer::Peek() {
+  Impl& m = *impl_;
+  if (m.options.prefetch == 0) {
+    return Status::FailedPrecondition("Consumer::Peek needs a prefetching consumer (ConsumerOptions::prefetch > 0)");
+  }
+  DATAFEED_RETURN_NOT_OK(m.reader->Ack());
+  const Deadline deadline = m.options.timeout_ms < 0 ? Deadline::Infinite()
+                                                     : Deadline::AfterMillis(m.options.timeout_ms);
+  std::unique_lock<std::mutex> lock(m.mu);
+  auto have = [&] { return !m.queue.empty() || !m.end.ok(); };
+  if (deadline.infinite()) {
+    m.ready_cv.wait(lock, have);
+  } else if (!m.ready_cv.wait_until(lock, deadline.when(), have)) {
+    return Status::DeadlineExceeded("no batch from " + (m.endpoint.empty() ? std::string("the reader") : m.endpoint) +
+                                    " within " + std::to_string(m.options.timeout_ms) + " ms");
+  }
+  if (m.queue.empty()) return m.end;
+  return m.queue.front().meta();
 }
 
 const std::string& Consumer::endpoint() const { return impl_->endpoint; }

@@ -1,11 +1,18 @@
 // datafeed-consume: reads batches from an endpoint, checks them and prints
 // throughput. The demo's consumer, and a quick way to see what a producer serves.
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "datafeed/consumer/consumer.h"
 #include "datafeed/transport/flags.h"
@@ -30,6 +37,44 @@ uint64_t TouchAll(const uint8_t* p, size_t n) {
   return a ^ b;
 }
 
+// Writes `text` to `path` atomically (a temporary file renamed into place),
+// so a process killed mid-write leaves the previous checkpoint whole.
+Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) return Status::IOError("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "cannot rename " + tmp);
+  return Status::OK();
+}
+
+// The checkpoint file of --checkpoint: the consumer's state and how long
+// the --record file was when it was taken.
+struct Checkpoint {
+  std::string state_json;
+  uint64_t record_bytes = 0;
+  uint64_t batches = 0;
+};
+
+Result<Checkpoint> ReadCheckpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("state") || !j["state"].is_object()) {
+    return Status::DataLoss(path + " is not a datafeed-consume checkpoint");
+  }
+  Checkpoint c;
+  c.state_json = j["state"].dump();
+  c.record_bytes = j.value("record_bytes", uint64_t{0});
+  c.batches = j.value("batches", uint64_t{0});
+  return c;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -39,6 +84,8 @@ int main(int argc, char** argv) {
   double report_s = 1.0;
   bool json = false;
   bool keep_uint8 = false;
+  std::string checkpoint_path, record_path;
+  int64_t checkpoint_every = 0, step_ms = 0;
   Flags flags("datafeed-consume",
               "Reads batches from a producer until the stream ends, checks each one\n"
               "(frame verified; float tensors finite) and prints throughput.");
@@ -51,6 +98,15 @@ int main(int argc, char** argv) {
   flags.Bool("json", &json, "print the summary as one JSON line");
   flags.Bool("keep-uint8", &keep_uint8,
              "split pipelines: do not run the consumer's finish (uint8 -> float32) on each batch");
+  flags.String("checkpoint", &checkpoint_path,
+               "a trainer's checkpoint file: restored at start when it exists, written every "
+               "--checkpoint-every batches and at the end (the delivery contract: a restart gets exactly the "
+               "batches after it)");
+  flags.Int("checkpoint-every", &checkpoint_every, "batches between checkpoints (0: only at the end)");
+  flags.String("record", &record_path,
+               "append one line per batch: 'epoch batch_index index...' (the batch's sample indices, from the "
+               "producer's --with-index tensor); cut back to the checkpoint's length when restoring");
+  flags.Int("step-ms", &step_ms, "sleep this long per batch, as a trainer's step would");
   grpc.Add(flags);
   ParseFlagsOrExit(flags, argc, argv);
 
@@ -59,6 +115,35 @@ int main(int argc, char** argv) {
   co.timeout_ms = timeout_ms;
   co.prefetch = static_cast<int>(prefetch);
   grpc.ApplyTo(&co.reader);
+  uint64_t restored_batches = 0;
+  if (!checkpoint_path.empty()) {
+    Result<Checkpoint> ck = ReadCheckpoint(checkpoint_path);
+    if (ck.ok()) {
+      Result<ConsumerState> state = ConsumerState::FromJson(ck->state_json);
+      if (!state.ok()) {
+        std::fprintf(stderr, "datafeed-consume: %s: %s\n", checkpoint_path.c_str(), state.status().ToString().c_str());
+        return 1;
+      }
+      co.reader.session.restore = state->streams;
+      restored_batches = ck->batches;
+      if (!record_path.empty() && ::truncate(record_path.c_str(), static_cast<off_t>(ck->record_bytes)) != 0 &&
+          errno != ENOENT) {
+        std::perror(("datafeed-consume: truncating " + record_path).c_str());
+        return 1;
+      }
+    } else if (ck.status().code() != StatusCode::kNotFound) {
+      std::fprintf(stderr, "datafeed-consume: %s\n", ck.status().ToString().c_str());
+      return 1;
+    }
+  }
+  std::FILE* record = nullptr;
+  if (!record_path.empty()) {
+    record = std::fopen(record_path.c_str(), "ab");
+    if (record == nullptr) {
+      std::perror(("datafeed-consume: " + record_path).c_str());
+      return 1;
+    }
+  }
   Result<Endpoint> ep = endpoint.Resolve();
   auto consumer = ep.ok() ? Consumer::Open(*ep, co) : Result<std::unique_ptr<Consumer>>(ep.status());
   if (!consumer.ok()) {
@@ -69,6 +154,18 @@ int main(int argc, char** argv) {
   std::vector<float> finish_buf;  // a split pipeline's finished tensor, reused
   Clock::time_point first{}, last{}, next_report{};
   Status end;
+  auto save_checkpoint = [&]() -> Status {
+    if (checkpoint_path.empty()) return Status::OK();
+    uint64_t record_bytes = 0;
+    if (record != nullptr) {
+      if (std::fflush(record) != 0) return Status::FromErrno(errno, "writing " + record_path);
+      record_bytes = static_cast<uint64_t>(std::ftell(record));
+    }
+    nlohmann::json j = {{"state", nlohmann::json::parse((*consumer)->state().ToJson())},
+                        {"record_bytes", record_bytes},
+                        {"batches", restored_batches + batches}};
+    return WriteFileAtomically(checkpoint_path, j.dump());
+  };
   for (;;) {
     if (max_batches > 0 && batches >= static_cast<uint64_t>(max_batches)) break;
     auto v = (*consumer)->Next();
@@ -76,6 +173,18 @@ int main(int argc, char** argv) {
       end = v.status();
       break;
     }
+    if (record != nullptr) {
+      // One line per batch, written before the batch counts as consumed.
+      const BatchMeta& m = v->meta();
+      std::string line = std::to_string(m.epoch) + " " + std::to_string(m.batch_index);
+      if (const TensorView* index = v->Find("index"); index != nullptr && index->as<int64_t>() != nullptr) {
+        const int64_t* idx = index->as<int64_t>();
+        for (int64_t i = 0; i < index->numel(); ++i) line += " " + std::to_string(idx[i]);
+      }
+      line += "\n";
+      std::fwrite(line.data(), 1, line.size(), record);
+    }
+    if (step_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
     const auto now = Clock::now();
     if (batches == 0) {
       first = now;
@@ -105,6 +214,12 @@ int main(int argc, char** argv) {
       samples += static_cast<uint64_t>(v->frame().tensor(0).shape[0]);
     }
     last = Clock::now();
+    if (checkpoint_every > 0 && batches % static_cast<uint64_t>(checkpoint_every) == 0) {
+      if (Status st = save_checkpoint(); !st.ok()) {
+        std::fprintf(stderr, "datafeed-consume: checkpoint: %s\n", st.ToString().c_str());
+        return 1;
+      }
+    }
     if (report_s > 0 && last >= next_report && !json) {
       const double s = std::chrono::duration<double>(last - first).count();
       std::fprintf(stderr, "datafeed-consume: %llu batches, %.1f batches/s, %.0f samples/s, %.2f GB/s\n",
@@ -113,6 +228,14 @@ int main(int argc, char** argv) {
       next_report += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(report_s));
     }
   }
+  if (end.IsEndOfStream() || end.ok()) {
+    // Everything handed out was used: the last checkpoint covers it all.
+    if (Status st = save_checkpoint(); !st.ok()) {
+      std::fprintf(stderr, "datafeed-consume: checkpoint: %s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
+  if (record != nullptr) std::fclose(record);
   if (!end.ok() && !end.IsEndOfStream()) {
     std::fprintf(stderr, "datafeed-consume: after %llu batches: %s\n",
                  static_cast<unsigned long long>(batches), end.ToString().c_str());

@@ -1,5 +1,7 @@
 #include "datafeed/producer/producer.h"
 
+#include "datafeed/producer/fingerprint.h"
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -24,6 +26,7 @@ int64_t NanosSince(Clock::time_point t) {
 // A batch being filled: loaned frame memory plus the sampler's indices.
 struct OpenBatch {
   IndexBatch indices;
+  bool remake = false;  // made again (a lease was lost), not fresh
   WritableBatch batch;
   size_t handed_out = 0;          // samples given to workers (dispatch_mu)
   std::atomic<size_t> remaining;  // samples not yet written
@@ -49,7 +52,13 @@ struct Producer::Impl {
   std::condition_variable dispatch_cv;
   std::deque<std::shared_ptr<OpenBatch>> open;  // in sampler order
   bool sampler_done = false;
+  bool finished = false;  // nothing more to make (every batch acknowledged, with a run)
   bool opening = false;  // a worker is loaning the next batch's memory
+
+  // The delivery contract: the writer has a run.
+  bool contract = false;
+  RunInfo run;
+  RunStart start;
 
   std::atomic<bool> stop{false};
   std::mutex error_mu;
@@ -59,7 +68,7 @@ struct Producer::Impl {
   Clock::time_point started;
   std::atomic<bool> running{false};
   std::atomic<int64_t> elapsed_ns{0};
-  std::atomic<uint64_t> batches{0}, samples{0}, skipped{0};
+  std::atomic<uint64_t> batches{0}, samples{0}, skipped{0}, remade{0};
   std::atomic<int64_t> read_ns{0}, transform_ns{0}, loan_ns{0}, publish_ns{0};
 
   void Fail(Status st) {
@@ -79,29 +88,68 @@ struct Producer::Impl {
       // A split pipeline sends uint8 CHW images and names the consumer's
       // finish in the header; out_shape.dtype says which.
       const Finish* finish = pipeline->finish();
-      slot = std::make_shared<const BatchLayout>(
-          BatchLayout::Make({{"image", out_shape.dtype,
-                              {b, out_shape.channels, out_shape.height, out_shape.width},
-                              finish ? finish->spec() : std::string()},
-                             {"label", DType::kInt64, {b}}})
-              .value());
+      std::vector<TensorSpec> tensors = {{"image", out_shape.dtype,
+                                          {b, out_shape.channels, out_shape.height, out_shape.width},
+                                          finish ? finish->spec() : std::string()},
+                                         {"label", DType::kInt64, {b}}};
+      if (options.with_index) tensors.push_back({"index", DType::kInt64, {b}});
+      slot = std::make_shared<const BatchLayout>(BatchLayout::Make(std::move(tensors)).value());
     }
     return slot;
   }
 
-  // Under dispatch_mu: opens the next batch. False when there is none
-  // (sampler exhausted, stopped or failed).
+  // Under dispatch_mu: opens the next batch: one to make again first, else
+  // the sampler's next. False when there is none now (finished says whether
+  // there will be none at all).
   bool OpenNext(std::unique_lock<std::mutex>& lock) {
     IndexBatch ib;
-    Status st = sampler->Next(&ib);
-    if (st.IsEndOfStream()) {
-      sampler_done = true;
-      dispatch_cv.notify_all();
-      return false;
+    bool remake = false;
+    if (contract) {
+      if (std::optional<BatchKey> key = writer->TakeRemake()) {
+        Status st = sampler->BatchAt(key->epoch, key->index, &ib);
+        if (!st.ok()) {
+          writer->Unmade(*key);
+          Fail(st.WithContext("making " + ToString(*key) + " again"));
+          return false;
+        }
+        remake = true;
+      }
     }
-    if (!st.ok()) {
-      Fail(st);
-      return false;
+    if (!remake) {
+      if (!sampler_done) {
+        Status st = sampler->Next(&ib);
+        if (st.IsEndOfStream()) {
+          sampler_done = true;
+        } else if (!st.ok()) {
+          Fail(st);
+          return false;
+        }
+      }
+      if (sampler_done) {
+        if (!contract) {
+          finished = true;
+          dispatch_cv.notify_all();
+          return false;
+        }
+        if (!open.empty()) {
+          // Batches still being filled may end in a lost lease: wait for them.
+          dispatch_cv.wait_for(lock, std::chrono::milliseconds(100));
+          return false;
+        }
+        // Everything fresh is out: wait for a batch to make again, or for the
+        // consumers to acknowledge the last ones.
+        opening = true;
+        lock.unlock();
+        const BatchWriter::Work work = writer->WaitForWork(Deadline::AfterMillis(100));
+        lock.lock();
+        opening = false;
+        dispatch_cv.notify_all();
+        if (work == BatchWriter::Work::kDone && open.empty()) {
+          finished = true;
+          dispatch_cv.notify_all();
+        }
+        return false;
+      }
     }
     auto layout = Layout(ib.indices.size());
     const auto t0 = Clock::now();
@@ -119,15 +167,23 @@ struct Producer::Impl {
     dispatch_cv.notify_all();
     loan_ns.fetch_add(NanosSince(t0));
     if (!loan.ok()) {
+      if (remake) writer->Unmade({ib.epoch, ib.batch_in_epoch});
       if (!stop.load()) Fail(loan.status());
       return false;
     }
     auto ob = std::make_shared<OpenBatch>();
     ob->remaining.store(ib.indices.size());
+    ob->remake = remake;
     ob->batch = std::move(loan).value();
-    ob->batch.meta().epoch = static_cast<uint32_t>(ib.epoch);
-    ob->batch.meta().first_index = ib.first_index;
-    ob->batch.meta().producer_id = options.producer_id;
+    BatchMeta& meta = ob->batch.meta();
+    meta.epoch = static_cast<uint32_t>(ib.epoch);
+    meta.first_index = ib.first_index;
+    meta.producer_id = options.producer_id;
+    meta.batch_index = ib.batch_in_epoch;
+    meta.fingerprint = run.fingerprint;
+    meta.shard = static_cast<uint32_t>(options.sampler.shard_index);
+    meta.num_shards = static_cast<uint32_t>(options.sampler.num_shards);
+    meta.attempt = remake ? 1 : 0;
     ob->indices = std::move(ib);
     open.push_back(std::move(ob));
     return true;
@@ -138,6 +194,7 @@ struct Producer::Impl {
     finished->done = true;
     auto publish = [&](std::shared_ptr<OpenBatch> ob) {
       const uint64_t n = ob->indices.indices.size();
+      const bool remake = ob->remake;
       Status st = writer->Publish(std::move(ob->batch));
       if (!st.ok()) {
         Fail(st);
@@ -145,6 +202,7 @@ struct Producer::Impl {
       }
       batches.fetch_add(1);
       samples.fetch_add(n);
+      if (remake) remade.fetch_add(1);
     };
     if (options.ordered) {
       while (!open.empty() && open.front()->done) {
@@ -171,17 +229,16 @@ struct Producer::Impl {
       {
         std::unique_lock<std::mutex> lock(dispatch_mu);
         for (;;) {
-          if (stop.load()) return;
+          if (stop.load() || finished) return;
           if (!open.empty() && open.back()->handed_out < open.back()->indices.indices.size()) {
             ob = open.back();
             break;
           }
-          if (sampler_done) return;
           if (opening || open.size() >= static_cast<size_t>(options.max_in_flight)) {
             dispatch_cv.wait(lock);
             continue;
           }
-          if (!OpenNext(lock)) return;
+          if (!OpenNext(lock) && (finished || stop.load())) return;
         }
         begin = ob->handed_out;
         end = std::min(begin + static_cast<size_t>(options.chunk), ob->indices.indices.size());
@@ -190,10 +247,12 @@ struct Producer::Impl {
       // float32, or uint8 for a split pipeline.
       uint8_t* images = ob->batch.data<uint8_t>(0);
       int64_t* labels = ob->batch.data<int64_t>(1);
+      int64_t* sample_index = options.with_index ? ob->batch.data<int64_t>(2) : nullptr;
       int64_t read = 0, transform = 0;
       for (size_t i = begin; i < end; ++i) {
         const uint64_t index = ob->indices.indices[i];
         uint8_t* out = images + i * sample_bytes;
+        if (sample_index != nullptr) sample_index[i] = static_cast<int64_t>(index);
         auto t0 = Clock::now();
         Status st = dataset->Get(index, scratch.data(), &labels[i]);
         auto t1 = Clock::now();
@@ -228,6 +287,28 @@ struct Producer::Impl {
 Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Producer::~Producer() { Stop(); }
 
+Result<RunInfo> Producer::DescribeRun(const Dataset& dataset, const Pipeline& pipeline,
+                                      const ProducerOptions& options) {
+  SamplerOptions so = options.sampler;
+  so.dataset_size = dataset.size();
+  so.first_batch = 0;
+  DATAFEED_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Make(so));
+  Fingerprinter fp;
+  fp.Add("datafeed-run-1").Add(dataset.Fingerprint()).Add(static_cast<uint64_t>(dataset.size()));
+  fp.Add(pipeline.Describe()).Add(so.seed).Add(static_cast<uint64_t>(so.batch_size));
+  fp.Add(uint64_t{so.shuffle}).Add(uint64_t{so.drop_last});
+  fp.Add(static_cast<uint64_t>(so.shard_index)).Add(static_cast<uint64_t>(so.num_shards));
+  fp.Add(uint64_t{options.with_index});
+  RunInfo run;
+  run.fingerprint = fp.value();
+  run.shard = static_cast<uint32_t>(so.shard_index);
+  run.num_shards = static_cast<uint32_t>(so.num_shards);
+  run.batches_per_epoch = sampler.batches_per_epoch();
+  run.first_epoch = so.first_epoch;
+  run.num_epochs = so.num_epochs == SamplerOptions::kEndless ? RunInfo::kEndless : so.num_epochs;
+  return run;
+}
+
 Result<std::unique_ptr<Producer>> Producer::Make(std::shared_ptr<const Dataset> dataset,
                                                  Pipeline pipeline, ProducerOptions options,
                                                  BatchWriter* writer) {
@@ -245,6 +326,29 @@ Result<std::unique_ptr<Producer>> Producer::Make(std::shared_ptr<const Dataset> 
       impl->out_shape,
       pipeline.OutputShape(impl->in_shape.height, impl->in_shape.width, impl->in_shape.channels));
   options.sampler.dataset_size = dataset->size();
+  DATAFEED_ASSIGN_OR_RETURN(impl->run, DescribeRun(*dataset, pipeline, options));
+  if (Result<RunStart> start = writer->run_start(); start.ok()) {
+    // The delivery contract: the writer's run must be ours, and the sampler
+    // goes on where its journal says.
+    if (start->run.fingerprint != impl->run.fingerprint || start->run.shard != impl->run.shard ||
+        start->run.num_shards != impl->run.num_shards || start->run.batches_per_epoch != impl->run.batches_per_epoch) {
+      return Status::InvalidArgument("Producer: the writer " + writer->endpoint() +
+                                     " was opened for another run than this producer's (set WriterOptions::run "
+                                     "from Producer::DescribeRun with the same dataset, pipeline and options)");
+    }
+    impl->contract = true;
+    impl->start = std::move(start).value();
+    if (options.sampler.num_epochs != SamplerOptions::kEndless) {
+      const uint64_t end = options.sampler.first_epoch + options.sampler.num_epochs;
+      if (impl->start.finished || impl->start.next.epoch >= end) {
+        impl->sampler_done = true;
+      } else {
+        options.sampler.num_epochs = end - impl->start.next.epoch;
+      }
+    }
+    options.sampler.first_epoch = impl->start.next.epoch;
+    options.sampler.first_batch = impl->start.next.index;
+  }
   DATAFEED_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Make(options.sampler));
   impl->sampler = std::make_unique<Sampler>(std::move(sampler));
   impl->dataset = std::move(dataset);
@@ -269,8 +373,12 @@ Status Producer::Run() {
   m.elapsed_ns.store(NanosSince(m.started));
   m.running.store(false);
   {
-    // Unpublished batches go back to the transport unsent.
+    // Unpublished batches go back to the transport unsent; those that were
+    // being made again stay queued for a later run.
     std::lock_guard<std::mutex> lock(m.dispatch_mu);
+    for (const auto& ob : m.open) {
+      if (ob->remake) m.writer->Unmade({ob->indices.epoch, ob->indices.batch_in_epoch});
+    }
     m.open.clear();
   }
   std::lock_guard<std::mutex> lock(m.error_mu);
@@ -296,8 +404,11 @@ ProducerStats Producer::stats() const {
   s.transform_s = m.transform_ns.load() / 1e9;
   s.loan_blocked_s = m.loan_ns.load() / 1e9;
   s.publish_s = m.publish_ns.load() / 1e9;
+  s.remade = m.remade.load();
   return s;
 }
+
+const RunStart& Producer::run_start() const { return impl_->start; }
 
 const ImageShape& Producer::sample_shape() const { return impl_->out_shape; }
 
@@ -306,12 +417,13 @@ std::shared_ptr<const BatchLayout> Producer::BatchLayoutFor(size_t batch_size) c
 }
 
 std::string ProducerStats::ToString() const {
-  char buf[320];
+  char buf[400];
   std::snprintf(buf, sizeof buf,
-                "%llu batches, %llu samples (%llu skipped) in %.1f s: %.1f batches/s, %.0f "
+                "%llu batches (%llu made again), %llu samples (%llu skipped) in %.1f s: %.1f batches/s, %.0f "
                 "samples/s; thread time: read %.2f s, transform %.2f s, blocked on full "
                 "transport %.2f s, publish %.2f s",
-                static_cast<unsigned long long>(batches), static_cast<unsigned long long>(samples),
+                static_cast<unsigned long long>(batches), static_cast<unsigned long long>(remade),
+                static_cast<unsigned long long>(samples),
                 static_cast<unsigned long long>(skipped_samples), elapsed_s, batches_per_s(),
                 samples_per_s(), read_s, transform_s, loan_blocked_s, publish_s);
   return buf;

@@ -48,6 +48,11 @@ Result<Sampler> Sampler::Make(const SamplerOptions& o) {
         "sampler: num_epochs is 0; give at least 1, or SamplerOptions::kEndless");
   }
   Sampler s(o);
+  if (s.batches_per_epoch_ != 0 && o.first_batch >= s.batches_per_epoch_) {
+    return Status::InvalidArgument("sampler: first_batch " + std::to_string(o.first_batch) +
+                                   " is past the epoch's " + std::to_string(s.batches_per_epoch_) +
+                                   " batches");
+  }
   if (s.batches_per_epoch_ == 0) {
     return Status::InvalidArgument(
         "sampler: shard " + std::to_string(o.shard_index) + " of " + std::to_string(o.num_shards) +
@@ -69,7 +74,7 @@ Sampler::Sampler(const SamplerOptions& o) : options_(o) {
 
 void Sampler::StartEpoch(uint64_t epoch) {
   epoch_ = epoch;
-  next_batch_ = 0;
+  next_batch_ = epoch == options_.first_epoch && epochs_done_ == 0 ? options_.first_batch : 0;
   if (options_.shuffle) {
     order_ = EpochOrder(options_.dataset_size, true, options_.seed, epoch);
   }
@@ -87,18 +92,43 @@ Status Sampler::Next(IndexBatch* batch) {
     }
     StartEpoch(epoch_ + 1);
   }
-  const size_t begin = next_batch_ * options_.batch_size;  // position within the shard
+  Fill(order_, epoch_, next_batch_, batch);
+  ++next_batch_;
+  return Status::OK();
+}
+
+Status Sampler::BatchAt(uint64_t epoch, uint64_t index, IndexBatch* batch) {
+  if (index >= batches_per_epoch_) {
+    return Status::InvalidArgument("sampler: batch " + std::to_string(index) + " of epoch " +
+                                   std::to_string(epoch) + " does not exist; an epoch has " +
+                                   std::to_string(batches_per_epoch_) + " batches");
+  }
+  if (!options_.shuffle) {
+    Fill(order_, epoch, index, batch);
+  } else if (started_ && epoch == epoch_) {
+    Fill(order_, epoch, index, batch);
+  } else {
+    if (other_epoch_ != epoch) {
+      other_order_ = EpochOrder(options_.dataset_size, true, options_.seed, epoch);
+      other_epoch_ = epoch;
+    }
+    Fill(other_order_, epoch, index, batch);
+  }
+  return Status::OK();
+}
+
+void Sampler::Fill(const std::vector<uint64_t>& order, uint64_t epoch, uint64_t index,
+                   IndexBatch* batch) const {
+  const size_t begin = index * options_.batch_size;  // position within the shard
   const size_t end = std::min(begin + options_.batch_size, shard_samples_);
   batch->indices.resize(end - begin);
   for (size_t k = begin; k < end; ++k) {
     const size_t pos = options_.shard_index + k * options_.num_shards;
-    batch->indices[k - begin] = options_.shuffle ? order_[pos] : pos;
+    batch->indices[k - begin] = options_.shuffle ? order[pos] : pos;
   }
-  batch->epoch = epoch_;
-  batch->batch_in_epoch = next_batch_;
+  batch->epoch = epoch;
+  batch->batch_in_epoch = index;
   batch->first_index = batch->indices.front();
-  ++next_batch_;
-  return Status::OK();
 }
 
 }  // namespace datafeed

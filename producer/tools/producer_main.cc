@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   std::string tls_cert, tls_key, tls_client_ca, shm_name;
   int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
+  bool with_index = false;
+  std::string state_dir;
+  double consumer_timeout_s = 30.0;
 
   Flags flags("datafeed-producer",
               "Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
@@ -87,6 +90,13 @@ int main(int argc, char** argv) {
   flags.String("shm-name", &shm_name, "gRPC/auto: name of the shared-memory ring behind the endpoint");
   flags.Int("keepalive-ms", &keepalive_ms, "gRPC: keepalive ping interval");
   flags.Bool("quiet", &quiet, "no progress lines");
+  flags.String("state-dir", &state_dir,
+               "journal the run's positions here: killed and restarted with the same flags, the producer goes on "
+               "where it was (without it, a restart starts the run again and consumers are told so)");
+  flags.Double("consumer-timeout", &consumer_timeout_s,
+               "seconds a consumer may hold batches without asking for the next one before they go to other "
+               "consumers; also how long a consumer that lost its connection keeps them while it reconnects");
+  flags.Bool("with-index", &with_index, "add an int64 [B] tensor 'index' with each sample's dataset index");
   ParseFlagsOrExit(flags, argc, argv);
 
   auto endpoint = endpoint_flags.Resolve();
@@ -127,6 +137,10 @@ int main(int argc, char** argv) {
   po.ordered = !unordered;
   po.fail_on_bad_sample = strict;
   po.producer_id = static_cast<uint64_t>(getpid());
+  po.with_index = with_index;
+  if (!(consumer_timeout_s > 0)) {
+    return Die(Status::InvalidArgument("--consumer-timeout must be a positive number of seconds"));
+  }
 
   // The writer needs the batch size in bytes; ask a throwaway producer for
   // the layout first (no threads start until Run).
@@ -138,6 +152,13 @@ int main(int argc, char** argv) {
   wo.grpc.tls_key = tls_key;
   wo.grpc.tls_ca = tls_client_ca;
   wo.grpc.keepalive_ms = keepalive_ms;
+  wo.state_dir = state_dir;
+  wo.consumer_timeout_ms = static_cast<int64_t>(consumer_timeout_s * 1000);
+  {
+    auto run = Producer::DescribeRun(*dataset, *pipeline, po);
+    if (!run.ok()) return Die(run.status());
+    wo.run = *run;
+  }
   std::unique_ptr<BatchWriter> writer;
   {
     class NullWriter : public BatchWriter {
@@ -165,6 +186,8 @@ int main(int argc, char** argv) {
                writer->endpoint().c_str(), dataset->size(), pipeline->Describe().c_str(),
                static_cast<long long>(batch_size),
                threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::thread::hardware_concurrency()));
+  std::fprintf(stderr, "datafeed-producer: run %016llx: %s\n",
+               static_cast<unsigned long long>(wo.run->fingerprint), (*producer)->run_start().summary.c_str());
   std::atomic<bool> done{false};
   std::atomic<int> got_signal{0};
   std::thread monitor([&] {

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +19,7 @@
 
 #include "datafeed/consumer/consumer.h"
 #include "datafeed/transport/deadline.h"
+#include "datafeed/transport/delivery.h"
 #include "datafeed/transport/endpoint.h"
 #include "datafeed/transport/frame.h"
 #include "datafeed/transport/status.h"
@@ -61,6 +64,7 @@ int CodeOf(StatusCode code) {
     case StatusCode::kUnimplemented: return DF_UNIMPLEMENTED;
     case StatusCode::kIOError: return DF_IO_ERROR;
     case StatusCode::kInternal: return DF_INTERNAL;
+    case StatusCode::kAborted: return DF_ABORTED;
   }
   return DF_INTERNAL;
 }
@@ -133,7 +137,8 @@ Status ParseBool(const std::string& key, const char* value, bool* out) {
 constexpr const char* kKnownOptions =
     "prefetch, connect_timeout_ms, poll_ms, spin_us, liveness_check_ms, log_every_s, log_name, "
     "grpc_prefetch, reconnect, reconnect_timeout_ms, tls_ca, tls_cert, tls_key, tls_server_name, "
-    "compression, keepalive_ms, max_frame_bytes";
+    "compression, keepalive_ms, max_frame_bytes, restore, rank, world_size, generation, consumer_id, "
+    "shm_owner_uid";
 
 Status ApplyOption(const std::string& key, const char* value, datafeed::ConsumerOptions* co,
                    int64_t* poll_ms) {
@@ -176,10 +181,53 @@ Status ApplyOption(const std::string& key, const char* value, datafeed::Consumer
   } else if (key == "max_frame_bytes") {
     DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &i));
     ro.grpc.max_frame_bytes = static_cast<size_t>(i);
+  } else if (key == "restore") {
+    if (value[0] != '\0') {
+      DATAFEED_ASSIGN_OR_RETURN(std::vector<datafeed::ConsumerState> states,
+                                datafeed::ConsumerState::ListFromJson(value));
+      ro.session.restore.clear();
+      for (const datafeed::ConsumerState& st : states) {
+        ro.session.restore.insert(ro.session.restore.end(), st.streams.begin(), st.streams.end());
+      }
+    }
+  } else if (key == "rank") {
+    DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &i));
+    ro.session.rank = static_cast<uint32_t>(std::min<int64_t>(i, UINT32_MAX));
+  } else if (key == "world_size") {
+    DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &i));
+    ro.session.world_size = static_cast<uint32_t>(std::min<int64_t>(i, UINT32_MAX));
+  } else if (key == "generation") {
+    DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &i));
+    ro.session.generation = static_cast<uint64_t>(i);
+  } else if (key == "consumer_id") {
+    errno = 0;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(value, &end, 0);
+    if (errno != 0 || end == value || *end != '\0' || value[0] == '-') {
+      return Status::InvalidArgument("option consumer_id='" + std::string(value) +
+                                     "': expected a 64-bit number (0x.. or decimal)");
+    }
+    ro.session.consumer_id = v;
+  } else if (key == "shm_owner_uid") {
+    DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &ro.shm_owner_uid));
   } else {
     return Status::InvalidArgument("unknown option '" + key + "'; known options: " + kKnownOptions);
   }
   return Status::OK();
+}
+
+uint64_t MetaField(const datafeed::BatchMeta& m, int field) {
+  switch (field) {
+    case DF_META_SEQUENCE: return m.sequence;
+    case DF_META_FIRST_INDEX: return m.first_index;
+    case DF_META_PRODUCER_ID: return m.producer_id;
+    case DF_META_EPOCH: return m.epoch;
+    case DF_META_BATCH_INDEX: return m.batch_index;
+    case DF_META_FINGERPRINT: return m.fingerprint;
+    case DF_META_SHARD: return m.shard;
+    case DF_META_ATTEMPT: return m.attempt;
+    default: return 0;
+  }
 }
 
 const datafeed::TensorView* TensorAt(const df_batch* b, size_t i) {
@@ -211,6 +259,7 @@ const char* df_status_name(int code) {
     case DF_UNIMPLEMENTED: return "Unimplemented";
     case DF_IO_ERROR: return "IOError";
     case DF_INTERNAL: return "Internal";
+    case DF_ABORTED: return "Aborted";
     default: return "Unknown";
   }
 }
@@ -323,6 +372,7 @@ size_t df_consumer_stats(const df_consumer* consumer, double* out, size_t n) {
         static_cast<double>(s.bytes),   s.elapsed_s,
         s.wait_s,                       s.samples_per_s(),
         s.batches_per_s(),              s.wait_fraction(),
+        static_cast<double>(s.dropped),
     };
     const size_t k = std::min<size_t>(n, DF_STAT_COUNT);
     std::copy(all, all + k, out);
@@ -383,14 +433,48 @@ uint64_t df_batch_tensor_nbytes(const df_batch* batch, size_t i) {
 
 uint64_t df_batch_meta(const df_batch* batch, int field) {
   if (batch == nullptr) return 0;
-  const datafeed::BatchMeta& m = batch->view.meta();
-  switch (field) {
-    case DF_META_SEQUENCE: return m.sequence;
-    case DF_META_FIRST_INDEX: return m.first_index;
-    case DF_META_PRODUCER_ID: return m.producer_id;
-    case DF_META_EPOCH: return m.epoch;
-    default: return 0;
-  }
+  return MetaField(batch->view.meta(), field);
+}
+
+int df_consumer_state(const df_consumer* consumer, char* buf, size_t size, size_t* needed, char* err,
+                      size_t err_size) {
+  return Guard(err, err_size, [&]() -> int {
+    if (consumer == nullptr) return Fail(DF_INVALID_ARGUMENT, "df_consumer_state: consumer is NULL", err, err_size);
+    const std::string json = consumer->consumer->state().ToJson();
+    if (needed != nullptr) *needed = json.size() + 1;
+    if (buf == nullptr || size < json.size() + 1) {
+      return Fail(DF_RESOURCE_EXHAUSTED,
+                  "df_consumer_state: the state needs " + std::to_string(json.size() + 1) + " bytes", err,
+                  err_size);
+    }
+    std::memcpy(buf, json.c_str(), json.size() + 1);
+    return DF_OK;
+  });
+}
+
+int df_consumer_peek(df_consumer* consumer, int64_t timeout_ms, uint64_t* meta, size_t n, char* err,
+                     size_t err_size) {
+  return Guard(err, err_size, [&]() -> int {
+    if (consumer == nullptr || (meta == nullptr && n > 0)) {
+      return Fail(DF_INVALID_ARGUMENT, "df_consumer_peek: consumer or meta is NULL", err, err_size);
+    }
+    const datafeed::Deadline deadline = timeout_ms < 0 ? datafeed::Deadline::Infinite()
+                                                       : datafeed::Deadline::AfterMillis(timeout_ms);
+    for (;;) {
+      datafeed::Result<datafeed::BatchMeta> r = consumer->consumer->Peek();
+      if (r.ok()) {
+        for (size_t i = 0; i < n && i < DF_META_COUNT; ++i) meta[i] = MetaField(*r, static_cast<int>(i));
+        return DF_OK;
+      }
+      if (!r.status().IsDeadlineExceeded()) return Report(r.status(), err, err_size);
+      if (deadline.expired()) {
+        return Fail(DF_TIMEOUT,
+                    "no batch from " + consumer->endpoint + " within " + std::to_string(timeout_ms) +
+                        " ms; is the producer running?",
+                    err, err_size);
+      }
+    }
+  });
 }
 
 const char* df_batch_tensor_finish(const df_batch* batch, size_t i) {

@@ -80,7 +80,10 @@ enum {
   DF_FAILED_PRECONDITION = 10,
   DF_UNIMPLEMENTED = 11,
   DF_IO_ERROR = 12,
-  DF_INTERNAL = 13             /* a bug in datafeed */
+  DF_INTERNAL = 13,            /* a bug in datafeed */
+  DF_ABORTED = 14              /* the producer ended this consumer's session: it lost
+                                  a lease on a batch its trainer held (restore the
+                                  last checkpoint), or another session took over */
 };
 
 /* Tensor dtypes: the values of the batch frame's dtype field. */
@@ -102,7 +105,12 @@ enum {
   DF_META_SEQUENCE = 0,    /* 0-based per producer */
   DF_META_FIRST_INDEX = 1, /* dataset index of the first sample */
   DF_META_PRODUCER_ID = 2,
-  DF_META_EPOCH = 3
+  DF_META_EPOCH = 3,
+  DF_META_BATCH_INDEX = 4, /* the batch's index in its epoch (its identity, with the next two) */
+  DF_META_FINGERPRINT = 5, /* the run */
+  DF_META_SHARD = 6,
+  DF_META_ATTEMPT = 7,     /* 0 the first time; > 0 when made again (a lease was lost) */
+  DF_META_COUNT = 8
 };
 
 /* Statistics, in the order df_consumer_stats() writes them. */
@@ -115,7 +123,8 @@ enum {
   DF_STAT_SAMPLES_PER_S = 5,
   DF_STAT_BATCHES_PER_S = 6,
   DF_STAT_WAIT_FRACTION = 7,  /* wait_s / elapsed_s */
-  DF_STAT_COUNT = 8
+  DF_STAT_DROPPED = 8,        /* read-ahead batches whose lease the producer took back */
+  DF_STAT_COUNT = 9
 };
 
 /* DF_ABI_VERSION of the library. */
@@ -149,6 +158,12 @@ DF_API size_t df_dtype_size(int dtype);
  *   compression           gRPC: "gzip" or "" (none)
  *   keepalive_ms          gRPC keepalive ping interval (1000)
  *   max_frame_bytes       gRPC: largest frame accepted (0: 1 GiB)
+ *   restore               a checkpoint to restore: df_consumer_state()'s JSON,
+ *                         or a JSON list of every rank's state (a group restore)
+ *   rank, world_size      group restore: this consumer's place in the new group
+ *   generation            group restore: which restart of the checkpoint (0)
+ *   consumer_id           continue this consumer id (hex "0x.." or decimal)
+ *   shm_owner_uid         shared memory: the uid that must own the segment
  *
  * An unknown key or a bad value is DF_INVALID_ARGUMENT naming it. On
  * success *out owns the consumer (df_consumer_close). Blocks up to
@@ -186,6 +201,23 @@ DF_API const char* df_consumer_endpoint(const df_consumer* consumer);
 /* The transport batches arrive on: "shm" or "grpc" (for auto://, what the
  * handshake chose). Static storage. */
 DF_API const char* df_consumer_transport(const df_consumer* consumer);
+
+/* The delivery contract (transport/include/datafeed/transport/delivery.h):
+ * the consumer's checkpointable position as JSON (NUL-terminated) in
+ * buf[0, size). *needed (when not NULL) gets the bytes required, NUL
+ * included; DF_RESOURCE_EXHAUSTED when size is smaller. The JSON is empty
+ * ('{"version":1,"streams":[]}') for a producer without a run. Restore it
+ * with the "restore" option of df_consumer_open. */
+DF_API int df_consumer_state(const df_consumer* consumer, char* buf, size_t size, size_t* needed,
+                             char* err, size_t err_size);
+
+/* The metadata (DF_META_COUNT values, DF_META_* order) of the batch the
+ * next df_consumer_next() will return, waiting up to timeout_ms like it,
+ * without handing it out (it stays leased to this consumer, not held by
+ * the trainer). Acknowledges what was handed out before. Same codes as
+ * df_consumer_next. Needs prefetch > 0. */
+DF_API int df_consumer_peek(df_consumer* consumer, int64_t timeout_ms, uint64_t* meta, size_t n,
+                            char* err, size_t err_size);
 
 /* Tensors of a batch, in frame order. Every accessor is valid for
  * i < df_batch_num_tensors(); pointers stay valid until df_batch_release. */

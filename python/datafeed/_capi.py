@@ -29,9 +29,19 @@ STAT_NAMES = (
     "samples_per_s",
     "batches_per_s",
     "wait_fraction",
+    "dropped",
 )
 
-META_NAMES = ("sequence", "first_index", "producer_id", "epoch")
+META_NAMES = (
+    "sequence",
+    "first_index",
+    "producer_id",
+    "epoch",
+    "batch_index",
+    "fingerprint",
+    "shard",
+    "attempt",
+)
 
 ERR_SIZE = 2048
 
@@ -88,6 +98,28 @@ _PROTOTYPES = {
     "df_batch_tensor_nbytes": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_size_t]),
     "df_batch_meta": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_int]),
     "df_batch_release": (None, [ctypes.c_void_p]),
+    "df_consumer_state": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_size_t),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_consumer_peek": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.c_size_t,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
     "df_batch_tensor_finish": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]),
     "df_finish_apply": (
         ctypes.c_int,

@@ -97,6 +97,15 @@ class Internal(Error):
     code, code_name = 13, "Internal"
 
 
+class Aborted(Error, RuntimeError):
+    """The producer ended this consumer's session: it took back batches the
+    trainer already had (the trainer did not ask for a batch for longer than
+    the producer's --consumer-timeout), or another Loader took over this
+    consumer. Restore the last checkpoint (load_state_dict) and go on."""
+
+    code, code_name = 14, "Aborted"
+
+
 class LibraryError(Error, ImportError):
     """libdatafeed_c.so is missing, cannot be loaded, or does not match."""
 
@@ -119,6 +128,7 @@ _BY_CODE = {
         Unimplemented,
         IoError,
         Internal,
+        Aborted,
     )
 }
 

@@ -1,6 +1,7 @@
 """Loader: iterate over a datafeed stream as zero-copy PyTorch tensors."""
 
 import ctypes
+import json
 import os
 import threading
 import time
@@ -232,6 +233,7 @@ class Loader:
         connect_timeout=30.0,
         split_epochs=True,
         finish=True,
+        state=None,
         **options
     ):
         self._handle = None  # first, so __del__ works whatever fails below
@@ -249,6 +251,7 @@ class Loader:
         if timeout is not None and timeout < 0:
             raise errors.InvalidArgument("timeout must be >= 0 or None, got %r" % (timeout,))
         self.timeout = timeout
+        self._prefetch = int(prefetch)
         self.split_epochs = bool(split_epochs)
         self.finish = bool(finish)
         self._lib = _capi.lib()
@@ -257,6 +260,9 @@ class Loader:
         opts = {"prefetch": int(prefetch)}
         for key, value in options.items():
             opts[key] = value
+        self._open_args = (endpoint, transport, dict(opts), connect_timeout)
+        if state is not None:
+            opts.update(_restore_options(state))
         self._open(endpoint, transport, opts, connect_timeout)
         self.endpoint = self._lib.df_consumer_endpoint(self._handle).decode()
         self.transport = self._lib.df_consumer_transport(self._handle).decode()
@@ -301,6 +307,18 @@ class Loader:
         _torch.torch()  # ImportError naming torch before a batch is taken
         batch = self._pending
         self._pending = None
+        if batch is None and self.split_epochs and self._prefetch > 0:
+            # Look at the next batch without taking it: when it starts the
+            # next epoch, the pass ends and the batch stays with the library
+            # (leased, not held by the trainer, so a long evaluation between
+            # epochs does not hold it).
+            epoch = self._peek_epoch()
+            if epoch is None:
+                raise StopIteration
+            if self._pass_epoch is None:
+                self._pass_epoch = epoch
+            elif epoch > self._pass_epoch:
+                raise StopIteration
         if batch is None:
             batch = self._next_batch()
             if batch is None:
@@ -309,10 +327,89 @@ class Loader:
             epoch = batch.meta["epoch"]
             if self._pass_epoch is None:
                 self._pass_epoch = epoch
-            elif epoch > self._pass_epoch:
+            elif epoch > self._pass_epoch and self._prefetch == 0:
                 self._pending = batch  # the first batch of the next pass
                 raise StopIteration
         return batch
+
+    def _peek_epoch(self):
+        """The epoch of the batch the next iteration will take, or None at
+        the end of the stream."""
+        if self._ended is not None:
+            return None if isinstance(self._ended, errors.EndOfStream) else self._next_batch()
+        meta = (ctypes.c_uint64 * len(_capi.META_NAMES))()
+        code = self._call_waiting(
+            lambda handle, slice_ms, err: self._lib.df_consumer_peek(
+                handle, slice_ms, meta, len(meta), err, len(err)
+            )
+        )
+        if code is None:
+            return None
+        return int(meta[_capi.META_NAMES.index("epoch")])
+
+    # -- the delivery contract -------------------------------------------------
+
+    def state_dict(self):
+        """This consumer's position, for the trainer's checkpoint (the name
+        torchdata's StatefulDataLoader uses): a dict of plain values
+        (torch.save and json can store it). Every batch this Loader has
+        handed out counts as consumed: call it after the step that used the
+        last one. Restoring it (load_state_dict, or Loader(state=...))
+        gives exactly the batches after it; what was handed out after it
+        comes again. Empty ``streams`` when the producer has no run."""
+        handle = self._enter()
+        try:
+            needed = ctypes.c_size_t(0)
+            buf = ctypes.create_string_buffer(4096)
+            code = self._lib.df_consumer_state(
+                handle, buf, len(buf), ctypes.byref(needed), self._err, len(self._err)
+            )
+            if code == errors.ResourceExhausted.code:
+                buf = ctypes.create_string_buffer(needed.value)
+                code = self._lib.df_consumer_state(
+                    handle, buf, len(buf), ctypes.byref(needed), self._err, len(self._err)
+                )
+            if code != _capi.OK:
+                _capi.raise_for(code, self._err)
+            return json.loads(buf.value.decode())
+        finally:
+            self._leave()
+
+    def load_state_dict(self, state, rank=None, world_size=None, generation=None):
+        """Continues from a checkpoint taken with state_dict(): the producer
+        makes again what this consumer was handed after it, and nothing
+        before it. Call it before iterating.
+
+        `state` is one Loader's state, or a list of every rank's states (a
+        group restore, e.g. gathered with torch.distributed.all_gather_object
+        and saved with the checkpoint): then every rank of the restarted
+        group passes the same list, with its `rank` and the new
+        `world_size` (default: $RANK, $WORLD_SIZE), and the group shares
+        what remains of each epoch, whatever its size now. `generation`
+        tells two restarts from the same checkpoint apart (default:
+        $TORCHELASTIC_RESTART_COUNT, else 0).
+
+        Raises datafeed.FailedPrecondition when the producer cannot honour
+        the state (another run, or a producer restarted without its
+        --state-dir) and datafeed.DataLoss when honouring it would repeat
+        batches, each with the reason."""
+        if self.stats().get("batches", 0) > 0:
+            raise errors.FailedPrecondition(
+                "load_state_dict() must come before iterating: this Loader already handed out "
+                "batches under its own position"
+            )
+        opts = _restore_options(state, rank, world_size, generation)
+        endpoint, transport, base, connect_timeout = self._open_args
+        merged = dict(base)
+        merged.update(opts)
+        self.close()
+        with self._lock:
+            self._closing = False
+            self._final_stats = None
+        self._pending = None
+        self._pass_epoch = None
+        self._ended = None
+        self._open(endpoint, transport, merged, connect_timeout)
 
     def _enter(self):
         with self._lock:
@@ -333,10 +430,21 @@ class Loader:
             if isinstance(self._ended, errors.EndOfStream):
                 return None
             raise type(self._ended)(self._ended.message)  # a fresh traceback each time
+        out = ctypes.c_void_p()
+        code = self._call_waiting(
+            lambda handle, slice_ms, err: self._lib.df_consumer_next(
+                handle, slice_ms, ctypes.byref(out), err, len(err)
+            )
+        )
+        if code is None:
+            return None
+        return self._wrap(out.value)
+
+    def _call_waiting(self, call):
+        """Runs call(handle, slice_ms, err) in slices until it returns OK
+        (then OK), the stream ends (None) or an error (raised)."""
         handle = self._enter()
         try:
-            lib = self._lib
-            out = ctypes.c_void_p()
             err = self._err
             start = time.monotonic()
             while True:
@@ -345,9 +453,9 @@ class Loader:
                 else:
                     left = self.timeout - (time.monotonic() - start)
                     slice_ms = max(0, int(min(left, _SLICE_S) * 1000))
-                code = lib.df_consumer_next(handle, slice_ms, ctypes.byref(out), err, len(err))
+                code = call(handle, slice_ms, err)
                 if code == _capi.OK:
-                    return self._wrap(out.value)
+                    return code
                 if code == _capi.TIMEOUT:
                     waited = time.monotonic() - start
                     if self.timeout is not None and waited >= self.timeout:
@@ -493,6 +601,30 @@ class Loader:
             getattr(self, "transport", None),
             state,
         )
+
+
+def _restore_options(state, rank=None, world_size=None, generation=None):
+    """Library options that restore `state` (one state dict, or a list of a
+    group's)."""
+    if isinstance(state, (str, bytes)):
+        state = json.loads(state)
+    if isinstance(state, dict) and "ranks" in state:
+        state = state["ranks"]
+    opts = {"restore": json.dumps(state)}
+    if isinstance(state, (list, tuple)):
+        if rank is None:
+            rank = int(os.environ.get("RANK", "0"))
+        if world_size is None:
+            world_size = int(os.environ.get("WORLD_SIZE", str(max(1, len(state)))))
+        if generation is None:
+            generation = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        opts.update(rank=int(rank), world_size=int(world_size), generation=int(generation))
+    elif not isinstance(state, dict):
+        raise errors.InvalidArgument(
+            "load_state_dict: expected what state_dict() returned (a dict) or a list of them, "
+            "got %s" % type(state).__name__
+        )
+    return opts
 
 
 def default_endpoint():

@@ -39,15 +39,18 @@ class ScriptedReader final : public BatchReader {
  public:
   ScriptedReader(std::unique_ptr<BatchReader> inner, int batches, Status fail_with)
       : inner_(std::move(inner)), left_(batches), fail_with_(std::move(fail_with)) {}
-  Result<BatchView> Next(Deadline deadline) override {
+  Result<BatchView> Take(Deadline deadline) override {
     if (left_.load() == 0) return fail_with_;
-    auto v = inner_->Next(deadline);
+    auto v = inner_->Take(deadline);
     if (v.ok()) {
       --left_;
       ++taken;
     }
     return v;
   }
+  Result<bool> Hand(const BatchView& batch) override { return inner_->Hand(batch); }
+  Status Ack() override { return inner_->Ack(); }
+  ConsumerState state() const override { return inner_->state(); }
   void Cancel() override { inner_->Cancel(); }
   Scheme transport() const override { return inner_->transport(); }
   std::atomic<int> taken{0};

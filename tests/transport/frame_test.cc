@@ -83,7 +83,8 @@ std::vector<uint8_t> BuildFrame(const RawHeader& h, size_t total) {
         fb::CreateTensor(fbb, name, static_cast<fb::DType>(t.dtype), shape, t.offset, t.nbytes, finish));
   }
   const fb::BatchMeta meta(h.meta.sequence, h.meta.first_index, h.meta.producer_id, h.meta.epoch,
-                           h.meta.flags);
+                           h.meta.flags, h.meta.fingerprint, h.meta.batch_index, h.meta.shard,
+                           h.meta.num_shards, h.meta.attempt, 0);
   const auto root = fb::CreateBatchHeader(fbb, h.version, &meta, fbb.CreateVector(tensors), h.frame_bytes);
   fbb.FinishSizePrefixed(root, h.identifier.c_str());
   std::vector<uint8_t> frame(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
@@ -442,7 +443,7 @@ TEST(FrameTest, RejectsBadIdentifier) {
 
 TEST(FrameTest, RejectsBadVersion) {
   const BatchLayout layout = MnistLayout();
-  for (uint16_t version : {0, 2, 0xFFFF}) {
+  for (uint16_t version : {0, 1, 3, 0xFFFF}) {
     RawHeader h = RawFromLayout(layout);
     h.version = version;
     EXPECT_TRUE(IsDataLoss(Parse(BuildFrame(h, layout.frame_bytes())),

@@ -36,7 +36,7 @@ const FromCase kFromCases[] = {
     {grpc::StatusCode::RESOURCE_EXHAUSTED, StatusCode::kResourceExhausted,
      " (a frame larger than the consumer's max_frame_bytes?)"},
     {grpc::StatusCode::FAILED_PRECONDITION, StatusCode::kFailedPrecondition, ""},
-    {grpc::StatusCode::ABORTED, StatusCode::kInternal, ""},
+    {grpc::StatusCode::ABORTED, StatusCode::kAborted, ""},
     {grpc::StatusCode::OUT_OF_RANGE, StatusCode::kInternal, ""},
     {grpc::StatusCode::UNIMPLEMENTED, StatusCode::kUnimplemented, " (is that a datafeed producer?)"},
     {grpc::StatusCode::INTERNAL, StatusCode::kInternal, ""},
@@ -84,6 +84,7 @@ const ToCase kToCases[] = {
     {StatusCode::kUnimplemented, grpc::StatusCode::UNIMPLEMENTED, true},
     {StatusCode::kIOError, grpc::StatusCode::UNKNOWN, false},
     {StatusCode::kInternal, grpc::StatusCode::INTERNAL, true},
+    {StatusCode::kAborted, grpc::StatusCode::ABORTED, true},
 };
 
 TEST(GrpcStatus, ToGrpcMapsEveryCodeAndKeepsTheMessage) {
@@ -101,9 +102,9 @@ TEST(GrpcStatus, ToGrpcMapsEveryCodeAndKeepsTheMessage) {
     EXPECT_EQ(gs.error_message(), "slot 3 is torn");
   }
   // The table covers every StatusCode but kOk, each once.
-  EXPECT_EQ(seen.size(), static_cast<size_t>(StatusCode::kInternal));
+  EXPECT_EQ(seen.size(), static_cast<size_t>(StatusCode::kAborted));
   EXPECT_EQ(seen.begin()->first, static_cast<int>(StatusCode::kOk) + 1);
-  EXPECT_EQ(seen.rbegin()->first, static_cast<int>(StatusCode::kInternal));
+  EXPECT_EQ(seen.rbegin()->first, static_cast<int>(StatusCode::kAborted));
 }
 
 TEST(GrpcStatus, AHandlersErrorReachesTheConsumerWithItsCodeWhereOneToOne) {

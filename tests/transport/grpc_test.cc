@@ -217,7 +217,8 @@ TEST(GrpcWire, ProducerWaitsForTheConsumerToAcknowledgeTheEnd) {
   grpc::ClientContext ctx;
   auto stream = stub->StreamBatches(&ctx);
   pb::StreamRequest req;
-  req.set_protocol_version(2);
+  req.set_protocol_version(3);
+  req.mutable_hello()->set_consumer_id(0x5eed);  // a new consumer
   ASSERT_TRUE(stream->Write(req));
   stream->WaitForInitialMetadata();
   for (uint64_t id = 0; id < 3; ++id) Publish(*w, id);
@@ -346,7 +347,7 @@ TEST(GrpcWire, GzipCompressedStreamDeliversTheSameBytes) {
 class FakeProducer {
  public:
   struct Control final : pb::DataFeed::Service {
-    uint32_t version = 2;
+    uint32_t version = 3;
     grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest*,
                            pb::HandshakeResponse* resp) override {
       resp->set_protocol_version(version);
@@ -361,6 +362,9 @@ class FakeProducer {
       pb::StreamRequest req;
       s->Read(&req);
       ctx->AddInitialMetadata("datafeed-stream-accepted", "1");
+      pb::SessionWelcome welcome;
+      welcome.set_consumer_id(req.hello().consumer_id());
+      ctx->AddInitialMetadata("datafeed-session-bin", welcome.SerializeAsString());
       pb::Frame f;
       f.set_frame(payload);
       s->Write(f);
@@ -409,7 +413,7 @@ TEST(GrpcHandshake, ConsumersOnAnotherHostGetTheStreamAndCannotForceShm) {
   auto channel = grpc::CreateChannel(w->endpoint().substr(7), grpc::InsecureChannelCredentials());
   pb::DataFeed::Stub stub(channel);
   pb::HandshakeRequest req;
-  req.set_protocol_version(2);
+  req.set_protocol_version(3);
   req.mutable_host()->set_machine_id("another-machine");
   req.mutable_host()->set_boot_id("another-boot");
   req.set_can_map_shm(true);

@@ -2,6 +2,8 @@
 // consumer processes (datafeed_test_peer), killed with SIGKILL.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "shm/shm_ring_internal.h"
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -178,7 +180,8 @@ TEST(ShmSegment, IsOwnerOnlyAndRemovedWhenTheWriterCloses) {
     struct stat st {};
     ASSERT_EQ(stat(path.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0600u);
-    EXPECT_EQ(st.st_size, static_cast<off_t>(16384 + 2 * (1 << 20)));
+    const size_t control = (sizeof(internal::ShmControl) + 4095) / 4096 * 4096;
+    EXPECT_EQ(st.st_size, static_cast<off_t>(control + 2 * (1 << 20)));
   }
   struct stat st {};
   EXPECT_NE(stat(path.c_str(), &st), 0);
@@ -205,7 +208,7 @@ TEST(ShmSegment, NotEnoughRoomInDevShmSaysHowMuchIsNeeded) {
   o.shm.slot_bytes = size_t{1} << 34;  // 16 TiB in all
   auto w = OpenWriter(ParseEndpoint("shm://" + UniqueName("big")).value(), o);
   ASSERT_EQ(w.status().code(), StatusCode::kResourceExhausted) << w.status().ToString();
-  EXPECT_NE(w.status().message().find("needs 16384000.0 MiB in /dev/shm"), std::string::npos)
+  EXPECT_NE(w.status().message().find("MiB in /dev/shm (1000 slots x 16384.0 MiB) but only"), std::string::npos)
       << w.status().ToString();
   EXPECT_NE(w.status().message().find("lower the slot count or slot size"), std::string::npos);
 }

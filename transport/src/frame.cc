@@ -477,6 +477,19 @@ void BatchLayout::UpdateMeta(uint8_t* frame, const BatchMeta& meta) {
   m->mutate_producer_id(meta.producer_id);
   m->mutate_epoch(meta.epoch);
   m->mutate_flags(meta.flags);
+  m->mutate_fingerprint(meta.fingerprint);
+  m->mutate_batch_index(meta.batch_index);
+  m->mutate_shard(meta.shard);
+  m->mutate_num_shards(meta.num_shards);
+  m->mutate_attempt(meta.attempt);
+}
+
+std::string BatchIdString(const BatchMeta& meta) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "run %016llx shard %u/%u epoch %u batch %llu",
+                static_cast<unsigned long long>(meta.fingerprint), meta.shard, meta.num_shards,
+                meta.epoch, static_cast<unsigned long long>(meta.batch_index));
+  return buf;
 }
 
 int64_t TensorView::numel() const {
@@ -492,8 +505,19 @@ const TensorView* FrameView::Find(std::string_view name) const {
   return nullptr;
 }
 
+size_t MaxFrameHeaderBytes() { return kMaxHeaderBytes; }
+
 Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
-  if (size < kSizePrefixBytes) {
+  return ParseFrameFromCopy(data, size, data, size);
+}
+
+Result<FrameView> ParseFrameFromCopy(const uint8_t* data, size_t header_len, const uint8_t* frame,
+                                     size_t size) {
+  if (header_len > size) header_len = size;
+  if (header_len < kSizePrefixBytes) {
+    if (size >= kSizePrefixBytes) {
+      return FrameError("only " + std::to_string(header_len) + " bytes of the header were copied");
+    }
     return FrameError(std::to_string(size) + " bytes cannot hold the header's size prefix");
   }
   uint32_t prefix = 0;
@@ -504,6 +528,10 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
                       std::to_string(size - kSizePrefixBytes) + " follow its size prefix");
   }
   const size_t header_end = kSizePrefixBytes + prefix;
+  if (header_end > header_len) {
+    return FrameError("the header claims " + std::to_string(prefix) + " bytes but only " +
+                      std::to_string(header_len - kSizePrefixBytes) + " were copied from the frame");
+  }
   if (header_end > kMaxHeaderBytes) {
     return FrameError("the header claims " + std::to_string(prefix) +
                       " bytes, more than a flatbuffer can hold");
@@ -537,7 +565,7 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
   }
 
   FrameView view;
-  view.data_ = data;
+  view.data_ = frame;
   view.size_ = frame_bytes;
   const fb::BatchMeta* meta = header->meta();
   view.meta_.sequence = meta->sequence();
@@ -545,6 +573,11 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
   view.meta_.producer_id = meta->producer_id();
   view.meta_.epoch = meta->epoch();
   view.meta_.flags = meta->flags();
+  view.meta_.fingerprint = meta->fingerprint();
+  view.meta_.batch_index = meta->batch_index();
+  view.meta_.shard = meta->shard();
+  view.meta_.num_shards = meta->num_shards();
+  view.meta_.attempt = meta->attempt();
 
   const auto* tensors = header->tensors();
   view.tensors_.resize(tensors->size());
@@ -619,7 +652,7 @@ Result<FrameView> ParseFrame(const uint8_t* data, size_t size) {
         return tensor_error("has a bad finish: " + st.message());
       }
     }
-    tv.data = data + offset;
+    tv.data = frame + offset;
     tv.nbytes = nbytes;
     extents[i] = Extent{offset, offset + nbytes, i};
   }

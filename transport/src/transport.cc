@@ -33,6 +33,22 @@ WritableBatch::~WritableBatch() {
   if (owner_ != nullptr && frame_ != nullptr) owner_->Abandon(token_);
 }
 
+Result<RunStart> BatchWriter::run_start() const {
+  return Status::FailedPrecondition(endpoint() + ": the writer was opened without a run (WriterOptions::run)");
+}
+std::optional<BatchKey> BatchWriter::TakeRemake() { return std::nullopt; }
+void BatchWriter::Unmade(const BatchKey&) {}
+BatchWriter::Work BatchWriter::WaitForWork(Deadline) { return Work::kDone; }
+
+Result<BatchView> BatchReader::Next(Deadline deadline) {
+  DATAFEED_RETURN_NOT_OK(Ack());
+  for (;;) {
+    DATAFEED_ASSIGN_OR_RETURN(BatchView view, Take(deadline));
+    DATAFEED_ASSIGN_OR_RETURN(bool handed, Hand(view));
+    if (handed) return view;
+  }
+}
+
 Result<std::unique_ptr<BatchWriter>> OpenWriter(const Endpoint& endpoint,
                                                 const WriterOptions& options) {
   switch (endpoint.scheme) {

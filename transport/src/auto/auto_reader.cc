@@ -8,6 +8,7 @@
 
 #include "grpc/client_internal.h"
 #include "grpc/util_internal.h"
+#include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
 
 namespace datafeed::internal {
@@ -30,10 +31,22 @@ Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, co
     // The handshake says the ring exists: do not wait for it to appear.
     ReaderOptions now = options;
     now.connect_timeout_ms = 0;
-    Result<std::unique_ptr<BatchReader>> shm = OpenShmReader(hs.shm_name(), now);
+    // After the producer was restarted, the same handshake finds its ring
+    // again (reconnect): its name may change with the producer.
+    ShmLocator locate = [endpoint, channel, preference](Deadline d) -> Result<std::string> {
+      DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse again, DoHandshake(channel, endpoint, preference, d));
+      if (again.transport() != pb::TRANSPORT_SHM) {
+        return Status::Unavailable(Uri(endpoint) + ": the restarted producer no longer offers shared memory to "
+                                   "this consumer; open the endpoint again");
+      }
+      return again.shm_name();
+    };
+    Result<std::unique_ptr<BatchReader>> shm = OpenShmSessionReader(hs.shm_name(), now, std::move(locate));
     // Same machine and boot but another /dev/shm (a container): use the stream.
-    if (shm.ok() || endpoint.force_shm) {
-      if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + " (shared memory was forced)");
+    // A session the producer refused is refused on the stream too: say so now.
+    if (shm.ok() || endpoint.force_shm || shm.status().code() == StatusCode::kDataLoss ||
+        shm.status().code() == StatusCode::kAborted) {
+      if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + (endpoint.force_shm ? " (shared memory was forced)" : ""));
       return shm;
     }
   }

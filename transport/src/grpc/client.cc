@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "datafeed/proto/datafeed.grpc.pb.h"
+#include "delivery/session_internal.h"
+#include "delivery/wire_messages_internal.h"
 #include "util_internal.h"
 #include "wire_internal.h"
 
@@ -32,24 +34,30 @@ class GrpcReader final : public BatchReader {
   using Stream = grpc::ClientReaderWriter<pb::StreamRequest, WireFrame>;
   GrpcReader(Endpoint ep, ReaderOptions o, std::shared_ptr<grpc::Channel> channel)
       : ep_(std::move(ep)), o_(std::move(o)), channel_(std::move(channel)),
-        pool_(std::make_shared<FramePool>(static_cast<size_t>(std::max(1, o_.grpc_prefetch)) + 6)) {}
+        pool_(std::make_shared<FramePool>(static_cast<size_t>(std::max(1, o_.grpc_prefetch)) + 6)),
+        session_(Uri(ep_), o_.session) {}
   ~GrpcReader() override {
+    Close();
     Cancel();
     if (thread_.joinable()) thread_.join();
+    if (upstream_.joinable()) upstream_.join();
   }
 
-  // Opens the stream and waits until the producer has accepted it, so that a
-  // producer closing right after OpenReader returns still serves this reader.
+  // Opens the stream and its session, and waits until the producer has
+  // accepted it, so that a producer closing right after OpenReader returns
+  // still serves this reader.
   Status Start(Deadline deadline) {
-    DATAFEED_RETURN_NOT_OK(OpenStream(deadline));
+    DATAFEED_RETURN_NOT_OK(OpenStream(session_.FirstHello(), deadline));
     thread_ = std::thread([this] { Receive(); });
+    upstream_ = std::thread([this] { Upstream(); });
     return Status::OK();
   }
 
-  Result<BatchView> Next(Deadline deadline) override {
+  Result<BatchView> Take(Deadline deadline) override {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
+      if (!fatal_.ok()) return fatal_;
       if (!queue_.empty()) break;
       if (!end_.ok()) return end_;
       if (deadline.infinite()) {
@@ -69,7 +77,40 @@ class GrpcReader final : public BatchReader {
     }
     Result<FrameView> frame = ParseFrame(f.buffer->data, f.size);
     if (!frame.ok()) return frame.status().WithContext(Uri(ep_) + ": malformed frame from the network");
-    return BatchView(std::move(frame).value(), std::move(f.buffer));
+    BatchView::Delivery d;
+    d.reader = this;
+    d.lease = this;
+    DATAFEED_ASSIGN_OR_RETURN(d.position, session_.Received(frame->meta(), f.position));
+    d.generation = session_.generation();
+    return BatchView(std::move(frame).value(), std::move(f.buffer), d);
+  }
+
+  Result<bool> Hand(const BatchView& batch) override {
+    const BatchView::Delivery& d = batch.delivery();
+    if (d.reader != this) return Status::InvalidArgument(Uri(ep_) + ": Hand() of a batch this reader did not deliver");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!fatal_.ok()) return fatal_;
+    }
+    if (!session_.Current(d.generation, d.position)) return false;
+    DATAFEED_RETURN_NOT_OK(session_.Hand(d.position, batch.meta()));
+    return true;
+  }
+
+  Status Ack() override {
+    session_.Ack();
+    std::lock_guard<std::mutex> lock(mu_);
+    progress_acked_ = session_.acked();
+    progress_active_ = true;
+    progress_dirty_ = true;
+    cv_.notify_all();
+    return fatal_;
+  }
+
+  ConsumerState state() const override {
+    ConsumerState s;
+    if (session_.fingerprint() != 0) s.streams.push_back(session_.position());
+    return s;
   }
 
   void Cancel() override {
@@ -82,12 +123,57 @@ class GrpcReader final : public BatchReader {
   Scheme transport() const override { return Scheme::kGrpc; }
 
  private:
-  Status OpenStream(Deadline deadline) {
+  // Tells the producer this consumer is closing, so what it has not
+  // acknowledged goes to other consumers at once (not after the grace a
+  // broken connection gets), and gives it a moment to end the call.
+  void Close() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cancelled_ || !end_.ok() || ctx_ == nullptr) return;
+      closing_ = true;
+    }
+    {
+      std::lock_guard<std::mutex> wlock(write_mu_);
+      if (live_stream_ != nullptr) {
+        pb::StreamRequest msg;
+        msg.set_acked(session_.acked());
+        msg.set_close(true);
+        live_stream_->Write(msg);
+        live_stream_->WritesDone();
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, milliseconds(1000), [&] { return !end_.ok() || ctx_ == nullptr; });
+  }
+
+  // Sends the consumer's progress (acknowledgements, activity) as it changes.
+  void Upstream() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return cancelled_ || closing_ || progress_dirty_ || !end_.ok(); });
+      if (cancelled_ || closing_ || !end_.ok()) return;
+      pb::StreamRequest msg;
+      msg.set_acked(progress_acked_);
+      msg.set_active(progress_active_);
+      progress_dirty_ = false;
+      progress_active_ = false;
+      lock.unlock();
+      {
+        std::lock_guard<std::mutex> wlock(write_mu_);
+        // A failed write shows up as a failed read in Receive().
+        if (live_stream_ != nullptr) live_stream_->Write(msg);
+      }
+      lock.lock();
+    }
+  }
+
+  Status OpenStream(const Hello& hello, Deadline deadline) {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_wait_for_ready(true);
     pb::StreamRequest req;
     req.set_protocol_version(kProtocolVersion);
     req.set_compression(o_.grpc.compression);
+    *req.mutable_hello() = ToProto(hello);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
@@ -105,16 +191,23 @@ class GrpcReader final : public BatchReader {
       if (!done.load()) ctx->TryCancel();
     });
     // The producer accepts the stream (initial metadata) once it has read
-    // the request; the watchdog cancels a call that is not accepted in time.
-    // A failed write shows up as a failed read later.
+    // the request and opened the session; the watchdog cancels a call that
+    // is not accepted in time. A failed write shows up as a failed read later.
     std::unique_ptr<Stream> reader(grpc::internal::ClientReaderWriterFactory<pb::StreamRequest, WireFrame>::Create(
         channel_.get(),
         grpc::internal::RpcMethod(kStreamMethod, grpc::internal::RpcMethod::BIDI_STREAMING, channel_),
         ctx.get()));
-    bool accepted = false;
+    bool accepted = false, live = false;
+    pb::SessionWelcome welcome;
     if (reader->Write(req)) {
       reader->WaitForInitialMetadata();
-      accepted = ctx->GetServerInitialMetadata().count(kAcceptedKey) > 0;
+      const auto& md = ctx->GetServerInitialMetadata();
+      accepted = md.count(kAcceptedKey) > 0;
+      auto it = md.find(kSessionKey);
+      if (accepted && (it == md.end() || !welcome.ParseFromArray(it->second.data(), static_cast<int>(it->second.size())))) {
+        accepted = false;
+        live = true;  // accepted without a session: not a protocol-3 producer; end the call
+      }
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -125,19 +218,46 @@ class GrpcReader final : public BatchReader {
     if (!accepted) {
       // Refused (the call's status says why), cut off by the deadline, or
       // cancelled; either way the call is over, so Finish does not block.
+      if (live) ctx->TryCancel();
       const grpc::Status gs = reader->Finish();
       std::lock_guard<std::mutex> lock(mu_);
       ctx_ = nullptr;
       if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
+      if (live) {
+        return Status::FailedPrecondition(Uri(ep_) + ": the producer accepted the stream without a session "
+                                          "(protocol 3); use matching datafeed builds");
+      }
       if (gs.error_code() == grpc::StatusCode::CANCELLED || gs.ok()) {
         return Status::DeadlineExceeded(Uri(ep_) + ": the producer did not accept the batch stream in time");
       }
       return FromGrpc(gs, Uri(ep_), "opening the batch stream");
     }
+    Status st = session_.Welcomed(welcome.consumer_id(), welcome.position(), welcome.fingerprint(), welcome.shard(),
+                                  welcome.num_shards());
     std::lock_guard<std::mutex> lock(mu_);
+    // Frames received past the producer's position were given to others.
+    while (!queue_.empty() && queue_.back().position >= welcome.position()) queue_.pop_back();
+    net_received_ = welcome.position();
+    if (!st.ok()) {
+      ctx->TryCancel();
+      ctx_ = nullptr;
+      fatal_ = st;
+      cv_.notify_all();
+      return st;
+    }
     stream_ctx_ = std::move(ctx);
     stream_ = std::move(reader);
     return Status::OK();
+  }
+
+  // A reconnect resumes the session: everything up to the last frame in the
+  // queue was received (the producer recorded each frame before sending it).
+  Hello ResumeHello() {
+    Hello h = session_.ResumeHello();
+    std::lock_guard<std::mutex> lock(mu_);
+    h.received = std::max(h.received, net_received_);
+    h.tail.clear();
+    return h;
   }
 
   // Receives frames into queue_ (at most grpc_prefetch ahead). Reconnects
@@ -154,6 +274,10 @@ class GrpcReader final : public BatchReader {
         ctx = std::move(stream_ctx_);
         reader = std::move(stream_);
       }
+      {
+        std::lock_guard<std::mutex> wlock(write_mu_);
+        live_stream_ = reader.get();
+      }
       bool got_any = false, got_end = false;
       grpc::Status gs;
       if (reader) {
@@ -168,13 +292,29 @@ class GrpcReader final : public BatchReader {
           if (f.end) {
             // Every frame has arrived; half-closing tells the producer so.
             got_end = true;
+            std::lock_guard<std::mutex> wlock(write_mu_);
             reader->WritesDone();
             continue;
           }
-          got_any = true;
           std::lock_guard<std::mutex> lock(mu_);
+          if (f.revoked) {
+            // Our leases from revoked_from on went to other consumers.
+            while (!queue_.empty() && queue_.back().position >= f.revoked_from) queue_.pop_back();
+            net_received_ = std::min(net_received_, f.revoked_from);
+            Status st = session_.Revoked(f.revoked_from, "this consumer held leased batches without calling "
+                                                         "Next() for longer than the producer's consumer timeout");
+            if (!st.ok()) fatal_ = st;
+            cv_.notify_all();
+            continue;
+          }
+          got_any = true;
+          if (f.position != ~uint64_t{0}) net_received_ = f.position + 1;
           queue_.push_back(std::move(f));
           cv_.notify_all();
+        }
+        {
+          std::lock_guard<std::mutex> wlock(write_mu_);
+          live_stream_ = nullptr;
         }
         gs = reader->Finish();
       } else {
@@ -182,7 +322,11 @@ class GrpcReader final : public BatchReader {
       }
       std::unique_lock<std::mutex> lock(mu_);
       ctx_ = nullptr;
-      if (cancelled_) return;
+      if (cancelled_ || closing_) {
+        if (end_.ok()) end_ = Status::Cancelled(Uri(ep_) + ": reader closed");
+        cv_.notify_all();
+        return;
+      }
       // After the end marker the stream is complete, whatever the call's
       // status (a producer that exits may reset the connection first).
       Status end = gs.ok() || got_end ? Status::EndOfStream(Uri(ep_) + ": the producer closed the stream")
@@ -193,7 +337,7 @@ class GrpcReader final : public BatchReader {
         return;
       }
       if (gs.ok()) {
-        // A protocol-2 producer always ends with the marker.
+        // A protocol-3 producer always ends with the marker.
         end = Status::DataLoss(Uri(ep_) + ": the stream ended without its end-of-stream marker");
       } else if (gs.error_code() == grpc::StatusCode::UNAVAILABLE ||
           gs.error_code() == grpc::StatusCode::INTERNAL ||
@@ -202,7 +346,8 @@ class GrpcReader final : public BatchReader {
                                   (o_.reconnect ? "; gave up reconnecting" : "; restart it, or reconnect"));
       }
       const bool retry = o_.reconnect && !gs.ok() && gs.error_code() != grpc::StatusCode::DATA_LOSS &&
-                         gs.error_code() != grpc::StatusCode::FAILED_PRECONDITION;
+                         gs.error_code() != grpc::StatusCode::FAILED_PRECONDITION &&
+                         gs.error_code() != grpc::StatusCode::ABORTED && fatal_.ok();
       if (retry) {
         if (got_any || reconnect_until.infinite()) {
           reconnect_until = Deadline::AfterMillis(o_.reconnect_timeout_ms);
@@ -212,8 +357,18 @@ class GrpcReader final : public BatchReader {
           cv_.wait_for(lock, milliseconds(backoff_ms), [&] { return cancelled_; });
           backoff_ms = std::min<int64_t>(backoff_ms * 2, 2000);
           lock.unlock();
-          // A failed attempt leaves stream_ empty and is retried after backoff.
-          (void)OpenStream(Deadline::AfterMillis(std::max<int64_t>(backoff_ms, 500)));
+          // The session resumes where the consumer is; a failed attempt
+          // leaves stream_ empty and is retried after backoff, unless the
+          // producer refused to continue the session (fatal_).
+          Status opened = OpenStream(ResumeHello(), Deadline::AfterMillis(std::max<int64_t>(backoff_ms, 500)));
+          if (!opened.ok() && (opened.code() == StatusCode::kDataLoss || opened.code() == StatusCode::kAborted ||
+                               opened.code() == StatusCode::kFailedPrecondition)) {
+            lock.lock();
+            if (fatal_.ok()) fatal_ = opened;
+            end_ = opened;
+            cv_.notify_all();
+            return;
+          }
           continue;
         }
       }
@@ -227,15 +382,25 @@ class GrpcReader final : public BatchReader {
   ReaderOptions o_;
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<FramePool> pool_;
+  ConsumerSession session_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<WireFrame> queue_;
-  Status end_;  // set when the stream ended; returned once queue_ is empty
+  Status end_;    // set when the stream ended; returned once queue_ is empty
+  Status fatal_;  // the session is over (Aborted, DataLoss): returned at once
   bool cancelled_ = false;
+  bool closing_ = false;
+  uint64_t net_received_ = 0;  // delivery position of the next frame from the network
+  uint64_t progress_acked_ = 0;
+  bool progress_active_ = false;
+  bool progress_dirty_ = false;
   grpc::ClientContext* ctx_ = nullptr;  // the live stream, for Cancel()
   std::unique_ptr<grpc::ClientContext> stream_ctx_;  // opened, not yet taken by Receive()
   std::unique_ptr<Stream> stream_;
+  std::mutex write_mu_;          // one writer at a time on the stream
+  Stream* live_stream_ = nullptr;  // the stream Receive() reads (write_mu_)
   std::thread thread_;
+  std::thread upstream_;
 };
 
 }  // namespace

@@ -13,11 +13,16 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "datafeed/proto/datafeed.grpc.pb.h"
+#include "delivery/ledger_internal.h"
+#include "delivery/wire_messages_internal.h"
+#include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
 #include "util_internal.h"
 #include "wire_internal.h"
@@ -28,8 +33,22 @@ namespace {
 namespace pb = ::datafeed::v1;
 using std::chrono::milliseconds;
 
+// One StreamBatches call, as the ring's service thread reaches it with a
+// revocation, and as its handler's two threads (sending frames, reading the
+// consumer's progress) share it.
+struct StreamControl {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool revoke_pending = false;
+  uint64_t revoked_from = 0;
+  bool paused = false;          // revoked: send nothing until the consumer asks again
+  bool closing = false;         // the consumer said close
+  bool upstream_done = false;   // the consumer half-closed or the call broke
+};
+
 struct ServerState {
-  std::unique_ptr<BatchReader> ring_reader;  // the gRPC side's reader of the ring
+  std::unique_ptr<BatchReader> ring_reader;  // the gRPC side's reader of the ring (a relay)
+  Ledger* ledger = nullptr;                  // the ring's delivery ledger; null without a run
   std::string shm_name;
   uint64_t producer_id = 0;
   size_t slot_count = 0, slot_bytes = 0;
@@ -37,6 +56,20 @@ struct ServerState {
   std::atomic<uint64_t> streamed{0}, bytes{0};
   std::atomic<uint32_t> active{0};
   std::atomic<uint64_t>* published = nullptr;
+
+  // Live streams by ledger session, for revocations.
+  std::mutex streams_mu;
+  std::map<uint64_t, StreamControl*> streams;
+  void Revoke(const Revocation& r) {
+    std::lock_guard<std::mutex> lock(streams_mu);
+    auto it = streams.find(r.session);
+    if (it == streams.end()) return;
+    StreamControl* sc = it->second;
+    std::lock_guard<std::mutex> l2(sc->mu);
+    sc->revoke_pending = true;
+    sc->revoked_from = r.from;
+    sc->cv.notify_all();
+  }
 
   // The server answers as soon as it is bound, which is before the ring
   // exists (the ring's name may need the kernel-chosen port). Handlers wait
@@ -132,42 +165,160 @@ class StreamService final : public grpc::Service {
       return ToGrpc(
           Status::InvalidArgument("unknown compression '" + req.compression() + "'; use gzip or none"));
     }
+    // The session: refused (a checkpoint of another run, a consumer this
+    // producer cannot honour) before the stream is accepted.
+    bool relay = false;
+    const Hello hello = FromProto(req.hello(), &relay);
+    if (relay) return ToGrpc(Status::InvalidArgument("a relay session over gRPC"));
+    pb::SessionWelcome welcome;
+    uint64_t session = 0;
+    Ledger* ledger = s_->ledger;
+    if (ledger != nullptr) {
+      Result<Welcome> w = ledger->Open(hello, ctx->peer(), LedgerClock::now());
+      if (!w.ok()) return ToGrpc(w.status());
+      session = w->session;
+      const RunInfo& run = ledger->run();
+      welcome.set_consumer_id(w->consumer_id);
+      welcome.set_position(w->position);
+      welcome.set_fingerprint(run.fingerprint);
+      welcome.set_shard(run.shard);
+      welcome.set_num_shards(run.num_shards);
+      welcome.set_batches_per_epoch(run.batches_per_epoch);
+      welcome.set_summary(w->summary);
+    } else {
+      welcome.set_consumer_id(hello.consumer_id);
+      welcome.set_position(hello.mode == Hello::Mode::kResume ? hello.received : 0);
+      welcome.set_num_shards(1);
+    }
+    std::string welcome_bytes;
+    welcome.SerializeToString(&welcome_bytes);
     ctx->AddInitialMetadata(kAcceptedKey, "1");
+    ctx->AddInitialMetadata(kSessionKey, welcome_bytes);
     stream->SendInitialMetadata();  // tells the consumer its stream is accepted
     s_->active.fetch_add(1);
-    struct Leave {
-      ServerState* s;
-      ~Leave() { s->active.fetch_sub(1); }
-    } leave{s_};
+    StreamControl control;
+    if (session != 0) {
+      std::lock_guard<std::mutex> lock(s_->streams_mu);
+      s_->streams[session] = &control;
+    }
+    // The consumer's progress, read on a thread of its own (a bidi stream
+    // may read and write at once).
+    std::thread upstream([&] {
+      pb::StreamRequest msg;
+      while (stream->Read(&msg)) {
+        if (ledger != nullptr && session != 0) {
+          ledger->Progress(session, msg.acked(), msg.active() ? LedgerClock::now() : LedgerClock::time_point{});
+        }
+        std::lock_guard<std::mutex> lock(control.mu);
+        if (msg.active()) control.paused = false;
+        if (msg.close()) control.closing = true;
+        control.cv.notify_all();
+      }
+      std::lock_guard<std::mutex> lock(control.mu);
+      control.upstream_done = true;
+      control.cv.notify_all();
+    });
+    uint64_t position = welcome.position();
+    bool clean = false;  // the call ended as the protocol says (end marker acknowledged, or close)
+    grpc::Status result = grpc::Status::OK;
     for (;;) {
-      if (ctx->IsCancelled()) return ToGrpc(Status::Cancelled("the consumer cancelled the stream"));
-      Result<BatchView> v = s_->ring_reader->Next(Deadline::AfterMillis(100));
+      if (ctx->IsCancelled()) {
+        result = ToGrpc(Status::Cancelled("the consumer cancelled the stream"));
+        break;
+      }
+      {
+        std::unique_lock<std::mutex> lock(control.mu);
+        if (control.closing) {
+          clean = true;
+          break;
+        }
+        if (control.upstream_done) {
+          result = ToGrpc(Status::Cancelled("the consumer stopped sending"));
+          break;
+        }
+        if (control.revoke_pending) {
+          control.revoke_pending = false;
+          control.paused = true;
+          position = control.revoked_from;
+          WireFrame revoked;
+          revoked.revoked = true;
+          revoked.revoked_from = control.revoked_from;
+          lock.unlock();
+          if (!stream->Write(revoked)) {
+            result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));
+            break;
+          }
+          continue;
+        }
+        if (control.paused) {
+          // It stopped asking for batches: send none until it asks again.
+          control.cv.wait_for(lock, milliseconds(100));
+          continue;
+        }
+      }
+      Result<BatchView> v = s_->ring_reader->Take(Deadline::AfterMillis(100));
       if (v.status().IsDeadlineExceeded()) continue;
       if (v.status().IsEndOfStream()) break;
       // The ring's own status goes as the message: the consumer sees the
       // producer's side as unavailable whatever went wrong in its ring.
-      if (!v.ok()) return ToGrpc(Status::Unavailable(v.status().ToString()));
+      if (!v.ok()) {
+        result = ToGrpc(Status::Unavailable(v.status().ToString()));
+        break;
+      }
       WireFrame frame;
       frame.view = std::move(v).value();
+      const BatchMeta& meta = frame.view.meta();
+      if (ledger != nullptr && meta.fingerprint != 0) {
+        // Recorded before it is sent: a producer killed mid-send still knows
+        // this consumer may hold it.
+        const BatchKey key{meta.epoch, meta.batch_index};
+        Status st = ledger->Delivered(session, key);
+        if (!st.ok()) {
+          ledger->Returned(key);
+          result = ToGrpc(st);
+          break;
+        }
+      }
+      frame.position = position++;
       const size_t n = frame.view.frame().size();
       // Blocks while the consumer is slow (HTTP/2 flow control): the slot
-      // stays claimed, so the ring, not memory, absorbs the backlog. A batch
-      // whose write fails is lost with the consumer that was receiving it.
-      if (!stream->Write(frame)) return ToGrpc(Status::Cancelled("the consumer stopped receiving"));
+      // stays claimed, so the ring, not memory, absorbs the backlog.
+      if (!stream->Write(frame)) {
+        result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));
+        break;
+      }
       s_->streamed.fetch_add(1);
       s_->bytes.fetch_add(n);
     }
-    // The end: send the marker, then wait for the consumer to half-close,
-    // which it does once it has read the marker, and so every frame before
-    // it. Returning earlier lets a producer that exits next reset the
-    // connection under frames still in flight. A consumer that never answers
-    // is cut off by Server::Shutdown's deadline (the writer's linger).
-    WireFrame end;
-    end.end = true;
-    if (!stream->Write(end)) return ToGrpc(Status::Cancelled("the consumer stopped receiving"));
-    while (stream->Read(&req)) {
+    const bool ended = result.ok() && !clean;
+    if (ended) {
+      // The end: send the marker, then wait for the consumer to half-close,
+      // which it does once it has read the marker, and so every frame before
+      // it. Returning earlier lets a producer that exits next reset the
+      // connection under frames still in flight. A consumer that never
+      // answers is cut off by Server::Shutdown's deadline (the writer's linger).
+      WireFrame end;
+      end.end = true;
+      if (stream->Write(end)) {
+        clean = true;
+      } else {
+        result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));
+      }
+    } else if (!clean) {
+      ctx->TryCancel();  // unblocks the upstream Read
     }
-    return grpc::Status::OK;
+    upstream.join();
+    if (session != 0) {
+      {
+        std::lock_guard<std::mutex> lock(s_->streams_mu);
+        s_->streams.erase(session);
+      }
+      // A broken call keeps the consumer's leases for the grace period: it
+      // may reconnect and say what it received.
+      ledger->Close(session, clean ? CloseKind::kClean : CloseKind::kLostConnection, LedgerClock::now());
+    }
+    s_->active.fetch_sub(1);
+    return result;
   }
 
  private:
@@ -204,8 +355,11 @@ class GrpcWriter final : public BatchWriter {
                          : ep.port != 0      ? "datafeed-grpc-" + std::to_string(port)
                                              : "datafeed-grpc-" + std::to_string(getpid()) + "-" +
                                                    std::to_string(port);
-    DATAFEED_ASSIGN_OR_RETURN(w->ring_, OpenShmWriter(w->state_.shm_name, o));
-    DATAFEED_ASSIGN_OR_RETURN(w->state_.ring_reader, OpenShmReader(w->state_.shm_name, ReaderOptions{}));
+    DATAFEED_ASSIGN_OR_RETURN(w->ring_, OpenShmRingWriter(w->state_.shm_name, o));
+    DATAFEED_ASSIGN_OR_RETURN(w->state_.ring_reader, OpenShmRelayReader(w->state_.shm_name));
+    w->state_.ledger = w->ring_->ledger();
+    ServerState* state = &w->state_;
+    w->ring_->SetRevocationSink([state](const Revocation& r) { state->Revoke(r); });
     w->state_.slot_count = o.shm.slot_count;
     w->state_.slot_bytes = o.shm.slot_bytes;
     w->state_.published = &w->published_;
@@ -217,15 +371,15 @@ class GrpcWriter final : public BatchWriter {
   ~GrpcWriter() override {
     state_.SetReady(false);  // no-op after a successful Open
     (void)Close();
-    // Destroying the ring lingers (up to linger_ms) until consumers have
-    // claimed what was published; the server keeps answering handshakes and
-    // opening streams meanwhile, so a consumer that arrives late still gets
-    // the last batches. Then the streams, which read the ring through their
-    // own mapping, drain and end.
-    // Each stream ends with an end-of-stream marker the consumer
-    // acknowledges; Shutdown waits for that (at least 2 s, or as long as the
-    // writer lingers), then cuts off consumers that did not answer.
-    ring_.reset();
+    // The ring lingers (up to linger_ms) until consumers have claimed what
+    // was published; the server keeps answering handshakes and opening
+    // streams meanwhile, so a consumer that arrives late still gets the last
+    // batches. Then the streams, which read the ring through their own
+    // mapping, drain and end. Each stream ends with an end-of-stream marker
+    // the consumer acknowledges; Shutdown waits for that (at least 2 s, or
+    // as long as the writer lingers), then cuts off consumers that did not
+    // answer. The ring (and its ledger, which the handlers use) goes last.
+    if (ring_) ring_->Linger();
     if (server_) {
       server_->Shutdown(std::chrono::system_clock::now() +
                         milliseconds(std::max<int64_t>(2000, linger_ms_)));
@@ -233,6 +387,9 @@ class GrpcWriter final : public BatchWriter {
     if (state_.ring_reader) state_.ring_reader->Cancel();
     server_.reset();
     state_.ring_reader.reset();
+    if (ring_) ring_->SetRevocationSink(nullptr);
+    state_.ledger = nullptr;
+    ring_.reset();
   }
 
   Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
@@ -246,6 +403,14 @@ class GrpcWriter final : public BatchWriter {
   }
   Status Close() override { return ring_ ? ring_->Close() : Status::OK(); }
   std::string endpoint() const override { return endpoint_.ToString(); }
+  Result<RunStart> run_start() const override {
+    return ring_ ? ring_->run_start() : BatchWriter::run_start();
+  }
+  std::optional<BatchKey> TakeRemake() override { return ring_ ? ring_->TakeRemake() : std::nullopt; }
+  void Unmade(const BatchKey& key) override {
+    if (ring_) ring_->Unmade(key);
+  }
+  Work WaitForWork(Deadline deadline) override { return ring_ ? ring_->WaitForWork(deadline) : Work::kDone; }
 
  private:
   GrpcWriter() = default;
@@ -253,7 +418,7 @@ class GrpcWriter final : public BatchWriter {
   ServerState state_;
   std::atomic<uint64_t> published_{0};
   int64_t linger_ms_ = 0;
-  std::unique_ptr<BatchWriter> ring_;
+  std::unique_ptr<ShmRingWriter> ring_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<StreamService> stream_;
   std::unique_ptr<grpc::Server> server_;

@@ -76,6 +76,7 @@ Status FromGrpc(const grpc::Status& st, const std::string& uri, const char* duri
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
       return Status::ResourceExhausted(msg + " (a frame larger than the consumer's max_frame_bytes?)");
     case grpc::StatusCode::DATA_LOSS: return Status::DataLoss(msg);
+    case grpc::StatusCode::ABORTED: return Status::Aborted(msg);
     case grpc::StatusCode::FAILED_PRECONDITION: return Status::FailedPrecondition(msg);
     case grpc::StatusCode::INVALID_ARGUMENT: return Status::InvalidArgument(msg);
     case grpc::StatusCode::UNIMPLEMENTED:
@@ -103,6 +104,7 @@ grpc::Status ToGrpc(const Status& st) {
     case StatusCode::kUnimplemented: code = grpc::StatusCode::UNIMPLEMENTED; break;
     case StatusCode::kIOError: code = grpc::StatusCode::UNKNOWN; break;
     case StatusCode::kInternal: code = grpc::StatusCode::INTERNAL; break;
+    case StatusCode::kAborted: code = grpc::StatusCode::ABORTED; break;
   }
   return grpc::Status(code, st.message());
 }

@@ -20,7 +20,12 @@ namespace datafeed::internal {
 
 // 2: StreamBatches is bidirectional and ends with an acknowledged
 // end-of-stream marker (see proto/datafeed.proto).
-constexpr uint32_t kProtocolVersion = 2;
+// 3: the delivery contract: a session opens every stream (StreamRequest
+// hello, SessionWelcome in the initial metadata), frames carry their
+// delivery position, consumers report progress, producers revoke leases.
+constexpr uint32_t kProtocolVersion = 3;
+// Initial metadata carrying the serialized SessionWelcome.
+constexpr char kSessionKey[] = "datafeed-session-bin";
 // StreamBatches is registered by hand on both sides (see wire_internal.h),
 // so its full method name is spelled here rather than taken from the stub.
 constexpr char kStreamMethod[] = "/datafeed.v1.BatchStream/StreamBatches";
@@ -60,8 +65,9 @@ Result<std::string> ReadPemFile(const std::string& path, const char* what);
 //   INVALID_ARGUMENT -> InvalidArgument;
 //   UNIMPLEMENTED -> Unimplemented (+ is that a datafeed producer?);
 //   UNAUTHENTICATED, PERMISSION_DENIED -> FailedPrecondition (+ TLS?);
-//   anything else (UNKNOWN, NOT_FOUND, ALREADY_EXISTS, ABORTED,
-//   OUT_OF_RANGE, INTERNAL) -> Internal.
+//   ABORTED -> Aborted (the producer ended the consumer's session);
+//   anything else (UNKNOWN, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE,
+//   INTERNAL) -> Internal.
 Status FromGrpc(const grpc::Status& status, const std::string& uri, const char* during);
 // ToGrpc (producer side, what a handler returns): the message is
 // status.message() as is (no code name). Codes map to gRPC's namesakes;

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -54,15 +55,28 @@ size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]) {
   return n;
 }
 
+size_t EncodeVarintField(uint8_t tag, uint64_t value, uint8_t out[11]) {
+  size_t n = 0;
+  out[n++] = tag;
+  while (value >= 0x80) {
+    out[n++] = static_cast<uint8_t>(value | 0x80);
+    value >>= 7;
+  }
+  out[n++] = static_cast<uint8_t>(value);
+  return n;
+}
+
 bool TakePayload(WireFrame* f, FramePool* pool) {
   f->buffer = pool->Get(f->size);
   if (!f->buffer) return false;
   uint8_t* dst = f->buffer->data;
-  for (size_t i = 0; i < f->slices.size(); ++i) {
+  size_t left = f->size;  // the slices may go on past the frame (its position field)
+  for (size_t i = 0; i < f->slices.size() && left > 0; ++i) {
     const size_t start = i == 0 ? f->offset : 0;
-    const size_t n = f->slices[i].size() - start;
+    const size_t n = std::min(f->slices[i].size() - start, left);
     std::memcpy(dst, f->slices[i].begin() + start, n);
     dst += n;
+    left -= n;
   }
   f->slices.clear();
   return true;
@@ -88,15 +102,28 @@ Status SerializationTraits<WireFrame, void>::Serialize(const WireFrame& msg, Byt
     bb->Swap(&out);
     return Status::OK;
   }
+  if (msg.revoked) {
+    uint8_t buf[2 + 11];
+    buf[0] = 0x20;  // field 4 (varint) = true
+    buf[1] = 0x01;
+    const size_t n = 2 + datafeed::internal::EncodeVarintField(0x28, msg.revoked_from, buf + 2);
+    Slice slice(buf, n);
+    ByteBuffer out(&slice, 1);
+    bb->Swap(&out);
+    return Status::OK;
+  }
   const datafeed::FrameView& f = msg.view.frame();
-  uint8_t header[11];
+  uint8_t header[11], trailer[11];
   const size_t hn = datafeed::internal::EncodeFrameHeader(f.size(), header);
-  Slice slices[2] = {
+  const bool has_position = msg.position != ~uint64_t{0};
+  const size_t tn = has_position ? datafeed::internal::EncodeVarintField(0x18, msg.position, trailer) : 0;
+  Slice slices[3] = {
       Slice(header, hn),  // copied: a few bytes
       Slice(const_cast<uint8_t*>(f.data()), f.size(), ReleaseKeepalive,
             new std::shared_ptr<void>(msg.view.keepalive())),
+      Slice(trailer, tn),
   };
-  ByteBuffer out(slices, 2);
+  ByteBuffer out(slices, has_position ? 3 : 2);
   bb->Swap(&out);
   return Status::OK;
 }
@@ -121,12 +148,32 @@ Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFra
   if (slices.empty() || !next_byte(&tag)) {
     return Status(StatusCode::DATA_LOSS, "empty message where a batch frame was expected");
   }
+  auto read_varint = [&](uint64_t* v) {
+    *v = 0;
+    for (int shift = 0;; shift += 7) {
+      uint8_t b = 0;
+      if (shift > 63 || !next_byte(&b)) return false;
+      *v |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80)) return true;
+    }
+  };
   if (tag == 0x10) {  // end_of_stream
     uint8_t value = 0;
     if (!next_byte(&value) || value != 0x01 || next_byte(&value)) {
       return Status(StatusCode::DATA_LOSS, "malformed end-of-stream message");
     }
     msg->end = true;
+    return Status::OK;
+  }
+  if (tag == 0x20) {  // revoked, then revoked_from
+    uint8_t value = 0, tag2 = 0, extra = 0;
+    uint64_t from = 0;
+    if (!next_byte(&value) || value != 0x01 || !next_byte(&tag2) || tag2 != 0x28 || !read_varint(&from) ||
+        next_byte(&extra)) {
+      return Status(StatusCode::DATA_LOSS, "malformed revocation message");
+    }
+    msg->revoked = true;
+    msg->revoked_from = from;
     return Status::OK;
   }
   if (tag != 0x0A) {
@@ -144,9 +191,37 @@ Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFra
   }
   size_t remaining = 0;
   for (size_t i = si; i < slices.size(); ++i) remaining += slices[i].size() - (i == si ? off : 0);
-  if (remaining != len) {
+  if (remaining < len) {
     return Status(StatusCode::DATA_LOSS, "malformed message: the frame claims " + std::to_string(len) +
                                              " bytes but " + std::to_string(remaining) + " arrived");
+  }
+  // After the frame: nothing (protocol 2), or its delivery position (field 3).
+  if (remaining > len) {
+    // Walk past the frame to its trailer without touching its bytes.
+    size_t ti = si, toff = off;
+    uint64_t skip = len;
+    while (skip > 0) {
+      const size_t avail = slices[ti].size() - toff;
+      if (skip < avail) {
+        toff += skip;
+        skip = 0;
+      } else {
+        skip -= avail;
+        ++ti;
+        toff = 0;
+      }
+    }
+    size_t save_si = si, save_off = off;
+    si = ti;
+    off = toff;
+    uint8_t t3 = 0, extra = 0;
+    uint64_t position = 0;
+    if (!next_byte(&t3) || t3 != 0x18 || !read_varint(&position) || next_byte(&extra)) {
+      return Status(StatusCode::DATA_LOSS, "malformed message: unexpected bytes after the batch frame");
+    }
+    msg->position = position;
+    si = save_si;
+    off = save_off;
   }
   // Keep the slices (no copy here: see TakePayload).
   slices.erase(slices.begin(), slices.begin() + static_cast<long>(si));

@@ -62,12 +62,21 @@ struct WireFrame {
   size_t offset = 0;
   std::shared_ptr<FramePool::Buffer> buffer;
   size_t size = 0;
+  // Both sides: the batch's delivery position in the consumer's session
+  // (protocol 3); ~0: none.
+  uint64_t position = ~uint64_t{0};
   // Both sides: this is the end-of-stream marker, not a batch.
   bool end = false;
+  // Both sides: a revocation, not a batch: the consumer's leases from
+  // delivery position `revoked_from` on were taken back.
+  bool revoked = false;
+  uint64_t revoked_from = 0;
 };
 
 // The header of a `Frame` message carrying `frame_bytes` bytes.
 size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]);
+// A varint field: tag then value (at most 11 bytes).
+size_t EncodeVarintField(uint8_t tag, uint64_t value, uint8_t out[11]);
 
 // Client: copies a received frame out of its slices into a buffer from
 // `pool` (sets `buffer`, releases `slices`). False when out of memory.

@@ -1,6 +1,7 @@
 // In-process transport: a bounded queue of heap frames, registered by name.
 // For tests and single-process pipelines; same semantics as shared memory
 // (bounded memory, exactly-once delivery, end of stream, writer loss).
+#include <atomic>
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
@@ -168,7 +169,9 @@ class InProcReader final : public BatchReader {
  public:
   explicit InProcReader(std::shared_ptr<Channel> ch) : ch_(std::move(ch)) {}
 
-  Result<BatchView> Next(Deadline deadline) override {
+  // In one process nothing dies apart: there are no leases to keep, and
+  // every batch taken is handed out.
+  Result<BatchView> Take(Deadline deadline) override {
     std::unique_lock<std::mutex> lock(ch_->mu);
     for (;;) {
       if (cancelled_) return Status::Cancelled(Uri(ch_->name) + ": reader cancelled");
@@ -191,8 +194,14 @@ class InProcReader final : public BatchReader {
     auto held = std::make_shared<HeldFrame>(ch_, std::move(buf));
     Result<FrameView> frame = ParseFrame(data, size);
     if (!frame.ok()) return frame.status().WithContext(Uri(ch_->name));
-    return BatchView(std::move(frame).value(), std::move(held));
+    BatchView::Delivery d;
+    d.reader = this;
+    d.position = taken_++;
+    return BatchView(std::move(frame).value(), std::move(held), d);
   }
+  Result<bool> Hand(const BatchView&) override { return true; }
+  Status Ack() override { return Status::OK(); }
+  ConsumerState state() const override { return ConsumerState{}; }
 
   void Cancel() override {
     std::lock_guard<std::mutex> lock(ch_->mu);
@@ -205,6 +214,7 @@ class InProcReader final : public BatchReader {
  private:
   std::shared_ptr<Channel> ch_;
   bool cancelled_ = false;  // guarded by ch_->mu
+  std::atomic<uint64_t> taken_{0};
 };
 
 }  // namespace

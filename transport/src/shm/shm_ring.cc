@@ -17,21 +17,23 @@
 #include <random>
 #include <thread>
 
-#include <boost/interprocess/exceptions.hpp>
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
-
-namespace bip = boost::interprocess;
-
 namespace datafeed::internal {
 namespace {
 
 constexpr size_t kPage = 4096;
+constexpr char kShmDir[] = "/dev/shm/";
+
 size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
 std::string MiB(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return buf;
+}
+
+std::string Octal(unsigned mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", mode & 07777);
   return buf;
 }
 
@@ -45,37 +47,58 @@ bool TryLockByte(int fd, off_t byte) {
   return ::fcntl(fd, F_OFD_SETLK, &fl) == 0;
 }
 
+bool LockHeldOn(int fd, off_t byte) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  if (::fcntl(fd, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: assume alive
+  return fl.l_type != F_UNLCK;
+}
+
+uint64_t RandomU64() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+size_t ControlBytes() { return RoundUp(sizeof(ShmControl), kPage); }
+
 }  // namespace
+
+uint64_t MonotonicNanos() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 std::string ShmUri(const std::string& name) { return "shm://" + name; }
 std::string ShmObjectName(const std::string& name) { return "datafeed." + name; }
 
 ShmSegment::~ShmSegment() {
   if (owner_) Unlink();
-  // region_ and shm_ unmap and close (dropping our OFD locks) on destruction.
+  if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
+  if (fd_ >= 0) ::close(fd_);  // drops our OFD locks
+  if (replaced_fd_ >= 0) ::close(replaced_fd_);
 }
 
 void ShmSegment::Unlink() {
   if (unlinked_) return;
   unlinked_ = true;
-  bip::shared_memory_object::remove(ShmObjectName(name_).c_str());
+  // Only if the name still refers to our segment: never remove a successor's.
+  const std::string path = kShmDir + ShmObjectName(name_);
+  struct stat mine {}, there {};
+  if (::fstat(fd_, &mine) == 0 && ::stat(path.c_str(), &there) == 0 && mine.st_ino == there.st_ino &&
+      mine.st_dev == there.st_dev) {
+    ::unlink(path.c_str());
+  }
 }
 
-bool ShmSegment::LockHeld(off_t byte) const {
-  struct flock fl {};
-  fl.l_type = F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  if (::fcntl(fd_, F_OFD_GETLK, &fl) != 0) return true;  // cannot tell: assume alive
-  return fl.l_type != F_UNLCK;
-}
-
+bool ShmSegment::LockHeld(off_t byte) const { return LockHeldOn(fd_, byte); }
 bool ShmSegment::ProducerAlive() const { return LockHeld(0); }
 bool ShmSegment::ReaderAlive(int reader_id) const { return LockHeld(1 + reader_id); }
 
-void ShmSegment::Wait(std::atomic<uint32_t>* word, uint32_t seen,
-                      std::chrono::nanoseconds timeout) {
+void ShmSegment::Wait(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseconds timeout) {
   struct timespec ts;
   ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
   ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
@@ -87,10 +110,11 @@ void ShmSegment::Wake(std::atomic<uint32_t>* word, int count) {
   ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
 }
 
-Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name,
-                                                       size_t slot_count, size_t slot_bytes) {
+Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name, size_t slot_count,
+                                                       size_t slot_bytes) {
   const std::string uri = ShmUri(name);
   const std::string object = ShmObjectName(name);
+  const std::string path = kShmDir + object;
   if (slot_count < 1 || slot_count > kShmMaxSlots) {
     return Status::InvalidArgument(uri + ": slot count " + std::to_string(slot_count) +
                                    " is out of range; use 1 to " + std::to_string(kShmMaxSlots));
@@ -99,83 +123,63 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name,
     return Status::InvalidArgument(uri + ": slot size " + std::to_string(slot_bytes) +
                                    " bytes is too small; use at least 4096");
   }
+  if (slot_bytes > SIZE_MAX - kPage) return Status::InvalidArgument(uri + ": slot size overflows");
   slot_bytes = RoundUp(slot_bytes, kPage);
-  const size_t slots_offset = RoundUp(sizeof(ShmControl), kPage);
-  if (slot_bytes > (SIZE_MAX - slots_offset) / slot_count) {
+  const size_t slots_offset = ControlBytes();
+  size_t total = 0;
+  if (__builtin_mul_overflow(slot_count, slot_bytes, &total) ||
+      __builtin_add_overflow(total, slots_offset, &total)) {
     return Status::InvalidArgument(uri + ": slot count x slot size overflows");
-  }
-  const size_t total = slots_offset + slot_count * slot_bytes;
-
-  std::unique_ptr<ShmSegment> seg(new ShmSegment());
-  seg->name_ = name;
-  // Two tries: the second after removing a stale segment of a dead producer.
-  for (int attempt = 0;; ++attempt) {
-    try {
-      seg->shm_ = std::make_unique<bip::shared_memory_object>(
-          bip::create_only, object.c_str(), bip::read_write, bip::permissions(0600));
-      break;
-    } catch (const bip::interprocess_exception& e) {
-      if (e.get_error_code() != bip::already_exists_error || attempt > 0) {
-        return Status::IOError(uri + ": cannot create /dev/shm/" + object + ": " + e.what());
-      }
-    }
-    // It exists: stale (its producer is dead) or in use.
-    try {
-      bip::shared_memory_object old(bip::open_only, object.c_str(), bip::read_only);
-      struct flock fl {};
-      fl.l_type = F_WRLCK;
-      fl.l_whence = SEEK_SET;
-      fl.l_start = 0;
-      fl.l_len = 1;
-      if (::fcntl(old.get_mapping_handle().handle, F_OFD_GETLK, &fl) == 0 &&
-          fl.l_type != F_UNLCK) {
-        return Status::AlreadyExists(uri + " is served by a live producer; stop it or use another name");
-      }
-    } catch (const bip::interprocess_exception&) {
-      // Vanished meanwhile, or unreadable: try removing and creating again.
-    }
-    bip::shared_memory_object::remove(object.c_str());
-  }
-  seg->owner_ = true;
-  seg->fd_ = seg->shm_->get_mapping_handle().handle;
-  if (!TryLockByte(seg->fd_, 0)) {
-    return Status::AlreadyExists(uri + " was taken by another producer while starting");
   }
 
   struct statvfs vfs {};
-  if (::statvfs("/dev/shm", &vfs) == 0) {
+  if (::statvfs(kShmDir, &vfs) == 0) {
     const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
     if (free_bytes < total) {
       return Status::ResourceExhausted(
-          uri + " needs " + MiB(total) + " in /dev/shm (" + std::to_string(slot_count) +
-          " slots x " + MiB(slot_bytes) + ") but only " + MiB(free_bytes) +
-          " is free; free space in /dev/shm or lower the slot count or slot size");
+          uri + " needs " + MiB(total) + " in /dev/shm (" + std::to_string(slot_count) + " slots x " +
+          MiB(slot_bytes) + ") but only " + MiB(free_bytes) +
+          " is free; free space in /dev/shm (datafeed-gc removes segments of dead producers) or lower the "
+          "slot count or slot size");
     }
   }
-  try {
-    seg->shm_->truncate(static_cast<bip::offset_t>(total));
-  } catch (const bip::interprocess_exception& e) {
-    return Status::IOError(uri + ": cannot size /dev/shm/" + object + " to " + MiB(total) + ": " +
-                           e.what());
+
+  // Build the segment under a private temporary name, then rename it into place.
+  char suffix[48];
+  std::snprintf(suffix, sizeof suffix, ".tmp-%d-%016llx", static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(RandomU64()));
+  const std::string tmp_path = path + suffix;
+  std::unique_ptr<ShmSegment> seg(new ShmSegment());
+  seg->name_ = name;
+  seg->fd_ = ::open(tmp_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (seg->fd_ < 0) return Status::FromErrno(errno, uri + ": cannot create " + tmp_path);
+  struct TmpGuard {
+    std::string path;
+    bool armed = true;
+    ~TmpGuard() {
+      if (armed) ::unlink(path.c_str());
+    }
+  } guard{tmp_path};
+  ::fchmod(seg->fd_, 0600);  // whatever the umask
+  if (!TryLockByte(seg->fd_, 0)) return Status::Internal(uri + ": cannot lock a segment nobody else knows");
+  if (::ftruncate(seg->fd_, static_cast<off_t>(total)) != 0) {
+    return Status::FromErrno(errno, uri + ": cannot size the segment to " + MiB(total));
   }
   // Allocate every page now: ENOSPC here is a clear error instead of a
   // SIGBUS at first touch, and no later write pays a first-touch fault.
   if (int rc = ::posix_fallocate(seg->fd_, 0, static_cast<off_t>(total)); rc != 0) {
     if (rc == ENOSPC) {
       return Status::ResourceExhausted(uri + " needs " + MiB(total) +
-                                       " in /dev/shm but it ran out of space while allocating; "
-                                       "free space in /dev/shm or lower the slot count or slot size");
+                                       " in /dev/shm but it ran out of space while allocating; free space in "
+                                       "/dev/shm (datafeed-gc removes segments of dead producers) or lower the "
+                                       "slot count or slot size");
     }
-    return Status::FromErrno(rc, uri + ": allocating /dev/shm/" + object);
+    return Status::FromErrno(rc, uri + ": allocating " + MiB(total) + " in /dev/shm");
   }
-  try {
-    // MAP_POPULATE also fills this process's page tables up front.
-    seg->region_ = std::make_unique<bip::mapped_region>(*seg->shm_, bip::read_write, 0, total,
-                                                        nullptr, MAP_SHARED | MAP_POPULATE);
-  } catch (const bip::interprocess_exception& e) {
-    return Status::IOError(uri + ": cannot map " + MiB(total) + ": " + e.what());
-  }
-  seg->base_ = static_cast<uint8_t*>(seg->region_->get_address());
+  // MAP_POPULATE also fills this process's page tables up front.
+  void* base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, seg->fd_, 0);
+  if (base == MAP_FAILED) return Status::FromErrno(errno, uri + ": cannot map " + MiB(total));
+  seg->base_ = static_cast<uint8_t*>(base);
   seg->mapped_bytes_ = total;
 
   auto* c = new (seg->base_) ShmControl();  // pages are zero; constructs the atomics
@@ -184,89 +188,128 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name,
   c->slot_bytes = slot_bytes;
   c->slots_offset = slots_offset;
   c->total_bytes = total;
-  c->producer_id = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+  c->producer_id = RandomU64();
   c->producer_pid = static_cast<int32_t>(::getpid());
+  c->producer_uid = static_cast<uint32_t>(::getuid());
   c->magic.store(kShmMagic, std::memory_order_release);
   seg->control_ = c;
+  seg->slot_count_ = slot_count;
+  seg->slot_bytes_ = slot_bytes;
+  seg->slots_offset_ = slots_offset;
+  seg->producer_id_ = c->producer_id;
+
+  // Into place. An existing segment is replaced only by whoever takes its
+  // producer lock, so two producers on one stale name cannot both win.
+  if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+    if (errno != EEXIST) return Status::FromErrno(errno, uri + ": cannot publish the segment as " + path);
+    const int old = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (old >= 0 && !TryLockByte(old, 0)) {
+      ::close(old);
+      return Status::AlreadyExists(uri + " is served by a live producer; stop it or use another name");
+    }
+    // Its producer is dead (or the name vanished meanwhile): ours replaces
+    // it. Its lock stays held (replaced_fd_) for as long as we live, so a
+    // producer that opened the stale segment before our rename cannot take
+    // it too and replace ours.
+    seg->replaced_fd_ = old;
+    if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
+      return Status::FromErrno(errno, uri + ": cannot replace the stale segment " + path);
+    }
+  }
+  guard.armed = false;
+  seg->owner_ = true;
   return seg;
 }
 
-Result<std::unique_ptr<ShmSegment>> ShmSegment::Open(const std::string& name, Deadline deadline) {
+Result<std::unique_ptr<ShmSegment>> ShmSegment::Open(const std::string& name, Deadline deadline,
+                                                     const ShmTrust& trust) {
   const std::string uri = ShmUri(name);
   const std::string object = ShmObjectName(name);
-  std::unique_ptr<ShmSegment> seg(new ShmSegment());
-  seg->name_ = name;
+  const std::string path = kShmDir + object;
+  std::unique_ptr<ShmSegment> seg;
   Status last;
   for (;;) {
+    seg.reset(new ShmSegment());
+    seg->name_ = name;
     last = Status::OK();
-    try {
-      seg->shm_ = std::make_unique<bip::shared_memory_object>(bip::open_only, object.c_str(),
-                                                              bip::read_write);
-    } catch (const bip::interprocess_exception& e) {
-      if (e.get_error_code() == bip::not_found_error) {
-        last = Status::NotFound("no producer at " + uri + " (/dev/shm/" + object +
-                                " does not exist); start one, e.g. datafeed-producer --endpoint " +
-                                uri);
-      } else {
-        return Status::IOError(uri + ": cannot open /dev/shm/" + object + ": " + e.what());
-      }
+    seg->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st {};
+    if (seg->fd_ < 0) {
+      if (errno != ENOENT) return Status::FromErrno(errno, uri + ": cannot open " + path);
+      last = Status::NotFound("no producer at " + uri + " (" + path +
+                              " does not exist); start one, e.g. datafeed-producer --endpoint " + uri);
+    } else if (::fstat(seg->fd_, &st) != 0) {
+      return Status::FromErrno(errno, uri + ": fstat");
+    } else if (!S_ISREG(st.st_mode)) {
+      return Status::FailedPrecondition(uri + ": " + path + " is not a regular file; not a datafeed segment");
+    } else if (!trust.any_uid && st.st_uid != trust.uid) {
+      return Status::FailedPrecondition(
+          uri + ": " + path + " belongs to uid " + std::to_string(st.st_uid) + ", not to uid " +
+          std::to_string(trust.uid) +
+          ": a consumer attaches only segments of the user it trusts (anyone could have made this one); "
+          "run the producer as that user, or name its uid (ReaderOptions::shm_owner_uid)");
+    } else if ((st.st_mode & 077) != 0) {
+      return Status::FailedPrecondition(uri + ": " + path + " has mode " + Octal(st.st_mode) +
+                                        ", readable or writable by others; datafeed producers make their "
+                                        "segments 0600, so this one is not trusted");
+    } else if (static_cast<uint64_t>(st.st_size) < ControlBytes()) {
+      last = Status::DataLoss(uri + ": " + path + " is " + std::to_string(st.st_size) +
+                              " bytes, too small for a datafeed segment");
+    } else if (!seg->ProducerAlive()) {
+      last = Status::Unavailable(uri + ": the segment's producer is not running (stale segment " + path +
+                                 "); start the producer again");
     }
     if (last.ok()) {
-      seg->fd_ = seg->shm_->get_mapping_handle().handle;
-      struct stat st {};
-      if (::fstat(seg->fd_, &st) != 0) return Status::FromErrno(errno, uri + ": fstat");
-      if (static_cast<size_t>(st.st_size) < sizeof(ShmControl)) {
-        last = Status::Unavailable(uri + ": the producer is still creating the segment");
-      } else if (!seg->ProducerAlive()) {
-        last = Status::Unavailable(uri + ": the segment's producer is not running (stale segment "
-                                   "/dev/shm/" + object + "); start the producer again");
-      } else {
-        seg->mapped_bytes_ = static_cast<size_t>(st.st_size);
+      // The control block first: its sizes say how much to map, and are
+      // copied and checked before anything trusts them.
+      void* head = ::mmap(nullptr, ControlBytes(), PROT_READ, MAP_SHARED, seg->fd_, 0);
+      if (head == MAP_FAILED) return Status::FromErrno(errno, uri + ": cannot map the control block");
+      const auto* c = static_cast<const ShmControl*>(head);
+      const uint64_t magic = c->magic.load(std::memory_order_acquire);
+      const uint32_t version = c->version;
+      const uint64_t slot_count = c->slot_count, slot_bytes = c->slot_bytes;
+      const uint64_t slots_offset = c->slots_offset, total_bytes = c->total_bytes;
+      const uint64_t producer_id = c->producer_id;
+      ::munmap(head, ControlBytes());
+      if (magic != kShmMagic) {
+        if ((magic & 0xFFFFFFFFFFFFull) == (kShmMagic & 0xFFFFFFFFFFFFull) || version != kShmVersion) {
+          return Status::FailedPrecondition(uri + ": segment version " + std::to_string(version) +
+                                            " but this reader speaks " + std::to_string(kShmVersion) +
+                                            "; use matching datafeed builds");
+        }
+        return Status::DataLoss(uri + ": " + path + " is not a datafeed segment (bad magic number)");
       }
+      uint64_t end = 0;
+      const bool sane = version == kShmVersion && slot_count >= 1 && slot_count <= kShmMaxSlots &&
+                        slot_bytes >= kPage && slot_bytes % kPage == 0 && slots_offset >= ControlBytes() &&
+                        slots_offset % kPage == 0 && !__builtin_mul_overflow(slot_count, slot_bytes, &end) &&
+                        !__builtin_add_overflow(end, slots_offset, &end) && end == total_bytes &&
+                        total_bytes <= static_cast<uint64_t>(st.st_size);
+      if (!sane) {
+        return Status::DataLoss(uri + ": the control block of " + path + " is inconsistent (" +
+                                std::to_string(slot_count) + " slots x " + std::to_string(slot_bytes) +
+                                " bytes at offset " + std::to_string(slots_offset) + ", " +
+                                std::to_string(total_bytes) + " bytes in all, file " +
+                                std::to_string(st.st_size) + " bytes); not attaching it");
+      }
+      void* base = ::mmap(nullptr, total_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, seg->fd_, 0);
+      if (base == MAP_FAILED) return Status::FromErrno(errno, uri + ": cannot map " + MiB(total_bytes));
+      seg->base_ = static_cast<uint8_t*>(base);
+      seg->mapped_bytes_ = total_bytes;
+      seg->control_ = reinterpret_cast<ShmControl*>(seg->base_);
+      seg->slot_count_ = slot_count;
+      seg->slot_bytes_ = slot_bytes;
+      seg->slots_offset_ = slots_offset;
+      seg->producer_id_ = producer_id;
+      break;
     }
-    if (last.ok()) {
-      try {
-        seg->region_ = std::make_unique<bip::mapped_region>(
-            *seg->shm_, bip::read_write, 0, seg->mapped_bytes_, nullptr, MAP_SHARED | MAP_POPULATE);
-      } catch (const bip::interprocess_exception& e) {
-        return Status::IOError(uri + ": cannot map the segment: " + e.what());
-      }
-      seg->base_ = static_cast<uint8_t*>(seg->region_->get_address());
-      auto* c = reinterpret_cast<ShmControl*>(seg->base_);
-      if (c->magic.load(std::memory_order_acquire) != kShmMagic) {
-        last = Status::Unavailable(uri + ": the producer is still initialising the segment");
-        seg->region_.reset();
-      } else if (c->version != kShmVersion) {
-        return Status::FailedPrecondition(uri + ": segment version " + std::to_string(c->version) +
-                                          " but this reader speaks " + std::to_string(kShmVersion) +
-                                          "; use matching datafeed builds");
-      } else if (c->total_bytes > seg->mapped_bytes_ || c->slot_count == 0 ||
-                 c->slot_count > kShmMaxSlots ||
-                 c->slots_offset + c->slot_count * c->slot_bytes > c->total_bytes) {
-        return Status::DataLoss(uri + ": the segment's control block is inconsistent");
-      } else {
-        seg->control_ = c;
-      }
-    }
-    if (last.ok()) break;
     if (deadline.expired()) return last;
-    seg->shm_.reset();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 
   for (int k = 0; k < static_cast<int>(kShmMaxReaders); ++k) {
     if (!TryLockByte(seg->fd_, 1 + k)) continue;
     seg->reader_id_ = k;
-    // A previous holder of id k is dead (its lock was free): free its slots.
-    ShmControl* c = seg->control_;
-    for (uint32_t i = 0; i < c->slot_count; ++i) {
-      uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
-      if (WordState(w) == SlotState::kReading && WordOwner(w) == k &&
-          c->slot_word[i].compare_exchange_strong(w, MakeWord(SlotState::kFree, 0, 0))) {
-        c->space_futex.fetch_add(1);
-        Wake(&c->space_futex, INT_MAX);
-      }
-    }
     return seg;
   }
   return Status::ResourceExhausted(uri + " already has " + std::to_string(kShmMaxReaders) +

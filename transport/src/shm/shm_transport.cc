@@ -1,35 +1,125 @@
 // BatchWriter / BatchReader over the shared-memory ring (shm_ring_internal.h
-// describes the protocol).
+// describes the protocol), with the delivery contract's leases and sessions
+// (delivery.h).
+#include <unistd.h>
+
+#include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <vector>
 
+#include "datafeed/proto/datafeed.pb.h"
 #include "datafeed/transport/transport.h"
+#include "delivery/ledger_internal.h"
+#include "delivery/session_internal.h"
+#include "delivery/wire_messages_internal.h"
 #include "shm/shm_ring_internal.h"
+#include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
-
 
 namespace datafeed::internal {
 namespace {
 
+namespace pb = ::datafeed::v1;
 using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::steady_clock;
 
-// How often a producer waiting for space looks for slots held by dead readers.
-constexpr milliseconds kReclaimInterval{100};
+// The writer's service thread: how often it looks at readers when nothing
+// wakes it (leases outstanding / none).
+constexpr milliseconds kServiceBusy{5};
+constexpr milliseconds kServiceIdle{50};
+// A session request waits at least this long for the producer's answer.
+constexpr milliseconds kMinSessionWait{10'000};
 
-std::string MiBString(size_t bytes) {
-  return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB";
+std::string MiBString(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
+bool Claimed(SlotState s) {
+  return s == SlotState::kReading || s == SlotState::kHanded || s == SlotState::kReleased;
 }
 
-class ShmWriter final : public BatchWriter, public LoanOwner {
+// ------------------------------------------------------------------ mailbox
+
+// Reader side: one session request, one answer.
+Result<pb::SessionWelcome> MailboxCall(ShmSegment* seg, const pb::SessionHello& hello, Deadline deadline) {
+  const std::string uri = ShmUri(seg->name());
+  ShmControl* c = seg->control();
+  ShmMailbox& mb = c->mailbox;
+  const uint32_t me = 1 + static_cast<uint32_t>(seg->reader_id());
+  std::string bytes;
+  if (!hello.SerializeToString(&bytes) || bytes.size() > kShmMailboxBytes) {
+    return Status::InvalidArgument(uri + ": the session request is too large (" + std::to_string(bytes.size()) +
+                                   " bytes)");
+  }
+  for (;;) {
+    uint32_t owner = 0;
+    if (mb.owner.compare_exchange_strong(owner, me)) break;
+    if (owner >= 1 && owner - 1 < kShmMaxReaders && !seg->ReaderAlive(static_cast<int>(owner - 1)) &&
+        mb.owner.compare_exchange_strong(owner, me)) {
+      break;  // its holder died mid-request
+    }
+    if (!seg->ProducerAlive()) return Status::Unavailable(uri + ": the producer died");
+    if (deadline.expired()) return Status::DeadlineExceeded(uri + ": the producer's session mailbox stayed busy");
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  struct Give {
+    ShmMailbox* mb;
+    ~Give() {
+      mb->state.store(kMailboxIdle, std::memory_order_release);
+      mb->owner.store(0, std::memory_order_release);
+    }
+  } give{&mb};
+  std::memcpy(mb.data, bytes.data(), bytes.size());
+  mb.request_bytes.store(static_cast<uint32_t>(bytes.size()), std::memory_order_relaxed);
+  mb.state.store(kMailboxRequest, std::memory_order_release);
+  c->control_futex.fetch_add(1, std::memory_order_seq_cst);
+  ShmSegment::Wake(&c->control_futex, 1);
+  while (mb.state.load(std::memory_order_acquire) != kMailboxResponse) {
+    if (!seg->ProducerAlive()) return Status::Unavailable(uri + ": the producer died before answering");
+    if (deadline.expired()) return Status::DeadlineExceeded(uri + ": the producer did not answer the session request");
+    ShmSegment::Wait(&mb.state, kMailboxRequest, milliseconds(10));
+  }
+  const uint32_t n = std::min<uint32_t>(mb.response_bytes.load(std::memory_order_relaxed), kShmMailboxBytes);
+  if (n < 4) return Status::DataLoss(uri + ": a malformed session answer");
+  std::vector<uint8_t> copy(mb.data, mb.data + n);
+  uint32_t code = 0;
+  std::memcpy(&code, copy.data(), 4);
+  if (code != 0) {
+    const StatusCode sc = code <= static_cast<uint32_t>(StatusCode::kAborted) ? static_cast<StatusCode>(code)
+                                                                              : StatusCode::kInternal;
+    return Status(sc, std::string(reinterpret_cast<const char*>(copy.data()) + 4, n - 4));
+  }
+  pb::SessionWelcome welcome;
+  if (!welcome.ParseFromArray(copy.data() + 4, static_cast<int>(n - 4))) {
+    return Status::DataLoss(uri + ": a malformed session answer");
+  }
+  return welcome;
+}
+
+// ------------------------------------------------------------------ writer
+
+class ShmWriter final : public ShmRingWriter, public LoanOwner {
  public:
-  ShmWriter(std::unique_ptr<ShmSegment> seg, int64_t linger_ms)
-      : seg_(std::move(seg)), linger_ms_(linger_ms) {}
-  ~ShmWriter() override {
-    (void)Close();
+  ShmWriter(std::unique_ptr<ShmSegment> seg, const WriterOptions& options, std::unique_ptr<Ledger> ledger)
+      : seg_(std::move(seg)),
+        linger_ms_(options.linger_ms),
+        ledger_(std::move(ledger)),
+        readers_(kShmMaxReaders),
+        slots_(seg_->slot_count()) {}
+
+  Status Start(const WriterOptions& options) {
+    if (ledger_ && options.run) {
+      DATAFEED_ASSIGN_OR_RETURN(run_start_, ledger_->BeginRun(*options.run));
+    }
+    service_ = std::thread([this] { ServiceLoop(); });
+    return Status::OK();
+  }
+
+  void Linger() override {
+    if (lingered_.exchange(true)) return;
     ShmControl* c = seg_->control();
     const Deadline linger = Deadline::AfterMillis(linger_ms_);
     while (c->claim_seq.load() < c->publish_seq.load() && !linger.expired()) {
@@ -39,50 +129,59 @@ class ShmWriter final : public BatchWriter, public LoanOwner {
       ShmSegment::Wait(&c->space_futex, seen, std::min<nanoseconds>(linger.remaining(), milliseconds(10)));
       c->writer_waiters.fetch_sub(1);
     }
+  }
+
+  ~ShmWriter() override {
+    (void)Close();
+    Linger();
+    ShmControl* c = seg_->control();
+    stop_.store(true);
+    if (ledger_) ledger_->Interrupt();
+    c->control_futex.fetch_add(1);
+    ShmSegment::Wake(&c->control_futex, INT_MAX);
+    if (service_.joinable()) service_.join();
     // seg_'s destructor unlinks the name; readers already attached keep
     // their mapping and drain what was published.
   }
 
-  Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout,
-                             Deadline deadline) override {
+  Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
     if (!layout) return Status::InvalidArgument("Loan: null layout");
     if (layout->frame_bytes() > seg_->slot_bytes()) {
-      return Status::ResourceExhausted(
-          ShmUri(seg_->name()) + ": a batch needs " + MiBString(layout->frame_bytes()) +
-          " but slots are " + MiBString(seg_->slot_bytes()) + "; raise the slot size (--slot-bytes)");
+      return Status::ResourceExhausted(ShmUri(seg_->name()) + ": a batch needs " + MiBString(layout->frame_bytes()) +
+                                       " but slots are " + MiBString(seg_->slot_bytes()) +
+                                       "; raise the slot size (--slot-bytes)");
     }
     ShmControl* c = seg_->control();
     const size_t n = seg_->slot_count();
-    auto next_reclaim = steady_clock::now() + kReclaimInterval;
     for (;;) {
       if (c->closed.load(std::memory_order_acquire)) {
         return Status::FailedPrecondition(ShmUri(seg_->name()) + ": Loan after Close");
       }
       const uint32_t seen = c->space_futex.load();
-      const size_t start = hint_.fetch_add(1, std::memory_order_relaxed);
-      for (size_t k = 0; k < n; ++k) {
-        const size_t i = (start + k) % n;
-        uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
-        if (WordState(w) == SlotState::kFree &&
-            c->slot_word[i].compare_exchange_strong(w, MakeWord(SlotState::kLoaned, 0, 0),
-                                                    std::memory_order_acq_rel)) {
-          uint8_t* frame = seg_->slot(i);
-          layout->WriteHeader(frame, BatchMeta{});
-          return WritableBatch(this, i, frame, std::move(layout));
+      for (int pass = 0; pass < 2; ++pass) {
+        const size_t start = hint_.fetch_add(1, std::memory_order_relaxed);
+        for (size_t k = 0; k < n; ++k) {
+          const size_t i = (start + k) % n;
+          uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
+          if (WordState(w) == SlotState::kFree &&
+              c->slot_word[i].compare_exchange_strong(w, MakeWord(SlotState::kLoaned, 0, 0),
+                                                      std::memory_order_acq_rel)) {
+            uint8_t* frame = seg_->slot(i);
+            layout->WriteHeader(frame, BatchMeta{});
+            return WritableBatch(this, i, frame, std::move(layout));
+          }
         }
+        // Released slots become free once recorded.
+        std::lock_guard<std::mutex> lock(mu_);
+        RecordClaimsLocked();
       }
       if (deadline.expired()) {
         return Status::DeadlineExceeded(ShmUri(seg_->name()) +
-                                        ": every slot is in use (consumers are slower than "
-                                        "the producer, or hold their batches)");
-      }
-      if (steady_clock::now() >= next_reclaim) {
-        ReclaimDeadReaders();
-        next_reclaim = steady_clock::now() + kReclaimInterval;
-        continue;
+                                        ": every slot is in use (consumers are slower than the producer, or hold "
+                                        "their batches)");
       }
       c->writer_waiters.fetch_add(1);
-      ShmSegment::Wait(&c->space_futex, seen, std::min<nanoseconds>(deadline.remaining(), kReclaimInterval));
+      ShmSegment::Wait(&c->space_futex, seen, std::min<nanoseconds>(deadline.remaining(), milliseconds(100)));
       c->writer_waiters.fetch_sub(1);
     }
   }
@@ -93,15 +192,30 @@ class ShmWriter final : public BatchWriter, public LoanOwner {
     }
     ShmControl* c = seg_->control();
     const size_t i = batch.token();
-    std::lock_guard<std::mutex> lock(publish_mu_);
+    std::lock_guard<std::mutex> publish_lock(publish_mu_);
     if (c->closed.load(std::memory_order_relaxed)) {
       return Status::FailedPrecondition(ShmUri(seg_->name()) + ": Publish after Close");
     }
-    const uint64_t seq = c->publish_seq.load(std::memory_order_relaxed);
     BatchMeta meta = batch.meta();
+    const BatchKey key{meta.epoch, meta.batch_index};
+    const bool tracked = ledger_ != nullptr && ledger_->begun();
+    if (tracked) {
+      const RunInfo& run = ledger_->run();
+      if (meta.fingerprint != run.fingerprint || meta.shard != run.shard || meta.num_shards != run.num_shards) {
+        return Status::InvalidArgument(ShmUri(seg_->name()) + ": published " + BatchIdString(meta) +
+                                       ", which is not of the writer's run");
+      }
+      // Journaled before anyone can see it.
+      DATAFEED_RETURN_NOT_OK(ledger_->Published(key, meta.attempt == 0));
+    }
+    const uint64_t seq = c->publish_seq.load(std::memory_order_relaxed);
     meta.sequence = seq;
-    meta.producer_id = meta.producer_id ? meta.producer_id : c->producer_id;
+    meta.producer_id = meta.producer_id ? meta.producer_id : seg_->producer_id();
     BatchLayout::UpdateMeta(batch.frame(), meta);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      slots_[i] = SlotRec{seq, key, tracked, false};
+    }
     // By construction seq - claim_seq <= slot_count (an unclaimed batch pins
     // its slot); queue[seq % n] is therefore no longer needed by anyone.
     c->queue[seq % seg_->slot_count()].store(static_cast<uint32_t>(i), std::memory_order_relaxed);
@@ -127,6 +241,34 @@ class ShmWriter final : public BatchWriter, public LoanOwner {
 
   std::string endpoint() const override { return ShmUri(seg_->name()); }
 
+  Result<RunStart> run_start() const override {
+    if (!ledger_ || !ledger_->begun()) return BatchWriter::run_start();
+    return run_start_;
+  }
+  std::optional<BatchKey> TakeRemake() override { return ledger_ ? ledger_->TakeRemake() : std::nullopt; }
+  void Unmade(const BatchKey& key) override {
+    if (ledger_) ledger_->Unmade(key);
+  }
+  Work WaitForWork(Deadline deadline) override {
+    if (!ledger_ || !ledger_->begun()) return Work::kDone;
+    ShmControl* c = seg_->control();
+    c->wants_acks.store(1);
+    c->control_futex.fetch_add(1);
+    ShmSegment::Wake(&c->control_futex, 1);
+    switch (ledger_->WaitForWork(deadline)) {
+      case Ledger::Work::kRemake: return Work::kRemake;
+      case Ledger::Work::kDone: return Work::kDone;
+      case Ledger::Work::kWait: return Work::kWait;
+    }
+    return Work::kWait;
+  }
+
+  Ledger* ledger() override { return ledger_ && ledger_->begun() ? ledger_.get() : nullptr; }
+  void SetRevocationSink(std::function<void(const Revocation&)> sink) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    sink_ = std::move(sink);
+  }
+
   void Abandon(uint64_t token) override {
     ShmControl* c = seg_->control();
     c->slot_word[token].store(MakeWord(SlotState::kFree, 0, 0), std::memory_order_release);
@@ -135,135 +277,484 @@ class ShmWriter final : public BatchWriter, public LoanOwner {
   }
 
  private:
-  void ReclaimDeadReaders() {
+  // What the producer knows of a slot, in its own memory (never read back
+  // from the segment).
+  struct SlotRec {
+    uint64_t seq = 0;
+    BatchKey key;
+    bool tracked = false;   // the batch has an identity the ledger knows
+    bool recorded = false;  // its claim was recorded (or given back)
+  };
+  // What the producer knows of a reader id.
+  struct ReaderRec {
+    bool active = false;
+    bool relay = false;
+    uint64_t session = 0;     // ledger session, 0: none (a plain ring)
+    uint64_t revokes = 0;     // revocations sent
+    uint64_t revoke_seq = 0;  // claim_seq when the last was sent
+  };
+
+  ShmReaderEntry& Entry(int k) { return seg_->control()->readers[k]; }
+
+  void FreeSlot(size_t i, uint64_t expected) {
     ShmControl* c = seg_->control();
-    for (size_t i = 0; i < seg_->slot_count(); ++i) {
-      uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
-      if (WordState(w) == SlotState::kReading && !seg_->ReaderAlive(WordOwner(w))) {
-        c->slot_word[i].compare_exchange_strong(w, MakeWord(SlotState::kFree, 0, 0));
+    if (c->slot_word[i].compare_exchange_strong(expected, MakeWord(SlotState::kFree, 0, 0))) {
+      c->space_futex.fetch_add(1);
+      if (c->writer_waiters.load() > 0) ShmSegment::Wake(&c->space_futex, INT_MAX);
+    }
+  }
+
+  // Records every complete claim in sequence order, gives back claims that
+  // may not be kept, and frees released slots. mu_ held.
+  void RecordClaimsLocked() {
+    ShmControl* c = seg_->control();
+    const uint64_t complete = c->claim_seq.load(std::memory_order_acquire);
+    struct Claim {
+      uint64_t seq;
+      size_t slot;
+      int reader;
+    };
+    std::vector<Claim> claims;
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
+      const SlotState st = WordState(w);
+      if (!Claimed(st)) continue;
+      SlotRec& rec = slots_[i];
+      if (rec.recorded) {
+        if (st == SlotState::kReleased) FreeSlot(i, w);
+        continue;
       }
+      if (WordSeq(w) != (rec.seq & kSeqMask) || static_cast<size_t>(WordOwner(w)) >= kShmMaxReaders) {
+        // Not what this producer published there: someone wrote the slot
+        // word. Its batch goes back; the slot is taken back.
+        rec.recorded = true;
+        if (rec.tracked && ledger_) ledger_->Returned(rec.key);
+        FreeSlot(i, w);
+        continue;
+      }
+      if (rec.seq >= complete) continue;  // claimed, claim_seq not advanced yet: next time
+      claims.push_back({rec.seq, i, WordOwner(w)});
+    }
+    std::sort(claims.begin(), claims.end(), [](const Claim& a, const Claim& b) { return a.seq < b.seq; });
+    for (const Claim& cl : claims) {
+      SlotRec& rec = slots_[cl.slot];
+      ReaderRec& r = readers_[static_cast<size_t>(cl.reader)];
+      rec.recorded = true;
+      bool keep = true;
+      if (ledger_ && rec.tracked && !r.relay) {
+        ShmReaderEntry& e = Entry(cl.reader);
+        const bool after_revocation =
+            r.revokes > 0 && rec.seq >= r.revoke_seq &&
+            (e.revoke_ack.load(std::memory_order_acquire) != r.revokes ||
+             rec.seq < e.resume_seq.load(std::memory_order_acquire));
+        if (!r.active || r.session == 0 || after_revocation) {
+          keep = false;
+        } else if (!ledger_->Delivered(r.session, rec.key).ok()) {
+          keep = false;  // its session is over (superseded)
+          e.fenced.store(1, std::memory_order_release);
+        }
+        if (!keep) ledger_->Returned(rec.key);
+      }
+      const uint64_t w = c->slot_word[cl.slot].load(std::memory_order_acquire);
+      if (WordState(w) == SlotState::kReleased || (!keep && WordState(w) == SlotState::kReading)) FreeSlot(cl.slot, w);
+    }
+  }
+
+  // Reader k is gone: its session ends, what it held goes back. mu_ held.
+  void ReaderGoneLocked(int k, CloseKind kind) {
+    ShmControl* c = seg_->control();
+    RecordClaimsLocked();
+    ReaderRec& r = readers_[static_cast<size_t>(k)];
+    if (ledger_ && r.session != 0) {
+      // Its last words: acknowledgements written just before it died count.
+      ShmReaderEntry& e = Entry(k);
+      const auto now = LedgerClock::now();
+      ledger_->Progress(r.session, e.acked.load(std::memory_order_acquire), LedgerClock::time_point{});
+      ledger_->Close(r.session, kind, now, e.handed.load(std::memory_order_acquire));
+    }
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      const uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
+      if (!Claimed(WordState(w)) || WordOwner(w) != k) continue;
+      SlotRec& rec = slots_[i];
+      if (!rec.recorded) {
+        rec.recorded = true;
+        if (ledger_ && rec.tracked && !r.relay) ledger_->Returned(rec.key);
+      }
+      FreeSlot(i, w);
+    }
+    r = ReaderRec{};
+  }
+
+  void Respond(const Status& st, const std::string& payload) {
+    ShmMailbox& mb = seg_->control()->mailbox;
+    uint32_t code = static_cast<uint32_t>(st.code());
+    std::string body = st.ok() ? payload : st.message();
+    if (body.size() > kShmMailboxBytes - 4) body.resize(kShmMailboxBytes - 4);
+    std::memcpy(mb.data, &code, 4);
+    std::memcpy(mb.data + 4, body.data(), body.size());
+    mb.response_bytes.store(static_cast<uint32_t>(4 + body.size()), std::memory_order_relaxed);
+    mb.state.store(kMailboxResponse, std::memory_order_release);
+    ShmSegment::Wake(&mb.state, INT_MAX);
+  }
+
+  // Answers a session request, if one waits. mu_ held.
+  void HandleMailboxLocked() {
+    ShmMailbox& mb = seg_->control()->mailbox;
+    const uint32_t owner = mb.owner.load(std::memory_order_acquire);
+    if (mb.state.load(std::memory_order_acquire) != kMailboxRequest) return;
+    if (owner == 0 || owner - 1 >= kShmMaxReaders || !seg_->ReaderAlive(static_cast<int>(owner - 1))) {
+      // Its author died (or the word is garbage): the next reader breaks the hold.
+      return;
+    }
+    const int k = static_cast<int>(owner - 1);
+    const uint32_t n = mb.request_bytes.load(std::memory_order_relaxed);
+    if (n > kShmMailboxBytes) return Respond(Status::InvalidArgument("a session request larger than the mailbox"), "");
+    const std::vector<uint8_t> copy(mb.data, mb.data + n);
+    pb::SessionHello msg;
+    if (!msg.ParseFromArray(copy.data(), static_cast<int>(copy.size()))) {
+      return Respond(Status::InvalidArgument(endpoint() + ": a malformed session request"), "");
+    }
+    // Whoever held this reader id before is dead (the new holder has its lock).
+    if (readers_[static_cast<size_t>(k)].active) ReaderGoneLocked(k, CloseKind::kDied);
+    bool relay = false;
+    const Hello hello = FromProto(msg, &relay);
+    pb::SessionWelcome welcome;
+    ReaderRec rec;
+    rec.active = true;
+    if (relay) {
+      rec.relay = true;
+    } else if (ledger() != nullptr) {
+      Result<Welcome> w = ledger_->Open(hello, "shm reader " + std::to_string(k), LedgerClock::now());
+      if (!w.ok()) return Respond(w.status(), "");
+      rec.session = w->session;
+      const RunInfo& run = ledger_->run();
+      welcome.set_consumer_id(w->consumer_id);
+      welcome.set_position(w->position);
+      welcome.set_fingerprint(run.fingerprint);
+      welcome.set_shard(run.shard);
+      welcome.set_num_shards(run.num_shards);
+      welcome.set_batches_per_epoch(run.batches_per_epoch);
+      welcome.set_summary(w->summary);
+    } else {
+      // A plain ring: no identities, nothing to resume; positions just count.
+      welcome.set_consumer_id(hello.consumer_id);
+      welcome.set_position(hello.mode == Hello::Mode::kResume ? hello.received : 0);
+      welcome.set_num_shards(1);
+    }
+    ShmReaderEntry& e = Entry(k);
+    e.acked.store(welcome.position());
+    e.handed.store(welcome.position());
+    e.last_next_ns.store(MonotonicNanos());
+    e.revoke_ack.store(0);
+    e.resume_seq.store(0);
+    e.revokes.store(0);
+    e.revoked_from.store(0);
+    e.fenced.store(0, std::memory_order_release);
+    readers_[static_cast<size_t>(k)] = rec;
+    std::string payload;
+    welcome.SerializeToString(&payload);
+    Respond(Status::OK(), payload);
+  }
+
+  void ServicePass() {
+    ShmControl* c = seg_->control();
+    std::vector<Revocation> revocations;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      HandleMailboxLocked();
+      RecordClaimsLocked();
+      const uint64_t now_ns = MonotonicNanos();
+      for (int k = 0; k < static_cast<int>(kShmMaxReaders); ++k) {
+        ReaderRec& r = readers_[static_cast<size_t>(k)];
+        if (!r.active) continue;
+        if (!seg_->ReaderAlive(k)) {
+          ReaderGoneLocked(k, CloseKind::kDied);
+          continue;
+        }
+        if (r.session == 0 || !ledger_) continue;
+        ShmReaderEntry& e = Entry(k);
+        if (!ledger_->Live(r.session)) {
+          e.fenced.store(1, std::memory_order_release);
+          continue;
+        }
+        const uint64_t last = std::min(e.last_next_ns.load(std::memory_order_relaxed), now_ns);
+        ledger_->Progress(r.session, e.acked.load(std::memory_order_relaxed),
+                          LedgerClock::time_point(std::chrono::duration_cast<LedgerClock::duration>(nanoseconds(last))));
+      }
+    }
+    if (ledger() == nullptr) return;
+    revocations = ledger_->Tick(LedgerClock::now());
+    if (revocations.empty()) return;
+    std::function<void(const Revocation&)> sink;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sink = sink_;
+      for (const Revocation& rev : revocations) {
+        int k = -1;
+        for (int j = 0; j < static_cast<int>(kShmMaxReaders); ++j) {
+          if (readers_[static_cast<size_t>(j)].active && readers_[static_cast<size_t>(j)].session == rev.session) k = j;
+        }
+        if (k < 0) continue;
+        ReaderRec& r = readers_[static_cast<size_t>(k)];
+        r.revokes++;
+        r.revoke_seq = c->claim_seq.load(std::memory_order_acquire);
+        ShmReaderEntry& e = Entry(k);
+        e.revoked_from.store(rev.from, std::memory_order_relaxed);
+        e.revokes.store(r.revokes, std::memory_order_release);
+        // Slots it only read ahead come back now; batches its trainer holds
+        // keep their memory until released.
+        for (size_t i = 0; i < slots_.size(); ++i) {
+          const uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
+          if (WordState(w) == SlotState::kReading && WordOwner(w) == k) FreeSlot(i, w);
+        }
+        std::fprintf(stderr,
+                     "datafeed: %s: consumer %016llx did not ask for a batch for longer than the consumer timeout; "
+                     "its %zu leased batches go to other consumers (%s)\n",
+                     endpoint().c_str(), static_cast<unsigned long long>(rev.consumer_id), rev.keys.size(),
+                     ToString(rev.keys, 4).c_str());
+      }
+      c->data_futex.fetch_add(1);
+      ShmSegment::Wake(&c->data_futex, INT_MAX);
+    }
+    if (sink) {
+      for (const Revocation& rev : revocations) sink(rev);
+    }
+  }
+
+  void ServiceLoop() {
+    ShmControl* c = seg_->control();
+    while (!stop_.load()) {
+      const uint32_t seen = c->control_futex.load();
+      ServicePass();
+      if (stop_.load()) break;
+      const bool busy = ledger() != nullptr && c->wants_acks.load() != 0;
+      c->control_waiters.fetch_add(1);
+      ShmSegment::Wait(&c->control_futex, seen, busy ? kServiceBusy : kServiceIdle);
+      c->control_waiters.fetch_sub(1);
     }
   }
 
   std::unique_ptr<ShmSegment> seg_;
   int64_t linger_ms_;
+  std::unique_ptr<Ledger> ledger_;
+  RunStart run_start_;
   std::mutex publish_mu_;
+  std::mutex mu_;  // readers_, slots_, recording, sink_
+  std::vector<ReaderRec> readers_;
+  std::vector<SlotRec> slots_;
+  std::function<void(const Revocation&)> sink_;
   std::atomic<size_t> hint_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> lingered_{false};
+  std::thread service_;
 };
 
-// Shared by a reader and every BatchView it handed out, so views outlive
-// the reader safely.
+// ------------------------------------------------------------------ readers
+
+// One attached segment; shared by a reader and every BatchView it handed
+// out, so views outlive the reader (and a reconnect) safely.
 struct ReaderCore {
   std::unique_ptr<ShmSegment> seg;
-  std::atomic<bool> cancelled{false};
-
-  void Release(size_t slot, uint64_t word) {
-    ShmControl* c = seg->control();
-    c->slot_word[slot].compare_exchange_strong(word, MakeWord(SlotState::kFree, 0, 0),
-                                               std::memory_order_acq_rel);
-    c->space_futex.fetch_add(1, std::memory_order_seq_cst);
-    if (c->writer_waiters.load(std::memory_order_seq_cst) > 0) {
-      ShmSegment::Wake(&c->space_futex, INT_MAX);
-    }
-  }
+  std::mutex mu;
+  uint64_t processed_revokes = 0;
+  ShmReaderEntry& entry() { return seg->control()->readers[seg->reader_id()]; }
 };
 
-// Holds one claimed slot; destroyed when the last BatchView copy is.
+// One claimed slot; destroyed when the last BatchView copy is.
 struct SlotLease {
   SlotLease(std::shared_ptr<ReaderCore> c, size_t s, uint64_t w) : core(std::move(c)), slot(s), word(w) {}
   SlotLease(const SlotLease&) = delete;
   SlotLease& operator=(const SlotLease&) = delete;
+  ~SlotLease() {
+    ShmControl* c = core->seg->control();
+    const uint64_t released = MakeWord(SlotState::kReleased, static_cast<uint64_t>(WordOwner(word)), WordSeq(word));
+    uint64_t expected = handed.load() ? HandedWord() : word;
+    // Fails when the producer took the slot back meanwhile: nothing to give.
+    if (c->slot_word[slot].compare_exchange_strong(expected, released, std::memory_order_acq_rel)) {
+      c->space_futex.fetch_add(1, std::memory_order_seq_cst);
+      if (c->writer_waiters.load(std::memory_order_seq_cst) > 0) ShmSegment::Wake(&c->space_futex, INT_MAX);
+    }
+  }
+  uint64_t HandedWord() const {
+    return MakeWord(SlotState::kHanded, static_cast<uint64_t>(WordOwner(word)), WordSeq(word));
+  }
+
   std::shared_ptr<ReaderCore> core;
   size_t slot;
-  uint64_t word;
-  ~SlotLease() { core->Release(slot, word); }
+  uint64_t word;  // READING|me|seq as claimed
+  std::atomic<bool> handed{false};
+  // The frame header, copied out of the slot before it was parsed; the
+  // view's names and finish specs point here.
+  std::vector<uint8_t> header;
 };
 
 class ShmReader final : public BatchReader {
  public:
-  ShmReader(std::unique_ptr<ShmSegment> seg, const ReaderOptions& options)
-      : core_(std::make_shared<ReaderCore>()), options_(options) {
-    core_->seg = std::move(seg);
+  ShmReader(std::string name, const ReaderOptions& options, ShmLocator locate, bool relay)
+      : name_(std::move(name)),
+        options_(options),
+        locate_(std::move(locate)),
+        relay_(relay),
+        session_(ShmUri(name_), options.session) {
+    trust_.uid = options.shm_owner_uid >= 0 ? static_cast<uint32_t>(options.shm_owner_uid)
+                                            : static_cast<uint32_t>(::getuid());
   }
 
-  Result<BatchView> Next(Deadline deadline) override {
-    ShmSegment* seg = core_->seg.get();
-    ShmControl* c = seg->control();
-    const size_t n = seg->slot_count();
-    const uint64_t me = static_cast<uint64_t>(seg->reader_id());
-    const auto spin_until = steady_clock::now() + std::chrono::microseconds(options_.spin_us);
-    const milliseconds liveness{std::max<int64_t>(1, options_.liveness_check_ms)};
-    // Remembered across calls: a caller polling with short deadlines still
-    // learns of a dead producer.
-    auto next_liveness = steady_clock::time_point(steady_clock::duration(next_liveness_ns_.load()));
-    if (next_liveness == steady_clock::time_point{}) {
-      next_liveness = steady_clock::now() + liveness;
-      next_liveness_ns_.store(next_liveness.time_since_epoch().count());
+  // Attaches NAME and opens the session (the first hello).
+  Status Attach() {
+    const Deadline deadline = Deadline::AfterMillis(options_.connect_timeout_ms);
+    DATAFEED_ASSIGN_OR_RETURN(auto seg, ShmSegment::Open(name_, deadline, trust_));
+    const Deadline answer = Deadline::After(std::max<nanoseconds>(deadline.remaining(), kMinSessionWait));
+    pb::SessionHello hello;
+    if (relay_) {
+      hello.set_mode(pb::SessionHello::RELAY);
+    } else {
+      hello = ToProto(session_.FirstHello());
     }
+    DATAFEED_ASSIGN_OR_RETURN(pb::SessionWelcome w, MailboxCall(seg.get(), hello, answer));
+    if (!relay_) {
+      DATAFEED_RETURN_NOT_OK(session_.Welcomed(w.consumer_id(), w.position(), w.fingerprint(), w.shard(),
+                                               w.num_shards()));
+    }
+    auto core = std::make_shared<ReaderCore>();
+    core->seg = std::move(seg);
+    std::lock_guard<std::mutex> lock(core_mu_);
+    core_ = std::move(core);
+    return Status::OK();
+  }
+
+  Result<BatchView> Take(Deadline deadline) override {
+    const milliseconds liveness{std::max<int64_t>(1, options_.liveness_check_ms)};
     for (;;) {
-      if (core_->cancelled.load(std::memory_order_acquire)) {
-        return Status::Cancelled(ShmUri(seg->name()) + ": reader cancelled");
-      }
-      const uint32_t seen = c->data_futex.load(std::memory_order_seq_cst);
-      const uint64_t claim = c->claim_seq.load(std::memory_order_acquire);
-      const uint64_t published = c->publish_seq.load(std::memory_order_acquire);
-      if (claim < published) {
-        const uint32_t i = c->queue[claim % n].load(std::memory_order_relaxed);
-        if (i >= n) return Status::DataLoss(ShmUri(seg->name()) + ": corrupt ring queue entry");
-        uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
-        if (WordState(w) == SlotState::kReady && WordSeq(w) == (claim & kSeqMask)) {
-          const uint64_t mine = MakeWord(SlotState::kReading, me, claim);
-          if (c->slot_word[i].compare_exchange_strong(w, mine, std::memory_order_acq_rel)) {
-            uint64_t expected = claim;
-            c->claim_seq.compare_exchange_strong(expected, claim + 1);
-            return MakeView(i, mine);
-          }
-        } else {
-          // Sequence `claim` was taken by a reader that has not advanced
-          // claim_seq yet (or died before it could): help it along.
-          uint64_t expected = claim;
-          c->claim_seq.compare_exchange_strong(expected, claim + 1);
-        }
-        continue;
-      }
-      if (c->closed.load(std::memory_order_acquire)) {
-        return Status::EndOfStream(ShmUri(seg->name()) + ": the producer closed the stream");
-      }
-      const auto now = steady_clock::now();
-      if (now >= next_liveness) {
-        if (!seg->ProducerAlive()) {
-          // Re-check: a batch published just before the producer died is
-          // still delivered.
-          if (c->claim_seq.load() < c->publish_seq.load() || c->closed.load()) continue;
-          return Status::Unavailable(ShmUri(seg->name()) +
-                                     ": the producer died without closing the stream; restart "
-                                     "it and reconnect");
-        }
-        next_liveness = now + liveness;
+      std::shared_ptr<ReaderCore> core = Core();
+      ShmSegment* seg = core->seg.get();
+      ShmControl* c = seg->control();
+      const size_t n = seg->slot_count();
+      const uint64_t me = static_cast<uint64_t>(seg->reader_id());
+      const auto spin_until = steady_clock::now() + std::chrono::microseconds(options_.spin_us);
+      // Remembered across calls: a caller polling with short deadlines still
+      // learns of a dead producer.
+      auto next_liveness = steady_clock::time_point(steady_clock::duration(next_liveness_ns_.load()));
+      if (next_liveness == steady_clock::time_point{}) {
+        next_liveness = steady_clock::now() + liveness;
         next_liveness_ns_.store(next_liveness.time_since_epoch().count());
       }
-      if (deadline.expired()) {
-        return Status::DeadlineExceeded(ShmUri(seg->name()) + ": no batch before the deadline");
+      bool reattached = false;
+      for (;;) {
+        if (cancelled_.load(std::memory_order_acquire)) {
+          return Status::Cancelled(ShmUri(seg->name()) + ": reader cancelled");
+        }
+        if (!relay_) DATAFEED_RETURN_NOT_OK(CheckSession(core.get()));
+        const uint32_t seen = c->data_futex.load(std::memory_order_seq_cst);
+        const uint64_t claim = c->claim_seq.load(std::memory_order_acquire);
+        const uint64_t published = c->publish_seq.load(std::memory_order_acquire);
+        if (claim < published) {
+          const uint32_t i = c->queue[claim % n].load(std::memory_order_relaxed);
+          if (i >= n) return Status::DataLoss(ShmUri(seg->name()) + ": corrupt ring queue entry");
+          uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
+          if (WordState(w) == SlotState::kReady && WordSeq(w) == (claim & kSeqMask)) {
+            const uint64_t mine = MakeWord(SlotState::kReading, me, claim);
+            if (c->slot_word[i].compare_exchange_strong(w, mine, std::memory_order_acq_rel)) {
+              uint64_t expected = claim;
+              c->claim_seq.compare_exchange_strong(expected, claim + 1);
+              return MakeView(core, i, mine);
+            }
+          } else {
+            // Sequence `claim` was taken by a reader that has not advanced
+            // claim_seq yet (or died before it could): help it along.
+            uint64_t expected = claim;
+            c->claim_seq.compare_exchange_strong(expected, claim + 1);
+          }
+          continue;
+        }
+        if (c->closed.load(std::memory_order_acquire)) {
+          return Status::EndOfStream(ShmUri(seg->name()) + ": the producer closed the stream");
+        }
+        const auto now = steady_clock::now();
+        if (now >= next_liveness) {
+          if (!seg->ProducerAlive()) {
+            // Re-check: a batch published just before the producer died is
+            // still delivered.
+            if (c->claim_seq.load() < c->publish_seq.load() || c->closed.load()) continue;
+            if (!options_.reconnect || relay_) {
+              return Status::Unavailable(ShmUri(seg->name()) +
+                                         ": the producer died without closing the stream; restart it and reconnect");
+            }
+            DATAFEED_RETURN_NOT_OK(Reattach());
+            reattached = true;
+            break;
+          }
+          next_liveness = now + liveness;
+          next_liveness_ns_.store(next_liveness.time_since_epoch().count());
+        }
+        if (deadline.expired()) {
+          return Status::DeadlineExceeded(ShmUri(seg->name()) + ": no batch before the deadline");
+        }
+        if (now < spin_until) {
+          // Poll without PAUSE, which under a hypervisor may trigger
+          // pause-loop exits that deschedule the vCPU.
+          continue;
+        }
+        c->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
+        if (c->publish_seq.load(std::memory_order_seq_cst) == published && !c->closed.load(std::memory_order_seq_cst) &&
+            !cancelled_.load(std::memory_order_seq_cst)) {
+          auto timeout = std::min<nanoseconds>(deadline.remaining(), next_liveness - now);
+          ShmSegment::Wait(&c->data_futex, seen, timeout);
+        }
+        c->reader_waiters.fetch_sub(1, std::memory_order_seq_cst);
       }
-      if (now < spin_until) {
-        // Poll without PAUSE, which under a hypervisor may trigger
-        // pause-loop exits that deschedule the vCPU.
-        continue;
-      }
-      c->reader_waiters.fetch_add(1, std::memory_order_seq_cst);
-      if (c->publish_seq.load(std::memory_order_seq_cst) == published &&
-          !c->closed.load(std::memory_order_seq_cst) &&
-          !core_->cancelled.load(std::memory_order_seq_cst)) {
-        auto timeout = std::min<nanoseconds>(deadline.remaining(), next_liveness - now);
-        ShmSegment::Wait(&c->data_futex, seen, timeout);
-      }
-      c->reader_waiters.fetch_sub(1, std::memory_order_seq_cst);
+      if (!reattached) return Status::Internal("shm reader: left its loop");
     }
+  }
+
+  Result<bool> Hand(const BatchView& batch) override {
+    const BatchView::Delivery& d = batch.delivery();
+    if (d.reader != this || d.lease == nullptr) {
+      return Status::InvalidArgument(ShmUri(name_) + ": Hand() of a batch this reader did not deliver");
+    }
+    if (relay_) return true;
+    auto* lease = static_cast<SlotLease*>(d.lease);
+    if (!session_.Current(d.generation, d.position)) return false;
+    ShmControl* lc = lease->core->seg->control();
+    uint64_t expected = lease->word;
+    if (!lc->slot_word[lease->slot].compare_exchange_strong(expected, lease->HandedWord(), std::memory_order_acq_rel)) {
+      return false;  // the producer took it back (this consumer's leases were revoked)
+    }
+    lease->handed.store(true);
+    std::shared_ptr<ReaderCore> core = Core();
+    DATAFEED_RETURN_NOT_OK(CheckSession(core.get()));
+    if (!session_.Current(d.generation, d.position)) return false;
+    DATAFEED_RETURN_NOT_OK(session_.Hand(d.position, batch.meta()));
+    core->entry().handed.store(session_.handed(), std::memory_order_release);
+    return true;
+  }
+
+  Status Ack() override {
+    if (relay_) return Status::OK();
+    std::shared_ptr<ReaderCore> core = Core();
+    if (!core) return Status::OK();
+    session_.Ack();
+    ShmReaderEntry& e = core->entry();
+    e.acked.store(session_.acked(), std::memory_order_release);
+    e.last_next_ns.store(MonotonicNanos(), std::memory_order_release);
+    ShmControl* c = core->seg->control();
+    if (c->wants_acks.load(std::memory_order_relaxed)) {
+      c->control_futex.fetch_add(1);
+      ShmSegment::Wake(&c->control_futex, 1);
+    }
+    return CheckSession(core.get());
+  }
+
+  ConsumerState state() const override {
+    ConsumerState s;
+    if (!relay_ && session_.fingerprint() != 0) s.streams.push_back(session_.position());
+    return s;
   }
 
   void Cancel() override {
-    core_->cancelled.store(true, std::memory_order_seq_cst);
-    ShmControl* c = core_->seg->control();
+    cancelled_.store(true, std::memory_order_seq_cst);
+    std::shared_ptr<ReaderCore> core = Core();
+    ShmControl* c = core->seg->control();
     c->data_futex.fetch_add(1);
     ShmSegment::Wake(&c->data_futex, INT_MAX);
   }
@@ -271,38 +762,156 @@ class ShmReader final : public BatchReader {
   Scheme transport() const override { return Scheme::kShm; }
 
  private:
-  Result<BatchView> MakeView(size_t slot, uint64_t word) {
-    auto lease = std::make_shared<SlotLease>(core_, slot, word);
-    ShmSegment* seg = core_->seg.get();
-    Result<FrameView> frame = ParseFrame(seg->slot(slot), seg->slot_bytes());
-    if (!frame.ok()) {
-      return frame.status().WithContext(ShmUri(seg->name()) + ": batch in slot " +
-                                        std::to_string(slot));
-    }
-    return BatchView(std::move(frame).value(), std::move(lease));
+  std::shared_ptr<ReaderCore> Core() const {
+    std::lock_guard<std::mutex> lock(core_mu_);
+    return core_;
   }
 
+  // Revocations and fencing, as the producer wrote them into our entry.
+  Status CheckSession(ReaderCore* core) {
+    std::lock_guard<std::mutex> lock(core->mu);
+    if (!fatal_.ok()) return fatal_;
+    ShmReaderEntry& e = core->entry();
+    if (e.fenced.load(std::memory_order_acquire) != 0) {
+      fatal_ = Status::Aborted(ShmUri(name_) + ": another session took over consumer " +
+                               std::to_string(session_.consumer_id()) +
+                               " (a restore or resume of the same consumer elsewhere); this one is over");
+      return fatal_;
+    }
+    const uint64_t revokes = e.revokes.load(std::memory_order_acquire);
+    if (revokes == core->processed_revokes) return Status::OK();
+    const uint64_t from = e.revoked_from.load(std::memory_order_relaxed);
+    Status st = session_.Revoked(from, "this consumer held leased batches without calling Next() for longer "
+                                       "than the producer's consumer timeout");
+    core->processed_revokes = revokes;
+    e.resume_seq.store(core->seg->control()->claim_seq.load(std::memory_order_acquire), std::memory_order_relaxed);
+    e.revoke_ack.store(revokes, std::memory_order_release);
+    if (!st.ok()) fatal_ = st;
+    return st;
+  }
+
+  Result<BatchView> MakeView(const std::shared_ptr<ReaderCore>& core, size_t slot, uint64_t word) {
+    auto lease = std::make_shared<SlotLease>(core, slot, word);
+    ShmSegment* seg = core->seg.get();
+    const uint8_t* frame = seg->slot(slot);
+    // The header is parsed from a private copy: a writer racing the reader
+    // cannot change it after it was checked.
+    uint32_t prefix = 0;
+    std::memcpy(&prefix, frame, sizeof prefix);
+    const size_t header_len = std::min<size_t>({size_t{4} + prefix, seg->slot_bytes(), MaxFrameHeaderBytes()});
+    lease->header.assign(frame, frame + header_len);
+    Result<FrameView> view = ParseFrameFromCopy(lease->header.data(), lease->header.size(), frame, seg->slot_bytes());
+    if (!view.ok()) {
+      return view.status().WithContext(ShmUri(seg->name()) + ": batch in slot " + std::to_string(slot));
+    }
+    BatchView::Delivery d;
+    d.reader = this;
+    d.lease = lease.get();
+    if (!relay_) {
+      DATAFEED_ASSIGN_OR_RETURN(d.position, session_.Received(view->meta(), ~uint64_t{0}));
+      d.generation = session_.generation();
+    }
+    return BatchView(std::move(view).value(), std::move(lease), d);
+  }
+
+  // The producer died: find its successor and resume the session there.
+  Status Reattach() {
+    const Deadline until = Deadline::AfterMillis(options_.reconnect_timeout_ms);
+    int64_t backoff_ms = 50;
+    Status last = Status::Unavailable(ShmUri(name_) + ": the producer died");
+    while (!until.expired() && !cancelled_.load()) {
+      Result<std::string> name = locate_ ? locate_(Deadline::AfterMillis(std::max<int64_t>(backoff_ms, 500)))
+                                         : Result<std::string>(name_);
+      if (name.ok()) {
+        Result<std::unique_ptr<ShmSegment>> seg = ShmSegment::Open(*name, Deadline::Now(), trust_);
+        if (seg.ok() && (*seg)->producer_id() != Core()->seg->producer_id()) {
+          Result<pb::SessionWelcome> w =
+              MailboxCall(seg->get(), ToProto(session_.ResumeHello()), Deadline::After(kMinSessionWait));
+          if (w.ok()) {
+            DATAFEED_RETURN_NOT_OK(
+                session_.Welcomed(w->consumer_id(), w->position(), w->fingerprint(), w->shard(), w->num_shards()));
+            auto core = std::make_shared<ReaderCore>();
+            core->seg = std::move(seg).value();
+            name_ = *name;
+            std::lock_guard<std::mutex> lock(core_mu_);
+            core_ = std::move(core);
+            next_liveness_ns_.store(0);
+            return Status::OK();
+          }
+          if (w.status().code() == StatusCode::kDataLoss || w.status().code() == StatusCode::kFailedPrecondition ||
+              w.status().code() == StatusCode::kAborted) {
+            return w.status();  // the new producer cannot continue this session: say why
+          }
+          last = w.status();
+        } else if (!seg.ok()) {
+          last = seg.status();
+        }
+      } else {
+        last = name.status();
+      }
+      std::this_thread::sleep_for(milliseconds(backoff_ms));
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 2000);
+    }
+    return last.WithContext("gave up reconnecting after " + std::to_string(options_.reconnect_timeout_ms) + " ms");
+  }
+
+  std::string name_;
+  const ReaderOptions options_;
+  const ShmLocator locate_;
+  const bool relay_;
+  ShmTrust trust_;
+  ConsumerSession session_;
+  mutable std::mutex core_mu_;
   std::shared_ptr<ReaderCore> core_;
-  ReaderOptions options_;
+  Status fatal_;  // an Aborted session stays so (core->mu)
+  std::atomic<bool> cancelled_{false};
   std::atomic<int64_t> next_liveness_ns_{0};  // steady_clock; 0 = not yet checked
 };
 
-}  // namespace
-
-Result<std::unique_ptr<BatchWriter>> OpenShmWriter(const std::string& name,
-                                                   const WriterOptions& options) {
+Result<std::unique_ptr<ShmReader>> OpenReaderImpl(const std::string& name, const ReaderOptions& options,
+                                                  ShmLocator locate, bool relay) {
   DATAFEED_RETURN_NOT_OK(ValidateName(name).WithContext("shm endpoint"));
-  DATAFEED_ASSIGN_OR_RETURN(
-      auto seg, ShmSegment::Create(name, options.shm.slot_count, options.shm.slot_bytes));
-  return std::unique_ptr<BatchWriter>(new ShmWriter(std::move(seg), options.linger_ms));
+  auto reader = std::make_unique<ShmReader>(name, options, std::move(locate), relay);
+  DATAFEED_RETURN_NOT_OK(reader->Attach());
+  return reader;
 }
 
-Result<std::unique_ptr<BatchReader>> OpenShmReader(const std::string& name,
-                                                   const ReaderOptions& options) {
+}  // namespace
+
+Result<std::unique_ptr<ShmRingWriter>> OpenShmRingWriter(const std::string& name, const WriterOptions& options) {
   DATAFEED_RETURN_NOT_OK(ValidateName(name).WithContext("shm endpoint"));
-  DATAFEED_ASSIGN_OR_RETURN(
-      auto seg, ShmSegment::Open(name, Deadline::AfterMillis(options.connect_timeout_ms)));
-  return std::unique_ptr<BatchReader>(new ShmReader(std::move(seg), options));
+  std::unique_ptr<Ledger> ledger;
+  if (options.run) {
+    Ledger::Options lo;
+    lo.name = ShmUri(name);
+    lo.state_dir = options.state_dir;
+    lo.consumer_timeout_ms = options.consumer_timeout_ms;
+    DATAFEED_ASSIGN_OR_RETURN(ledger, Ledger::Create(lo));
+  }
+  DATAFEED_ASSIGN_OR_RETURN(auto seg, ShmSegment::Create(name, options.shm.slot_count, options.shm.slot_bytes));
+  auto writer = std::make_unique<ShmWriter>(std::move(seg), options, std::move(ledger));
+  DATAFEED_RETURN_NOT_OK(writer->Start(options));
+  return std::unique_ptr<ShmRingWriter>(std::move(writer));
+}
+
+Result<std::unique_ptr<BatchWriter>> OpenShmWriter(const std::string& name, const WriterOptions& options) {
+  DATAFEED_ASSIGN_OR_RETURN(auto writer, OpenShmRingWriter(name, options));
+  return std::unique_ptr<BatchWriter>(std::move(writer));
+}
+
+Result<std::unique_ptr<BatchReader>> OpenShmRelayReader(const std::string& name) {
+  DATAFEED_ASSIGN_OR_RETURN(auto reader, OpenReaderImpl(name, ReaderOptions{}, nullptr, true));
+  return std::unique_ptr<BatchReader>(std::move(reader));
+}
+
+Result<std::unique_ptr<BatchReader>> OpenShmSessionReader(const std::string& name, const ReaderOptions& options,
+                                                          ShmLocator locate) {
+  DATAFEED_ASSIGN_OR_RETURN(auto reader, OpenReaderImpl(name, options, std::move(locate), false));
+  return std::unique_ptr<BatchReader>(std::move(reader));
+}
+
+Result<std::unique_ptr<BatchReader>> OpenShmReader(const std::string& name, const ReaderOptions& options) {
+  return OpenShmSessionReader(name, options, nullptr);
 }
 
 }  // namespace datafeed::internal

@@ -71,6 +71,7 @@ struct ConsumerStats {
   uint64_t bytes = 0;     // frame bytes of those batches
   double elapsed_s = 0;   // wall time since the first Next() call began
   double wait_s = 0;      // time spent inside Next(): the trainer waiting for data
+  uint64_t dropped = 0;   // read-ahead batches whose lease the producer took back
 
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
   double batches_per_s() const { return elapsed_s > 0 ? batches / elapsed_s : 0; }
@@ -130,6 +131,21 @@ class Consumer {
   Status status() const;
 
   ConsumerStats stats() const;
+
+  // The delivery contract (transport/.../delivery.h). This consumer's
+  // checkpointable position: put it in the trainer's checkpoint (ToJson()),
+  // and open a Consumer with ConsumerOptions::reader.session.restore set to
+  // its streams to receive exactly the batches after it. Thread-safe; call
+  // it between steps (it counts every batch Next() handed out).
+  ConsumerState state() const;
+
+  // The metadata of the batch the next Next() will hand out, waiting for it
+  // like Next() (timeout_ms), without handing it out: a trainer can end its
+  // epoch loop when the epoch changes and leave that batch leased to itself
+  // but not held. Acknowledges what was handed out. Needs prefetch > 0.
+  // (A batch whose lease is taken back before Next() is skipped, so the
+  // batch Next() then returns may differ.)
+  Result<BatchMeta> Peek();
 
   // The endpoint's URI, or "" for a Consumer made from a reader.
   const std::string& endpoint() const;

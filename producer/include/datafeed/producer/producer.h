@@ -49,6 +49,8 @@ struct ProducerOptions {
   bool fail_on_bad_sample = false;
   // Written into every batch header.
   uint64_t producer_id = 0;
+  // Adds an int64 [B] tensor "index": each sample's dataset index.
+  bool with_index = false;
 };
 
 // Cumulative counters; all times are summed over worker threads.
@@ -61,6 +63,7 @@ struct ProducerStats {
   double transform_s = 0;        // pipeline
   double loan_blocked_s = 0;     // waiting for a free transport slot (consumers slow)
   double publish_s = 0;          // waiting to publish in order, and publishing
+  uint64_t remade = 0;           // batches made again (a lease was lost)
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
   double batches_per_s() const { return elapsed_s > 0 ? batches / elapsed_s : 0; }
   std::string ToString() const;  // one progress line
@@ -68,8 +71,23 @@ struct ProducerStats {
 
 class Producer {
  public:
+  // The run a producer with these inputs makes: its fingerprint (the
+  // dataset's, the pipeline as Describe() gives it, the seed, the batch size
+  // and every sampler knob that decides which samples go into which batch,
+  // shard included) and its shape. Give it to the writer (WriterOptions::run)
+  // to get the delivery contract (transport/.../delivery.h).
+  static Result<RunInfo> DescribeRun(const Dataset& dataset, const Pipeline& pipeline,
+                                     const ProducerOptions& options);
+
   // `writer` must outlive the Producer. Fails with InvalidArgument if the
   // pipeline cannot take the dataset's samples or the sampler options are bad.
+  //
+  // A writer opened with a run (WriterOptions::run, from DescribeRun) must
+  // have this producer's run (InvalidArgument otherwise); the producer then
+  // goes on where the writer's journal says, makes again every batch whose
+  // lease was lost, and Run() returns only once every batch was
+  // acknowledged. With a writer without a run, batches carry their identity
+  // but nothing is made again.
   static Result<std::unique_ptr<Producer>> Make(std::shared_ptr<const Dataset> dataset,
                                                 Pipeline pipeline, ProducerOptions options,
                                                 BatchWriter* writer);
@@ -78,7 +96,13 @@ class Producer {
   // Produces until the sampler is exhausted (OK), Stop() is called
   // (Cancelled), or an error occurs (the first error). Call once. Batches not
   // yet published when it returns are given back to the transport unsent.
+  // With a writer that has a run, "exhausted" means every batch of the run
+  // was made and acknowledged by a consumer (batches whose lease was lost
+  // are made again meanwhile).
   Status Run();
+  // Where the run started (the writer's journal), for the log; empty
+  // summary for a writer without a run.
+  const RunStart& run_start() const;
   // Makes Run() return soon. Thread-safe; callable before or during Run().
   void Stop();
   // Thread-safe snapshot.

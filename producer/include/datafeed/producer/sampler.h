@@ -38,6 +38,7 @@ struct SamplerOptions {
   size_t shard_index = 0;  // this producer's shard, < num_shards
   size_t num_shards = 1;
   uint64_t first_epoch = 0;      // epoch number to start at (resume)
+  uint64_t first_batch = 0;      // batch of first_epoch to start at (resume); < batches_per_epoch
   uint64_t num_epochs = 1;       // epochs to run from first_epoch; kEndless = forever
 };
 
@@ -59,6 +60,12 @@ class Sampler {
   // Fills *batch with the next batch (reusing batch->indices' capacity), or
   // returns EndOfStream after the last batch of the last epoch.
   Status Next(IndexBatch* batch);
+  // Fills *batch with batch `index` of `epoch`, exactly as Next() yields it
+  // then (random access, for making a batch again). InvalidArgument for an
+  // index >= batches_per_epoch(). Does not move the Next() cursor; an epoch
+  // other than the cursor's costs one shuffle of the dataset's order (the
+  // last one is cached).
+  Status BatchAt(uint64_t epoch, uint64_t index, IndexBatch* batch);
 
   // Samples of an epoch this shard gets (before drop_last).
   size_t samples_per_epoch() const { return shard_samples_; }
@@ -78,8 +85,13 @@ class Sampler {
   SamplerOptions options_;
   size_t shard_samples_ = 0;
   size_t batches_per_epoch_ = 0;
+  // Fills batch `index` of the epoch whose order is `order` (empty when not shuffled).
+  void Fill(const std::vector<uint64_t>& order, uint64_t epoch, uint64_t index, IndexBatch* batch) const;
+
   std::vector<uint64_t> order_;  // the current epoch's full order
   uint64_t epoch_ = 0;           // the epoch order_ holds
+  std::vector<uint64_t> other_order_;  // BatchAt's cache for another epoch
+  uint64_t other_epoch_ = ~uint64_t{0};
   uint64_t epochs_done_ = 0;
   size_t next_batch_ = 0;        // within the current epoch
   bool started_ = false;

@@ -60,16 +60,33 @@ template <> constexpr DType DTypeOf<bool>() { return DType::kBool; }
 // Alignment of every tensor payload inside a frame (cache line, AVX-512).
 inline constexpr size_t kFrameAlignment = 64;
 // Version written into every header; a reader rejects other versions.
-inline constexpr uint16_t kFrameVersion = 1;
+// 2: BatchMeta carries the batch identity.
+inline constexpr uint16_t kFrameVersion = 2;
 
 // Per-batch metadata, carried in the header.
+//
+// A batch's identity is (fingerprint, shard, epoch, batch_index): the run it
+// belongs to (fingerprint: dataset, pipeline, seed, batch size and sampler
+// knobs, shard included), and where in that run it sits. A producer makes
+// a batch's bytes as a pure function of its identity, so a batch whose
+// lease was lost is made again bit-identical (attempt then counts the
+// re-makes). fingerprint 0 means "no identity" (a writer used directly,
+// without a Producer).
 struct BatchMeta {
   uint64_t sequence = 0;     // stamped by the transport at Publish, 0-based per writer
   uint64_t first_index = 0;  // dataset index of the batch's first sample (sampler order)
   uint64_t producer_id = 0;  // identifies the producer process/instance
   uint32_t epoch = 0;
   uint32_t flags = 0;        // reserved; 0
+  uint64_t fingerprint = 0;  // the run (see above); 0: none
+  uint64_t batch_index = 0;  // index of the batch within its shard's epoch
+  uint32_t shard = 0;
+  uint32_t num_shards = 1;
+  uint32_t attempt = 0;      // how many times this identity was published before
 };
+
+// "run 3f2a...:shard 0/1:epoch 2:batch 17" for messages.
+std::string BatchIdString(const BatchMeta& meta);
 
 // One named tensor of a batch, as a producer declares it.
 struct TensorSpec {
@@ -221,7 +238,8 @@ class FrameView {
   const TensorView* Find(std::string_view name) const;
 
  private:
-  friend Result<FrameView> ParseFrame(const uint8_t* data, size_t size);
+  friend Result<FrameView> ParseFrameFromCopy(const uint8_t* header, size_t header_len, const uint8_t* frame,
+                                              size_t size);
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   BatchMeta meta_;
@@ -239,6 +257,19 @@ class FrameView {
 // frame inside a larger slot); it may not be smaller.
 // A malformed frame gives DataLoss with a message saying what is wrong.
 Result<FrameView> ParseFrame(const uint8_t* data, size_t size);
+
+// The same for a frame whose memory another process may write while it is
+// parsed (a shared-memory slot): `header` holds a private copy of the
+// frame's first header_len bytes (at least the size prefix and the header
+// it announces), `frame` is where the frame lies (`size` bytes). Every
+// check runs on the copy and nothing is read from `frame`, so a writer
+// racing the reader cannot change what was verified. Tensor data points
+// into `frame`; names and finish specs point into `header`, which must
+// outlive the view.
+Result<FrameView> ParseFrameFromCopy(const uint8_t* header, size_t header_len, const uint8_t* frame,
+                                     size_t size);
+// Bytes a frame header may take at most (size prefix included).
+size_t MaxFrameHeaderBytes();
 
 }  // namespace datafeed
 

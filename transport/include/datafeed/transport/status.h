@@ -32,6 +32,8 @@ enum class StatusCode : int {
   kUnimplemented,      // asked for something this build does not provide
   kIOError,            // an operating-system call failed
   kInternal,           // a broken invariant: a bug in datafeed
+  kAborted,            // the producer ended this consumer's session: it lost a
+                       // lease on a batch its trainer held, or was superseded
 };
 
 // Returns "InvalidArgument", "EndOfStream", ...
@@ -56,6 +58,7 @@ class [[nodiscard]] Status {
   static Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
   static Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
   // An IOError whose message ends with strerror(errnum).
   static Status FromErrno(int errnum, const std::string& what);
 

@@ -26,9 +26,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "datafeed/transport/deadline.h"
+#include "datafeed/transport/delivery.h"
 #include "datafeed/transport/endpoint.h"
 #include "datafeed/transport/frame.h"
 #include "datafeed/transport/status.h"
@@ -91,19 +93,32 @@ class WritableBatch {
 // threads; the frame is read-only.
 class BatchView {
  public:
+  // Where a reader delivered a view (delivery.h): its consumer's delivery
+  // position and the reader's session generation then. For readers.
+  struct Delivery {
+    const void* reader = nullptr;  // the reader that delivered it
+    uint64_t position = ~uint64_t{0};
+    uint64_t generation = 0;
+    void* lease = nullptr;          // the reader's own per-batch state (owned by keepalive)
+  };
+
   BatchView() = default;
   BatchView(FrameView frame, std::shared_ptr<void> keepalive)
       : frame_(std::move(frame)), keepalive_(std::move(keepalive)) {}
+  BatchView(FrameView frame, std::shared_ptr<void> keepalive, Delivery delivery)
+      : frame_(std::move(frame)), keepalive_(std::move(keepalive)), delivery_(delivery) {}
 
   const FrameView& frame() const { return frame_; }
   const BatchMeta& meta() const { return frame_.meta(); }
   const TensorView* Find(std::string_view name) const { return frame_.Find(name); }
   // Holding this keeps the frame's memory valid (e.g. in a tensor deleter).
   const std::shared_ptr<void>& keepalive() const { return keepalive_; }
+  const Delivery& delivery() const { return delivery_; }
 
  private:
   FrameView frame_;
   std::shared_ptr<void> keepalive_;
+  Delivery delivery_;
 };
 
 // Producer side of a transport. Loan and Publish may be called from several
@@ -124,17 +139,57 @@ class BatchWriter {
   virtual Status Close() = 0;
   // The endpoint readers should open.
   virtual std::string endpoint() const = 0;
+
+  // The delivery contract (delivery.h), for a writer opened with
+  // WriterOptions::run; a writer without a run has no identities and no
+  // leases (at most once, as a plain ring).
+  //
+  // Where the run goes on (journal replayed). FailedPrecondition for a
+  // writer opened without a run.
+  virtual Result<RunStart> run_start() const;
+  // The oldest batch to make again (a lease was lost, a checkpoint was
+  // restored); publish it with BatchMeta::attempt > 0. nullopt: none now.
+  virtual std::optional<BatchKey> TakeRemake();
+  // A batch from TakeRemake that will not be published after all.
+  virtual void Unmade(const BatchKey& key);
+  enum class Work { kRemake, kDone, kWait };
+  // For a producer that made every fresh batch: waits until a batch must be
+  // made again (kRemake), or every batch was made and acknowledged by its
+  // consumer (kDone: Close() now loses nothing), or the deadline (kWait).
+  // A writer without a run answers kDone.
+  virtual Work WaitForWork(Deadline deadline);
 };
 
 // Consumer side. Next() may be called from several threads; each batch is
 // returned to exactly one caller across all readers of the endpoint.
+//
+// Delivery contract (delivery.h): a batch is leased to this reader until it
+// is acknowledged. Next() acknowledges every batch it handed out before,
+// then takes and hands out the next one. A reader that reads ahead uses the
+// two steps itself: Take() claims a batch (leased, not yet the trainer's),
+// Hand() gives it to the trainer, Ack() acknowledges what was handed out.
 class BatchReader {
  public:
   virtual ~BatchReader() = default;
-  // The next batch, in publication order. DeadlineExceeded if none arrives
-  // in time; EndOfStream once the writer closed and every batch was taken;
-  // Unavailable if the producer died; DataLoss for a malformed frame.
-  virtual Result<BatchView> Next(Deadline deadline) = 0;
+  // Acknowledges what was handed out, then takes and hands out the next
+  // batch, in publication order. DeadlineExceeded if none arrives in time;
+  // EndOfStream once the writer closed and every batch was taken;
+  // Unavailable if the producer died; DataLoss for a malformed frame or a
+  // broken contract (a batch twice, another run); Aborted when this consumer
+  // lost batches it had handed out (its lease expired).
+  Result<BatchView> Next(Deadline deadline);
+  // Claims the next batch without handing it out. Same errors as Next().
+  virtual Result<BatchView> Take(Deadline deadline) = 0;
+  // Hands a batch from Take() (in Take order) to the trainer: true. False
+  // when its lease was taken back while it waited (drop it and Take again).
+  // Aborted (see Next) ends the session.
+  virtual Result<bool> Hand(const BatchView& batch) = 0;
+  // Acknowledges every batch handed out so far, and tells the producer the
+  // trainer is asking for more (it is not stalled).
+  virtual Status Ack() = 0;
+  // This consumer's checkpointable position (delivery.h). Empty `streams`
+  // when the producer has no run (a plain writer).
+  virtual ConsumerState state() const = 0;
   // Wakes every thread blocked in Next() with Cancelled; later calls fail
   // the same way. Thread-safe, idempotent.
   virtual void Cancel() = 0;
@@ -178,6 +233,17 @@ struct GrpcOptions {
 struct WriterOptions {
   ShmOptions shm;
   GrpcOptions grpc;
+  // The delivery contract (delivery.h). With `run` set (a Producer sets
+  // it), every batch published must carry that run's identity, and the
+  // writer keeps leases: shm, grpc and auto writers. Unset: a plain ring.
+  std::optional<RunInfo> run;
+  // Journal directory for the run's positions ("" = in memory only: a
+  // restarted producer starts the run again).
+  std::string state_dir;
+  // A consumer holding leases that does not call Next() for this long loses
+  // them; also how long a consumer that lost its connection keeps them
+  // while it reconnects.
+  int64_t consumer_timeout_ms = 30'000;
   // grpc/auto: the name of the shared-memory ring behind the gRPC endpoint
   // (default: "datafeed-grpc-PORT").
   std::string shm_name;
@@ -192,6 +258,10 @@ struct WriterOptions {
 struct ReaderOptions {
   // How long OpenReader waits for a producer to create the endpoint.
   int64_t connect_timeout_ms = 0;
+  // The session: a consumer id to continue, a checkpoint to restore (delivery.h).
+  SessionOptions session;
+  // shm: the uid that must own the segment (-1: this process's uid).
+  int64_t shm_owner_uid = -1;
   // Before sleeping, Next() polls for this long. 0 (the default) sleeps on
   // a futex at once: on the 2-core VM this was measured on, the futex
   // handoff (4 KB p50 ~4 us) beat polling (p50 ~38 us, as the poller and
@@ -204,8 +274,10 @@ struct ReaderOptions {
   GrpcOptions grpc;
   // gRPC: frames received ahead of Next() (each holds one frame of memory).
   int grpc_prefetch = 1;
-  // gRPC: when the producer goes away, reconnect (with backoff: 50 ms
-  // doubling to 2 s) for up to reconnect_timeout_ms instead of failing.
+  // When the producer goes away (killed and restarted, a broken stream),
+  // reconnect (with backoff: 50 ms doubling to 2 s) for up to
+  // reconnect_timeout_ms instead of failing, and resume the session: shm,
+  // grpc and auto, whichever transport the handshake picks again.
   bool reconnect = false;
   int64_t reconnect_timeout_ms = 30'000;
 };
