@@ -166,6 +166,15 @@ int main(int argc, char** argv) {
                         {"batches", restored_batches + batches}};
     return WriteFileAtomically(checkpoint_path, j.dump());
   };
+  if (!checkpoint_path.empty() && co.reader.session.restore.empty()) {
+    // A fresh trainer checkpoints its start: killed before its first
+    // periodic checkpoint, it restarts from here, and what it was given
+    // meanwhile comes again instead of being lost with it.
+    if (Status st = save_checkpoint(); !st.ok()) {
+      std::fprintf(stderr, "datafeed-consume: checkpoint: %s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
   for (;;) {
     if (max_batches > 0 && batches >= static_cast<uint64_t>(max_batches)) break;
     auto v = (*consumer)->Next();

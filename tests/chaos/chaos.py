@@ -91,7 +91,7 @@ class Proxy:
                     if not data:
                         raise OSError("closed")
                     (b if s is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: select() on a socket cut() closed
             pass
         finally:
             for s in socks:
@@ -151,7 +151,7 @@ class Chaos:
 
     def start_producer(self):
         logf = open(os.path.join(self.work, "producer.log"), "ab")
-        self.producer = subprocess.Popen(self.producer_cmd(), stdout=logf, stderr=logf)
+        self.producer = subprocess.Popen(self.producer_cmd(), stdout=logf, stderr=logf, env=dict(os.environ, DATAFEED_DEBUG_LEDGER="1") if self.args.debug else None)
         logf.close()
 
     def trainer_cmd(self, name):
@@ -221,7 +221,7 @@ class Chaos:
         deadline = start + a.deadline
         # Inject events while the trainers work.
         while time.monotonic() - start < a.duration:
-            time.sleep(self.rng.uniform(0.2, 2 * a.interval))
+            time.sleep(self.rng.uniform(0.5 * a.interval, 1.5 * a.interval))
             self.check_exits()
             if all(t["done"] for t in self.trainers.values()):
                 break
@@ -321,15 +321,16 @@ def main():
     p.add_argument("--build", default="build")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--samples", type=int, default=600)
-    p.add_argument("--batch", type=int, default=6)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--shm-trainers", type=int, default=2)
     p.add_argument("--grpc-trainers", type=int, default=2)
-    p.add_argument("--step-ms", type=int, default=60)
-    p.add_argument("--interval", type=float, default=0.8, help="mean seconds between events")
+    p.add_argument("--step-ms", type=int, default=80)
+    p.add_argument("--interval", type=float, default=0.4, help="mean seconds between events")
     p.add_argument("--duration", type=float, default=60, help="seconds of event injection at most")
     p.add_argument("--deadline", type=float, default=170, help="seconds before everything is torn down")
     p.add_argument("--min-events", type=int, default=50)
+    p.add_argument("--debug", action="store_true", help="the producer logs every ledger event")
     args = p.parse_args()
     if args.seed is None:
         args.seed = random.SystemRandom().randint(0, 1 << 30)

@@ -35,6 +35,8 @@ enum : uint8_t {
   kRecTruncated = 7,      // a: ref, b: new log length
   kRecRetired = 8,        // a: ref
   kRecGroupRestored = 9,  // a: group digest, b: restart pair
+  kRecSessionOpen = 10,   // a: ref (a consumer connected)
+  kRecSessionClose = 11,  // a: ref (its session ended)
 };
 constexpr uint64_t kJournalVersion = 1;
 constexpr size_t kRecordBytes = 32;
@@ -339,6 +341,13 @@ Status Ledger::ReplayLocked(const std::string& path, RunStart* start) {
       case kRecGroupRestored:
         group_restores_.insert({a, b});
         break;
+      case kRecSessionOpen:
+        if (a == 0 || a > consumers_.size()) return Status::DataLoss("journal " + path + ": bad consumer ref");
+        awaiting_.insert(static_cast<uint32_t>(a));
+        break;
+      case kRecSessionClose:
+        awaiting_.erase(static_cast<uint32_t>(a));
+        break;
       default:
         return Status::DataLoss("journal " + path + ": unknown record type " + std::to_string(type) +
                                 " (written by a newer datafeed?)");
@@ -379,13 +388,19 @@ Status Ledger::ReplayLocked(const std::string& path, RunStart* start) {
       leased += c->log.size() - c->acked;
     }
   }
+  // Consumers connected when the producer died may hold batches it had not
+  // recorded yet (a shared-memory claim is recorded a moment after it is
+  // made): nothing is made again until they reconnected and said what they
+  // hold, or the grace period is over.
+  hold_until_ = until;
   start->resumed = true;
   start->remakes = remake_.size();
   start->summary = "resumed from " + path + ": next fresh batch " + ToString(cursor_) + ", " +
                    std::to_string(remake_.size()) + " batches to make again, " + std::to_string(consumers_.size()) +
                    " consumers known, " + std::to_string(leased) + " leases of " + std::to_string(orphans) +
                    " consumers kept for " + std::to_string(options_.consumer_timeout_ms) +
-                   " ms while they reconnect";
+                   " ms while they reconnect; " + std::to_string(awaiting_.size()) +
+                   " consumers were connected: nothing is made again until they reconnect (or that time passes)";
   return Status::OK();
 }
 
@@ -414,6 +429,7 @@ Status Ledger::CompactLocked() {
     for (const BatchKey& k : c.log) put(kRecDelivered, ref, k.epoch, k.index);
     if (c.acked) put(kRecAcked, ref, c.acked, 0);
     if (c.retired) put(kRecRetired, ref, 0, 0);
+    if (c.session != 0) put(kRecSessionOpen, ref, 0, 0);
   }
   for (const auto& g : group_restores_) put(kRecGroupRestored, g.first, g.second, 0);
   if (!(cursor_ == BatchKey{run_.first_epoch, 0})) {
@@ -482,6 +498,10 @@ Status Ledger::Published(const BatchKey& key, bool fresh) {
   std::lock_guard<std::mutex> lock(mu_);
   Slot* slot = SlotLocked(key);
   if (slot == nullptr) return Status::InvalidArgument("Publish: " + ToString(key) + " is outside the run");
+  if (!fresh && slot->state != kMaking) {
+    // Made again, but meanwhile a consumer that reconnected showed it had it.
+    return Status::AlreadyExists(ToString(key) + " was taken back by the consumer that held it");
+  }
   if (fresh) {
     DATAFEED_RETURN_NOT_OK(AppendLocked(kRecPublished, key.epoch, key.index, 0));
     if (!(NextKeyLocked(key) < cursor_)) cursor_ = NextKeyLocked(key);
@@ -490,9 +510,16 @@ Status Ledger::Published(const BatchKey& key, bool fresh) {
   return Status::OK();
 }
 
+bool Ledger::HoldingLocked() {
+  if (awaiting_.empty()) return false;
+  if (LedgerClock::now() < hold_until_) return true;
+  awaiting_.clear();  // the grace is over: whoever did not come back lost its claims
+  return false;
+}
+
 std::optional<BatchKey> Ledger::TakeRemake() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (remake_.empty()) return std::nullopt;
+  if (remake_.empty() || HoldingLocked()) return std::nullopt;
   const BatchKey key = *remake_.begin();
   remake_.erase(remake_.begin());
   SetLocked(SlotLocked(key), kMaking, 0);
@@ -520,7 +547,7 @@ bool Ledger::DoneLocked() const {
 Ledger::Work Ledger::WaitForWork(Deadline deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    if (!remake_.empty()) return Work::kRemake;
+    if (!remake_.empty() && !HoldingLocked()) return Work::kRemake;
     if (DoneLocked()) return Work::kDone;
     if (interrupted_ || deadline.expired()) return Work::kWait;
     if (deadline.infinite()) {
@@ -609,6 +636,8 @@ Result<Welcome> Ledger::Open(const Hello& hello, const std::string& peer, Ledger
   if (!welcome.ok()) return welcome;
   const uint32_t ref = refs_.at(welcome->consumer_id);
   Consumer& c = *consumers_[ref - 1];
+  awaiting_.erase(ref);
+  (void)AppendLocked(kRecSessionOpen, ref, 0, 0);
   auto s = std::make_unique<Session>();
   s->ref = ref;
   s->peer = peer;
@@ -669,7 +698,7 @@ Result<Welcome> Ledger::OpenResumeLocked(const Hello& hello, uint64_t session) {
     for (uint64_t p = known; p < m; ++p) {
       const BatchKey key = hello.tail[p - tail_start];
       Slot* slot = SlotLocked(key);
-      if (slot == nullptr || slot->state == kOwned || slot->state == kMaking || slot->state == kInRing) {
+      if (slot == nullptr || slot->state == kOwned || slot->state == kInRing) {
         // Already given to someone else, or being made again: this consumer
         // must not keep its copy. Everything from here on goes back.
         lost.push_back(key);
@@ -720,12 +749,25 @@ Result<Welcome> Ledger::OpenRestoreLocked(const Hello& hello, uint64_t session) 
     }
     const uint32_t ref = it->second;
     Consumer& c = *consumers_[ref - 1];
+    // Deliveries the producer had not recorded when it died: the
+    // checkpoint's tail names them.
+    const uint64_t tail_start = p.position - std::min<uint64_t>(p.position, p.tail.size());
+    while (c.log.size() < p.position && c.log.size() >= tail_start) {
+      const BatchKey key = p.tail[c.log.size() - tail_start];
+      Slot* slot = SlotLocked(key);
+      if (slot == nullptr || slot->state == kOwned || slot->state == kInRing) break;
+      remake_.erase(key);
+      SetLocked(slot, kOwned, ref);
+      c.log.push_back(key);
+      (void)AppendLocked(kRecDelivered, ref, key.epoch, key.index);
+    }
     if (p.position > c.log.size()) {
       return Status::DataLoss(
           options_.name + ": the checkpoint says consumer " + Hex(c.id) + " consumed " + std::to_string(p.position) +
           " batches but the producer knows of only " + std::to_string(c.log.size()) +
-          " deliveries to it: its later batches were taken back (it stopped reading for longer than the "
-          "consumer timeout) and went to other consumers, so restoring this checkpoint would repeat them");
+          " deliveries to it: its later batches were taken back (it held them without asking for more, or was "
+          "gone, for longer than the consumer timeout) and went to other consumers, so restoring this checkpoint "
+          "would repeat them. Raise --consumer-timeout, or restore an earlier checkpoint");
     }
     SupersedeLocked(ref);
     TruncateLocked(ref, p.position, false, true);
@@ -867,6 +909,7 @@ void Ledger::Close(uint64_t session, CloseKind kind, LedgerClock::time_point now
   if (!s->live) return;  // superseded: the consumer is someone else's now
   Consumer& c = *consumers_[s->ref - 1];
   if (c.session == session) c.session = 0;
+  (void)AppendLocked(kRecSessionClose, s->ref, 0, 0);
   if (kind == CloseKind::kDied) {
     // What it read ahead goes back now; what its trainer held waits out the
     // grace period (a checkpoint may count it).

@@ -125,7 +125,9 @@ class Ledger {
   // FailedPrecondition naming both and the fix.
   Result<RunStart> BeginRun(const RunInfo& run);
   bool begun() const;
-  // A batch went into the ring. `fresh`: first time (journaled; moves the cursor).
+  // A batch goes into the ring. `fresh`: first time (journaled; moves the
+  // cursor). AlreadyExists for a batch made again that a reconnecting
+  // consumer showed it still had: drop it instead of publishing.
   Status Published(const BatchKey& key, bool fresh);
   // The oldest batch to make again, now marked as being made.
   std::optional<BatchKey> TakeRemake();
@@ -186,6 +188,7 @@ class Ledger {
   void TruncateLocked(uint32_t ref, uint64_t len, bool lease_loss, bool journal);
   void SupersedeLocked(uint32_t ref);
   bool DoneLocked() const;
+  bool HoldingLocked();
   BatchKey NextKeyLocked(const BatchKey& key) const;
   Result<Welcome> OpenRestoreLocked(const Hello& hello, uint64_t session);
   Result<Welcome> OpenResumeLocked(const Hello& hello, uint64_t session);
@@ -207,6 +210,10 @@ class Ledger {
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   uint64_t next_session_ = 1;
   std::set<std::pair<uint64_t, uint64_t>> group_restores_;  // (digest, pair) done
+  // After a restart: consumers that were connected, and until when nothing
+  // is made again while they may still come back and say what they hold.
+  std::set<uint32_t> awaiting_;
+  LedgerClock::time_point hold_until_;
 
   // Journal.
   int fd_ = -1;

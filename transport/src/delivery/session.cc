@@ -1,5 +1,6 @@
 #include "delivery/session_internal.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <random>
@@ -10,6 +11,9 @@ namespace {
 // Keys remembered for a resume: at least a ring's worth (a restarted
 // producer may not have recorded that many of our claims yet).
 constexpr size_t kTailKeys = 1024;
+// Keys a checkpoint carries: covers the claims a producer may not have
+// recorded when it died (a few service passes' worth).
+constexpr uint64_t kStateTail = 32;
 
 std::string Hex(uint64_t v) {
   char buf[24];
@@ -199,6 +203,10 @@ StreamPosition ConsumerSession::position() const {
   p.num_shards = num_shards_;
   p.consumer_id = consumer_id_;
   p.position = handed_;
+  // The last handed identities (a restarted producer may not have recorded them).
+  const uint64_t tail_start = received_ - tail_.size();
+  const uint64_t from = std::max<uint64_t>(tail_start, handed_ >= kStateTail ? handed_ - kStateTail : 0);
+  for (uint64_t q = from; q < handed_; ++q) p.tail.push_back(tail_[q - tail_start]);
   return p;
 }
 

@@ -53,11 +53,14 @@ Result<uint64_t> U64(const json& j, const char* field) {
 std::string ConsumerState::ToJson() const {
   json streams_json = json::array();
   for (const StreamPosition& p : streams) {
+    json tail = json::array();
+    for (const BatchKey& k : p.tail) tail.push_back({k.epoch, k.index});
     streams_json.push_back({{"fingerprint", Hex(p.fingerprint)},
                             {"shard", p.shard},
                             {"num_shards", p.num_shards},
                             {"consumer", Hex(p.consumer_id)},
-                            {"position", p.position}});
+                            {"position", p.position},
+                            {"tail", std::move(tail)}});
   }
   return json{{"version", kVersion}, {"streams", std::move(streams_json)}}.dump();
 }
@@ -118,6 +121,18 @@ Result<ConsumerState> FromJsonValue(const json& j) {
     p.num_shards = static_cast<uint32_t>(num_shards);
     if (p.fingerprint == 0 || p.consumer_id == 0) {
       return Status::InvalidArgument("consumer state: a stream with fingerprint or consumer 0");
+    }
+    if (s.contains("tail")) {
+      const json& tail = s["tail"];
+      if (!tail.is_array() || tail.size() > p.position) {
+        return Status::InvalidArgument("consumer state: 'tail' must be a list of at most 'position' [epoch, index] pairs");
+      }
+      for (const json& k : tail) {
+        if (!k.is_array() || k.size() != 2 || !k[0].is_number_unsigned() || !k[1].is_number_unsigned()) {
+          return Status::InvalidArgument("consumer state: 'tail' entries must be [epoch, index] pairs");
+        }
+        p.tail.push_back({k[0].get<uint64_t>(), k[1].get<uint64_t>()});
+      }
     }
     state.streams.push_back(p);
   }

@@ -32,6 +32,7 @@ inline Hello FromProto(const ::datafeed::v1::SessionHello& m, bool* relay) {
     sp.num_shards = p.num_shards();
     sp.consumer_id = p.consumer_id();
     sp.position = p.position();
+    for (const auto& k : p.tail()) sp.tail.push_back({k.epoch(), k.index()});
     h.restore.push_back(sp);
   }
   h.rank = m.rank();
@@ -64,6 +65,11 @@ inline ::datafeed::v1::SessionHello ToProto(const Hello& h) {
     r->set_num_shards(p.num_shards);
     r->set_consumer_id(p.consumer_id);
     r->set_position(p.position);
+    for (const BatchKey& k : p.tail) {
+      auto* t = r->add_tail();
+      t->set_epoch(k.epoch);
+      t->set_index(k.index);
+    }
   }
   m.set_rank(h.rank);
   m.set_world_size(h.world_size);

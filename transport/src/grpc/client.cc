@@ -69,6 +69,11 @@ class GrpcReader final : public BatchReader {
     }
     WireFrame f = std::move(queue_.front());
     queue_.pop_front();
+    if (f.position != ~uint64_t{0}) {
+      // Tell the producer: one more frame may come.
+      progress_received_ = std::max(progress_received_, f.position + 1);
+      progress_dirty_ = true;
+    }
     cv_.notify_all();
     lock.unlock();
     if (!TakePayload(&f, pool_.get())) {
@@ -155,6 +160,7 @@ class GrpcReader final : public BatchReader {
       pb::StreamRequest msg;
       msg.set_acked(progress_acked_);
       msg.set_active(progress_active_);
+      msg.set_received(progress_received_);
       progress_dirty_ = false;
       progress_active_ = false;
       lock.unlock();
@@ -174,6 +180,7 @@ class GrpcReader final : public BatchReader {
     req.set_protocol_version(kProtocolVersion);
     req.set_compression(o_.grpc.compression);
     *req.mutable_hello() = ToProto(hello);
+    req.set_window(static_cast<uint32_t>(std::max(1, o_.grpc_prefetch) + 2));
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
@@ -392,6 +399,7 @@ class GrpcReader final : public BatchReader {
   bool closing_ = false;
   uint64_t net_received_ = 0;  // delivery position of the next frame from the network
   uint64_t progress_acked_ = 0;
+  uint64_t progress_received_ = 0;  // frames taken off the queue (flow control)
   bool progress_active_ = false;
   bool progress_dirty_ = false;
   grpc::ClientContext* ctx_ = nullptr;  // the live stream, for Cancel()

@@ -42,6 +42,7 @@ struct StreamControl {
   bool revoke_pending = false;
   uint64_t revoked_from = 0;
   bool paused = false;          // revoked: send nothing until the consumer asks again
+  uint64_t received = 0;        // delivery positions the consumer has taken off the stream
   bool closing = false;         // the consumer said close
   bool upstream_done = false;   // the consumer half-closed or the call broke
 };
@@ -212,6 +213,7 @@ class StreamService final : public grpc::Service {
         std::lock_guard<std::mutex> lock(control.mu);
         if (msg.active()) control.paused = false;
         if (msg.close()) control.closing = true;
+        control.received = std::max<uint64_t>(control.received, msg.received());
         control.cv.notify_all();
       }
       std::lock_guard<std::mutex> lock(control.mu);
@@ -219,6 +221,8 @@ class StreamService final : public grpc::Service {
       control.cv.notify_all();
     });
     uint64_t position = welcome.position();
+    const uint64_t window = std::max<uint32_t>(1, req.window() == 0 ? 3 : req.window());
+    control.received = position;
     bool clean = false;  // the call ended as the protocol says (end marker acknowledged, or close)
     grpc::Status result = grpc::Status::OK;
     for (;;) {
@@ -240,6 +244,7 @@ class StreamService final : public grpc::Service {
           control.revoke_pending = false;
           control.paused = true;
           position = control.revoked_from;
+          control.received = std::min(control.received, position);
           WireFrame revoked;
           revoked.revoked = true;
           revoked.revoked_from = control.revoked_from;
@@ -252,6 +257,11 @@ class StreamService final : public grpc::Service {
         }
         if (control.paused) {
           // It stopped asking for batches: send none until it asks again.
+          control.cv.wait_for(lock, milliseconds(100));
+          continue;
+        }
+        if (position >= control.received + window) {
+          // `window` frames in flight: wait until it takes one.
           control.cv.wait_for(lock, milliseconds(100));
           continue;
         }

@@ -206,7 +206,13 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
                                        ", which is not of the writer's run");
       }
       // Journaled before anyone can see it.
-      DATAFEED_RETURN_NOT_OK(ledger_->Published(key, meta.attempt == 0));
+      Status st = ledger_->Published(key, meta.attempt == 0);
+      if (st.code() == StatusCode::kAlreadyExists) {
+        // A consumer that reconnected had it after all: not needed again.
+        batch = WritableBatch();  // gives the slot back
+        return Status::OK();
+      }
+      DATAFEED_RETURN_NOT_OK(st);
     }
     const uint64_t seq = c->publish_seq.load(std::memory_order_relaxed);
     meta.sequence = seq;

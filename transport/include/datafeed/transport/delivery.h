@@ -86,6 +86,10 @@ struct StreamPosition {
   // Batches this consumer handed to its trainer (its delivery positions
   // 0 .. position-1 are consumed).
   uint64_t position = 0;
+  // The identities of its last batches (positions position - tail.size() ..
+  // position - 1): a producer that died before recording those deliveries
+  // learns them from the checkpoint.
+  std::vector<BatchKey> tail;
 };
 
 // A consumer's checkpointable state. Value type.
