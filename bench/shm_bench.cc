@@ -14,8 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
@@ -162,6 +164,89 @@ void SpinUntil(int64_t t) {
   }
 }
 
+// One throughput pass on a fresh ring, with the delivery contract (a run:
+// leases, acknowledgements, a journal in `state_dir`) or without.
+struct Pass {
+  double gbps = 0;
+  DeliveryStats delivery;
+  int64_t batches = 0;
+};
+
+Result<Pass> ThroughputPass(const std::shared_ptr<const BatchLayout>& layout,
+                            const std::shared_ptr<const BatchLayout>& small, bool contract, int64_t slots,
+                            int64_t warmup, int64_t batches, bool generate, const std::string& state_dir,
+                            int round) {
+  const size_t image_bytes = layout->nbytes(0), label_bytes = layout->nbytes(1);
+  const std::string name = "bench-" + std::to_string(getpid()) + (contract ? "-c" : "-p") + std::to_string(round);
+  Endpoint ep = ParseEndpoint("shm://" + name).value();
+  WriterOptions wo;
+  wo.shm.slot_count = static_cast<size_t>(slots);
+  wo.shm.slot_bytes = layout->frame_bytes();
+  wo.linger_ms = 5000;
+  RunInfo run;
+  run.fingerprint = 0xBE4C4A11ull + static_cast<uint64_t>(round);
+  run.batches_per_epoch = static_cast<uint64_t>(warmup + batches + 1);
+  if (contract) {
+    wo.run = run;
+    wo.state_dir = state_dir + "/" + name;
+  }
+  DATAFEED_ASSIGN_OR_RETURN(auto writer, OpenWriter(ep, wo));
+  int fds[2];
+  if (pipe(fds) != 0) return Status::FromErrno(errno, "pipe");
+  pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    writer.release();  // the child must not own (or unlink) the producer's segment
+    RunConsumer(ep, generate, warmup, 0, 0.001, image_bytes, label_bytes, fds[1]);
+  }
+  close(fds[1]);
+  auto stamp = [&](BatchMeta& m, int64_t i) {
+    if (!contract) return;
+    m.fingerprint = run.fingerprint;
+    m.epoch = 0;
+    m.batch_index = static_cast<uint64_t>(i);
+  };
+  Status st;
+  for (int64_t i = 0; i < warmup + batches && st.ok(); ++i) {
+    auto b = writer->Loan(layout, Deadline::AfterMillis(30'000));
+    if (!b.ok()) {
+      st = b.status();
+      break;
+    }
+    Generate(b->data(0), image_bytes, static_cast<uint64_t>(i * 8192));
+    Generate(b->data(1), label_bytes, ~static_cast<uint64_t>(i * 8192));
+    b->meta().flags = kThroughput;
+    b->meta().first_index = static_cast<uint64_t>(i * 8192);
+    stamp(b->meta(), i);
+    st = writer->Publish(std::move(*b));
+  }
+  if (st.ok()) {
+    auto b = writer->Loan(small, Deadline::AfterMillis(30'000));
+    if (b.ok()) {
+      b->meta().flags = kIdle;
+      stamp(b->meta(), warmup + batches);
+      st = writer->Publish(std::move(*b));
+    } else {
+      st = b.status();
+    }
+  }
+  ChildResult res;
+  const ssize_t got = st.ok() ? read(fds[0], &res, sizeof res) : 0;
+  if (!st.ok()) kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  close(fds[0]);
+  DATAFEED_RETURN_NOT_OK(st);
+  if (got != static_cast<ssize_t>(sizeof res) || res.error[0] || res.bad != 0) {
+    return Status::Internal(std::string("consumer failed: ") +
+                            (got == static_cast<ssize_t>(sizeof res) ? res.error : "no result"));
+  }
+  Pass pass;
+  pass.gbps = res.gbps;
+  pass.batches = res.batches;
+  pass.delivery = writer->delivery_stats();
+  return pass;
+}
+
 }  // namespace
 
 int RunShm(const Args& args) {
@@ -174,6 +259,7 @@ int RunShm(const Args& args) {
   const int64_t spin_us = args.Int("spin-us", ReaderOptions{}.spin_us);
   const double idle_seconds = args.Double("idle-seconds", 2.0);
   const std::string fill = args.Str("fill", "generate");
+  const int64_t contract_rounds = args.Int("contract-rounds", 3);
   if (fill != "generate" && fill != "copy") {
     std::fprintf(stderr, "datafeed-bench shm: --fill is generate or copy\n");
     return 2;
@@ -279,6 +365,39 @@ int RunShm(const Args& args) {
                  static_cast<unsigned long long>(res.bad));
     return 1;
   }
+  // The delivery contract's cost: the same throughput pass with leases,
+  // acknowledgements and a journal, and without, alternated.
+  std::vector<double> plain_gbps, contract_gbps;
+  DeliveryStats journal;
+  int64_t journal_batches = 0;
+  char tmpl[] = "/tmp/datafeed-bench-state-XXXXXX";
+  const std::string state_dir = mkdtemp(tmpl) ? tmpl : "/tmp";
+  for (int64_t r = 0; r < contract_rounds; ++r) {
+    for (bool contract : {false, true}) {
+      Result<Pass> p = ThroughputPass(layout, small, contract, slots, warmup, batches / 2, generate, state_dir,
+                                      static_cast<int>(r));
+      if (!p.ok()) {
+        std::fprintf(stderr, "datafeed-bench shm: contract pass: %s\n", p.status().ToString().c_str());
+        return 1;
+      }
+      (contract ? contract_gbps : plain_gbps).push_back(p->gbps);
+      if (contract) {
+        journal.journal_records += p->delivery.journal_records;
+        journal.journal_write_s += p->delivery.journal_write_s;
+        journal.delivered += p->delivery.delivered;
+        journal_batches += p->batches + warmup;
+      }
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(state_dir, ec);
+  const double plain_med = Median(plain_gbps), contract_med = Median(contract_gbps);
+  const double contract_ratio = plain_med > 0 ? contract_med / plain_med : 0;
+  const double journal_us = journal_batches > 0 ? journal.journal_write_s * 1e6 / static_cast<double>(journal_batches) : 0;
+  const double journal_records = journal_batches > 0 ? static_cast<double>(journal.journal_records) /
+                                                           static_cast<double>(journal_batches)
+                                                     : 0;
+
   const double producer_gbps =
       static_cast<double>((warmup + batches) * static_cast<int64_t>(layout->frame_bytes())) /
       static_cast<double>(p1 - p0);
@@ -300,7 +419,12 @@ int RunShm(const Args& args) {
                                   {"lat_sleeping_p50_us", Num(res.cold_p50, 2)},
                                   {"lat_sleeping_p99_us", Num(res.cold_p99, 2)},
                                   {"spin_us", std::to_string(spin_us)},
-                                  {"idle_reader_cpu_pct", Num(res.idle_cpu_pct, 4)}})
+                                  {"idle_reader_cpu_pct", Num(res.idle_cpu_pct, 4)},
+                                  {"plain_gbps", Num(plain_med)},
+                                  {"contract_gbps", Num(contract_med)},
+                                  {"contract_ratio", Num(contract_ratio)},
+                                  {"journal_us_per_batch", Num(journal_us, 2)},
+                                  {"journal_records_per_batch", Num(journal_records, 2)}})
                           .c_str());
   } else {
     std::printf("shm ring, %lld x %.1f MB frames, %lld slots, producer and consumer processes\n",
@@ -318,6 +442,10 @@ int RunShm(const Args& args) {
     std::printf("                 p50 %.2f us, p99 %.2f us (reader asleep, 2 ms apart)\n",
                 res.cold_p50, res.cold_p99);
     std::printf("  idle reader    %.4f%% of a core\n", res.idle_cpu_pct);
+    std::printf("  contract       %7.2f GB/s with leases, acks and a journal vs %.2f GB/s without (medians of %lld\n"
+                "                 alternated passes): ratio %.3f; journal %.2f us and %.1f records (32 B) per batch\n",
+                contract_med, plain_med, static_cast<long long>(contract_rounds), contract_ratio, journal_us,
+                journal_records);
   }
   return 0;
 }

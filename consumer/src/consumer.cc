@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -50,10 +51,12 @@ struct Consumer::Impl {
   }
   void MaybeLog(Clock::time_point now);
 
-  const std::unique_ptr<BatchReader> reader;
+  std::unique_ptr<BatchReader> reader;
   const ConsumerOptions options;
-  // Set by Open() before the Consumer is returned; read-only afterwards.
+  // Set by Open() before the Consumer is returned; read-only afterwards
+  // (LoadState replaces the reader under `reopen_mu`).
   std::string endpoint;
+  std::optional<Endpoint> opened;  // what Open() opened (LoadState reopens it)
 
   mutable std::mutex mu;
   std::condition_variable ready_cv;  // a batch was queued, or the stream ended
@@ -149,6 +152,7 @@ Result<std::unique_ptr<Consumer>> Consumer::Open(const Endpoint& endpoint,
                             OpenReader(endpoint, options.reader));
   DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<Consumer> consumer, Make(std::move(reader), options));
   consumer->impl_->endpoint = endpoint.ToString();
+  consumer->impl_->opened = endpoint;
   return consumer;
 }
 
@@ -287,6 +291,48 @@ ConsumerStats Consumer::stats() const {
 }
 
 ConsumerState Consumer::state() const { return impl_->reader->state(); }
+
+Status Consumer::LoadState(const ConsumerState& state, const SessionOptions& group) {
+  return LoadState(std::vector<ConsumerState>{state}, group);
+}
+
+Status Consumer::LoadState(const std::vector<ConsumerState>& states, const SessionOptions& group) {
+  Impl& m = *impl_;
+  if (!m.opened) {
+    return Status::FailedPrecondition("Consumer::LoadState needs a Consumer opened from an endpoint (Open), "
+                                      "not one made from a reader");
+  }
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    if (m.started) return Status::FailedPrecondition("Consumer::LoadState must come before the first Next()");
+  }
+  ConsumerOptions options = m.options;
+  options.reader.session = group;
+  options.reader.session.restore.clear();
+  for (const ConsumerState& s : states) {
+    options.reader.session.restore.insert(options.reader.session.restore.end(), s.streams.begin(), s.streams.end());
+  }
+  if (options.reader.session.restore.empty()) {
+    return Status::InvalidArgument("Consumer::LoadState: the state has no stream (taken from a producer without a run?)");
+  }
+  // The current session (what it read ahead) goes back first.
+  Stop();
+  {
+    std::lock_guard<std::mutex> join_lock(m.join_mu);
+    if (m.thread.joinable()) m.thread.join();
+  }
+  m.reader.reset();
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchReader> reader, OpenReader(*m.opened, options.reader));
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.reader = std::move(reader);
+  m.end = Status::OK();
+  m.last = Status::OK();
+  m.stopping = false;
+  m.queue.clear();
+  Impl* raw = &m;
+  if (m.options.prefetch > 0) m.thread = std::thread([raw] { raw->PrefetchLoop(); });
+  return Status::OK();
+}
 
 Result<BatchMeta> Consumer::Peek() {
   Impl& m = *impl_;

@@ -94,18 +94,8 @@ enum class CloseKind {
   kLostConnection,  // a stream broke: leases kept for the grace period
 };
 
-// Counters, for stats and metrics.
-struct LedgerStats {
-  uint64_t consumers = 0;          // known consumer ids
-  uint64_t live_sessions = 0;
-  uint64_t delivered = 0;          // deliveries recorded
-  uint64_t remade = 0;             // batches queued to be made again
-  uint64_t leases_lost = 0;        // truncations caused by deaths, stalls, lost connections
-  uint64_t restores = 0;
-  uint64_t journal_records = 0;
-  uint64_t journal_bytes = 0;
-  double journal_write_s = 0;      // time spent in write() for the journal
-};
+using LedgerStats = DeliveryStats;
+
 
 class Ledger {
  public:

@@ -421,6 +421,7 @@ class GrpcWriter final : public BatchWriter {
     if (ring_) ring_->Unmade(key);
   }
   Work WaitForWork(Deadline deadline) override { return ring_ ? ring_->WaitForWork(deadline) : Work::kDone; }
+  DeliveryStats delivery_stats() const override { return ring_ ? ring_->delivery_stats() : DeliveryStats{}; }
 
  private:
   GrpcWriter() = default;

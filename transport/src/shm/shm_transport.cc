@@ -270,6 +270,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   }
 
   Ledger* ledger() override { return ledger_ && ledger_->begun() ? ledger_.get() : nullptr; }
+  DeliveryStats delivery_stats() const override { return ledger_ ? ledger_->stats() : DeliveryStats{}; }
   void SetRevocationSink(std::function<void(const Revocation&)> sink) override {
     std::lock_guard<std::mutex> lock(mu_);
     sink_ = std::move(sink);

@@ -139,6 +139,18 @@ class Consumer {
   // it between steps (it counts every batch Next() handed out).
   ConsumerState state() const;
 
+  // Continues from a checkpoint: what state() returned then (the streams of
+  // one consumer, or every rank's of a group with `session`'s rank and
+  // world size). Reopens the endpoint with ReaderOptions::session.restore
+  // set: the producer makes again what this consumer was given after the
+  // checkpoint, and nothing before it. Call it before the first Next():
+  // FailedPrecondition afterwards, and for a Consumer made from a reader
+  // (Make) rather than opened. The producer's refusals (another run, a
+  // producer restarted without its --state-dir: FailedPrecondition; a
+  // checkpoint it cannot honour: DataLoss) are returned as they are.
+  Status LoadState(const ConsumerState& state, const SessionOptions& group = {});
+  Status LoadState(const std::vector<ConsumerState>& states, const SessionOptions& group = {});
+
   // The metadata of the batch the next Next() will hand out, waiting for it
   // like Next() (timeout_ms), without handing it out: a trainer can end its
   // epoch loop when the epoch changes and leave that batch leased to itself

@@ -77,6 +77,19 @@ struct RunStart {
   std::string summary;        // one line for the log
 };
 
+// A writer's delivery counters (BatchWriter::delivery_stats()).
+struct DeliveryStats {
+  uint64_t consumers = 0;        // consumer ids the producer knows
+  uint64_t live_sessions = 0;    // consumers connected now
+  uint64_t delivered = 0;        // deliveries recorded
+  uint64_t remade = 0;           // batches queued to be made again
+  uint64_t leases_lost = 0;      // consumers that died, stalled or lost their connection with leases
+  uint64_t restores = 0;         // checkpoints restored
+  uint64_t journal_records = 0;  // journal records written (32 bytes each)
+  uint64_t journal_bytes = 0;    // the journal's size now
+  double journal_write_s = 0;    // time spent writing the journal
+};
+
 // One consumer's position in one producer's run: what a checkpoint keeps.
 struct StreamPosition {
   uint64_t fingerprint = 0;

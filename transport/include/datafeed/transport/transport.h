@@ -152,6 +152,8 @@ class BatchWriter {
   virtual std::optional<BatchKey> TakeRemake();
   // A batch from TakeRemake that will not be published after all.
   virtual void Unmade(const BatchKey& key);
+  // The delivery contract's counters (zero for a writer without a run).
+  virtual DeliveryStats delivery_stats() const { return {}; }
   enum class Work { kRemake, kDone, kWait };
   // For a producer that made every fresh batch: waits until a batch must be
   // made again (kRemake), or every batch was made and acknowledged by its
