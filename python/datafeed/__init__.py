@@ -18,6 +18,7 @@ imports without torch, which is needed only once a batch becomes tensors
 """
 
 from .errors import (
+    Aborted,
     AlreadyExists,
     Cancelled,
     DataLoss,
@@ -42,6 +43,7 @@ from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, s
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aborted",
     "AlreadyExists",
     "Batch",
     "Cancelled",
