@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   bool with_index = false;
   std::string state_dir;
   double consumer_timeout_s = 30.0;
+  int64_t finish_grace_ms = 2000;
 
   Flags flags("datafeed-producer",
               "Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
@@ -97,6 +98,9 @@ int main(int argc, char** argv) {
                "seconds a consumer may hold batches without asking for the next one before they go to other "
                "consumers; also how long a consumer that lost its connection keeps them while it reconnects");
   flags.Bool("with-index", &with_index, "add an int64 [B] tensor 'index' with each sample's dataset index");
+  flags.Int("finish-grace-ms", &finish_grace_ms,
+            "after every batch was acknowledged, wait this long for a trainer restoring a checkpoint before "
+            "ending the stream");
   ParseFlagsOrExit(flags, argc, argv);
 
   auto endpoint = endpoint_flags.Resolve();
@@ -154,6 +158,7 @@ int main(int argc, char** argv) {
   wo.grpc.keepalive_ms = keepalive_ms;
   wo.state_dir = state_dir;
   wo.consumer_timeout_ms = static_cast<int64_t>(consumer_timeout_s * 1000);
+  wo.finish_grace_ms = finish_grace_ms;
   {
     auto run = Producer::DescribeRun(*dataset, *pipeline, po);
     if (!run.ok()) return Die(run.status());

@@ -146,7 +146,7 @@ class Chaos:
             "--batch-size", str(a.batch), "--epochs", str(a.epochs), "--threads", "1",
             "--shuffle", "--seed", str(a.seed), "--with-index", "--pipeline", "to_tensor",
             "--state-dir", os.path.join(self.work, "state"), "--consumer-timeout", "4",
-            "--slots", "6", "--linger-ms", "500", "--quiet",
+            "--slots", "6", "--linger-ms", "500", "--finish-grace-ms", "3000", "--quiet",
         ]
 
     def start_producer(self):
@@ -184,6 +184,11 @@ class Chaos:
             if p is not None and p.poll() is not None and not t["done"]:
                 if p.returncode == 0:
                     t["done"] = True
+                elif self.finished_before_restore(t):
+                    # The documented recovery: the producer (restarted on its
+                    # journal) serves what the checkpoint rolled back.
+                    t["restarts"] += 1
+                    self.start_trainer(name)
                 else:
                     self.failures.append("%s exited with %s (log %s)" % (name, p.returncode, t["log"]))
                     t["done"] = True
@@ -192,6 +197,13 @@ class Chaos:
             if code not in (0, -9):
                 self.failures.append("the producer exited with %s (log %s/producer.log)" % (code, self.work))
             self.producer = None
+
+    @staticmethod
+    def finished_before_restore(t):
+        with open(t["log"], "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 2000))
+            return b"finished its run and closed its stream" in f.read()
 
     # -- the run ----------------------------------------------------------
 

@@ -232,9 +232,17 @@ TEST(GrpcWire, ProducerWaitsForTheConsumerToAcknowledgeTheEnd) {
   for (uint64_t id = 0; id < 3; ++id) {
     ASSERT_TRUE(stream->Read(&f));
     EXPECT_FALSE(f.end_of_stream());
+    EXPECT_EQ(f.position(), id);
     auto v = ParseFrame(reinterpret_cast<const uint8_t*>(f.frame().data()), f.frame().size());
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     EXPECT_EQ(v->meta().first_index, id);
+    // Protocol 3: a consumer says what it took (the producer keeps a few
+    // frames in flight beyond that) and acknowledges.
+    pb::StreamRequest progress;
+    progress.set_received(id + 1);
+    progress.set_acked(id + 1);
+    progress.set_active(true);
+    ASSERT_TRUE(stream->Write(progress));
   }
   ASSERT_TRUE(stream->Read(&f));
   EXPECT_TRUE(f.end_of_stream());

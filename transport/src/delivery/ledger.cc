@@ -393,6 +393,7 @@ Status Ledger::ReplayLocked(const std::string& path, RunStart* start) {
   // made): nothing is made again until they reconnected and said what they
   // hold, or the grace period is over.
   hold_until_ = until;
+  replayed_ = true;
   start->resumed = true;
   start->remakes = remake_.size();
   start->summary = "resumed from " + path + ": next fresh batch " + ToString(cursor_) + ", " +
@@ -548,14 +549,29 @@ Ledger::Work Ledger::WaitForWork(Deadline deadline) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     if (!remake_.empty() && !HoldingLocked()) return Work::kRemake;
-    if (DoneLocked()) return Work::kDone;
+    const auto now = LedgerClock::now();
+    // A producer restarted on a journal waits out the grace period before it
+    // ends: trainers that died with it come back and may restore checkpoints.
+    bool done = DoneLocked() && !(replayed_ && now < hold_until_);
+    if (done && !was_done_) done_since_ = now;
+    was_done_ = done;
+    if (done && now - done_since_ >= milliseconds(options_.finish_grace_ms)) return Work::kDone;
     if (interrupted_ || deadline.expired()) return Work::kWait;
-    if (deadline.infinite()) {
+    // Wake in time for the grace periods too.
+    auto until = deadline.when();
+    if (replayed_ && now < hold_until_) until = std::min(until, hold_until_);
+    if (done) until = std::min(until, done_since_ + milliseconds(options_.finish_grace_ms));
+    if (until == LedgerClock::time_point::max()) {
       work_cv_.wait(lock);
     } else {
-      work_cv_.wait_until(lock, deadline.when());
+      work_cv_.wait_until(lock, until);
     }
   }
+}
+
+void Ledger::SetClosed() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
 }
 
 void Ledger::Interrupt() {
@@ -634,6 +650,15 @@ Result<Welcome> Ledger::Open(const Hello& hello, const std::string& peer, Ledger
     }
   }
   if (!welcome.ok()) return welcome;
+  if (closed_ && !remake_.empty()) {
+    return Status::FailedPrecondition(
+        options_.name + " finished its run and closed its stream before this consumer came back; the " +
+        std::to_string(remake_.size()) + " batches it had been given after its checkpoint were taken back" +
+        (options_.state_dir.empty()
+             ? " but cannot be served again (the producer has no --state-dir): restart the run"
+             : " and are recorded in " + journal_path_ +
+                   ": restart the producer with the same flags and --state-dir to serve them"));
+  }
   const uint32_t ref = refs_.at(welcome->consumer_id);
   Consumer& c = *consumers_[ref - 1];
   awaiting_.erase(ref);

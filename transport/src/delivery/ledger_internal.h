@@ -103,6 +103,10 @@ class Ledger {
     std::string name;                       // the endpoint, for messages
     std::string state_dir;                  // "" = positions in memory only
     int64_t consumer_timeout_ms = 30'000;   // stall limit and reconnect grace
+    // Once every batch was acknowledged, WaitForWork says kDone only after
+    // this long without a batch to make again (a trainer restoring a
+    // checkpoint at the very end of the run).
+    int64_t finish_grace_ms = 0;
   };
   static Result<std::unique_ptr<Ledger>> Create(const Options& options);
   ~Ledger();
@@ -131,6 +135,10 @@ class Ledger {
   Work WaitForWork(Deadline deadline);
   // Wakes WaitForWork callers (shutdown).
   void Interrupt();
+  // The writer closed its stream: nothing can be delivered any more, so a
+  // session that rolls batches back is refused (they are made again by a
+  // producer restarted on the journal).
+  void SetClosed();
 
   // ---- sessions
   // Opens a session for a consumer. Refusals: FailedPrecondition (another
@@ -189,6 +197,10 @@ class Ledger {
   std::condition_variable work_cv_;
   bool begun_ = false;
   bool interrupted_ = false;
+  bool closed_ = false;
+  bool replayed_ = false;  // started from a journal: not done before hold_until_
+  LedgerClock::time_point done_since_;  // when DoneLocked last became true
+  bool was_done_ = false;
 
   // Run state.
   BatchKey cursor_;                      // the next fresh batch

@@ -236,6 +236,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   Status Close() override {
     ShmControl* c = seg_->control();
     std::lock_guard<std::mutex> lock(publish_mu_);
+    if (ledger_) ledger_->SetClosed();
     if (c->closed.exchange(1) == 0) {
       c->data_futex.fetch_add(1);
       ShmSegment::Wake(&c->data_futex, INT_MAX);
@@ -893,6 +894,7 @@ Result<std::unique_ptr<ShmRingWriter>> OpenShmRingWriter(const std::string& name
     lo.name = ShmUri(name);
     lo.state_dir = options.state_dir;
     lo.consumer_timeout_ms = options.consumer_timeout_ms;
+    lo.finish_grace_ms = options.finish_grace_ms;
     DATAFEED_ASSIGN_OR_RETURN(ledger, Ledger::Create(lo));
   }
   DATAFEED_ASSIGN_OR_RETURN(auto seg, ShmSegment::Create(name, options.shm.slot_count, options.shm.slot_bytes));

@@ -246,6 +246,10 @@ struct WriterOptions {
   // them; also how long a consumer that lost its connection keeps them
   // while it reconnects.
   int64_t consumer_timeout_ms = 30'000;
+  // Once every batch of the run was acknowledged, WaitForWork() reports
+  // kDone only after this long without a batch to make again: a trainer that
+  // died at the very end and restores a checkpoint still gets its batches.
+  int64_t finish_grace_ms = 0;
   // grpc/auto: the name of the shared-memory ring behind the gRPC endpoint
   // (default: "datafeed-grpc-PORT").
   std::string shm_name;
