@@ -1,6 +1,5 @@
 // The transform registry, the pipeline spec parser and Pipeline::Run.
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "datafeed/producer/transform.h"
+#include "datafeed/transport/spec.h"
 #include "transform_internal.h"
 
 namespace datafeed {
@@ -58,68 +58,11 @@ std::string Join(const std::vector<std::string>& parts, const char* sep) {
   return s;
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
-  return s;
-}
-
 bool ValidName(std::string_view name) {
   if (name.empty()) return false;
   return std::all_of(name.begin(), name.end(), [](char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
   });
-}
-
-// Splits `spec` at the commas outside parentheses.
-Status SplitTopLevel(std::string_view spec, std::vector<std::string_view>* items) {
-  int depth = 0;
-  size_t start = 0;
-  for (size_t i = 0; i < spec.size(); ++i) {
-    const char ch = spec[i];
-    if (ch == '(') {
-      if (++depth > 1) return Status::InvalidArgument("nested parentheses at offset " + std::to_string(i));
-    } else if (ch == ')') {
-      if (--depth < 0) return Status::InvalidArgument("unmatched ')' at offset " + std::to_string(i));
-    } else if (ch == ',' && depth == 0) {
-      items->push_back(spec.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  if (depth != 0) return Status::InvalidArgument("unmatched '('");
-  items->push_back(spec.substr(start));
-  return Status::OK();
-}
-
-// One "name(a, b, ...)" item into its name and numbers.
-Status ParseItem(std::string_view item, std::string* name, std::vector<double>* args) {
-  const size_t open = item.find('(');
-  *name = std::string(Trim(item.substr(0, open)));
-  args->clear();
-  if (open == std::string_view::npos) return Status::OK();
-  if (item.back() != ')') {
-    return Status::InvalidArgument("'" + std::string(item) + "': text after ')'");
-  }
-  std::string_view inner = Trim(item.substr(open + 1, item.size() - open - 2));
-  if (inner.empty()) return Status::OK();
-  size_t start = 0;
-  while (true) {
-    const size_t comma = inner.find(',', start);
-    std::string_view tok = Trim(inner.substr(start, comma == std::string_view::npos ? inner.npos : comma - start));
-    double v = 0;
-    const char* first = tok.data();
-    const char* last = tok.data() + tok.size();
-    if (!tok.empty() && *first == '+') ++first;
-    const auto res = std::from_chars(first, last, v);
-    if (tok.empty() || res.ec != std::errc() || res.ptr != last) {
-      return Status::InvalidArgument("'" + std::string(item) + "': '" + std::string(tok) +
-                                     "' is not a number");
-    }
-    args->push_back(v);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return Status::OK();
 }
 
 const char* FormName(DType dtype) {
@@ -164,23 +107,20 @@ namespace {
 Status ParseTransforms(std::string_view spec, const std::string& where,
                        std::vector<std::shared_ptr<const Transform>>* parsed,
                        std::vector<std::string>* names) {
-  std::vector<std::string_view> items;
-  if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
-  for (std::string_view raw : items) {
-    const std::string_view item = Trim(raw);
-    if (item.empty()) {
+  std::vector<SpecItem> items;
+  if (Status st = ParseSpec(spec, &items); !st.ok()) return st.WithContext(where);
+  for (const SpecItem& item : items) {
+    if (item.text.empty()) {
       return Status::InvalidArgument(where + ": empty transform (a stray comma?); known transforms: " +
                                      Join(KnownTransforms(), ", "));
     }
-    std::string name;
-    std::vector<double> args;
-    if (Status st = ParseItem(item, &name, &args); !st.ok()) return st.WithContext(where);
+    std::string name(item.name);
     const TransformFactory factory = Registry::Get().Find(name);
     if (!factory) {
       return Status::InvalidArgument(where + ": unknown transform '" + name +
                                      "'; known transforms: " + Join(KnownTransforms(), ", "));
     }
-    Result<std::unique_ptr<Transform>> made = factory(args);
+    Result<std::unique_ptr<Transform>> made = factory(item.args);
     if (!made.ok()) return made.status().WithContext(where);
     if (*made == nullptr) {
       return Status::Internal(where + ": the factory of '" + name + "' returned null");
@@ -197,7 +137,7 @@ bool IsFinishStep(const std::string& name) { return name == "to_tensor" || name 
 
 Result<Pipeline> Pipeline::Make(std::string_view spec) {
   const std::string where = "pipeline spec '" + std::string(spec) + "'";
-  if (Trim(spec).empty()) {
+  if (TrimSpec(spec).empty()) {
     return Status::InvalidArgument(where + ": is empty; give transforms such as "
                                    "'to_tensor,normalize(0.1307,0.3081)'; known transforms: " +
                                    Join(KnownTransforms(), ", "));
@@ -208,7 +148,7 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
     return Status::InvalidArgument(where + ": has more than one '|'; a pipeline splits once, "
                                    "into the producer's part and the consumer's finish");
   }
-  const std::string_view producer_part = split ? Trim(spec.substr(0, bar)) : spec;
+  const std::string_view producer_part = split ? TrimSpec(spec.substr(0, bar)) : spec;
 
   std::vector<std::shared_ptr<const Transform>> parsed;
   std::vector<std::string> names;
@@ -244,7 +184,7 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
   Pipeline p;
   if (split) {
     // The consumer's finish: elementwise steps only.
-    const std::string_view finish_part = Trim(spec.substr(bar + 1));
+    const std::string_view finish_part = TrimSpec(spec.substr(bar + 1));
     if (finish_part.empty()) {
       return Status::InvalidArgument(where + ": nothing follows '|'; give the consumer's finish, "
                                      "e.g. '|to_tensor,normalize(0.1307,0.3081)'");
@@ -324,18 +264,16 @@ Result<ImageShape> Pipeline::FinishedShape(int height, int width, int channels) 
 Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
   const std::string where = "pipeline spec '" + std::string(spec) + "'";
   if (spec.find('|') != std::string_view::npos) return std::string(spec);
-  std::vector<std::string_view> items;
-  if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
+  std::vector<SpecItem> items;
+  if (Status st = ParseSpec(spec, &items); !st.ok()) return st.WithContext(where);
   size_t first = items.size();
   for (size_t i = 0; i < items.size(); ++i) {
-    std::string name;
-    std::vector<double> args;
-    if (Status st = ParseItem(Trim(items[i]), &name, &args); !st.ok()) return st.WithContext(where);
+    const std::string name(items[i].name);
     if (first == items.size()) {
       if (name == "to_tensor") first = i;
     } else if (!IsFinishStep(name)) {
       return Status::InvalidArgument(
-          where + ": cannot move the float conversion to the consumer: '" + std::string(Trim(items[i])) +
+          where + ": cannot move the float conversion to the consumer: '" + std::string(items[i].text) +
           "' runs after to_tensor, and only to_tensor and normalize (elementwise) can run on the "
           "consumer; run it unsplit, or move '" + name + "' before to_tensor");
     }
@@ -347,7 +285,7 @@ Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
   for (size_t i = 0; i < items.size(); ++i) {
     out += i == 0 ? "" : (i == first ? "" : ",");
     if (i == first) out += "|";
-    out += std::string(Trim(items[i]));
+    out += std::string(items[i].text);
   }
   return out;
 }
