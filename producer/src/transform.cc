@@ -236,10 +236,11 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
 }
 
 Result<ImageShape> Pipeline::OutputShape(int height, int width, int channels) const {
-  if (height <= 0 || width <= 0 || channels <= 0) {
+  const bool any_size = height == 0 && width == 0;
+  if ((!any_size && (height <= 0 || width <= 0)) || channels <= 0) {
     return Status::InvalidArgument("pipeline '" + spec_ + "': input " + std::to_string(height) +
                                    "x" + std::to_string(width) + "x" + std::to_string(channels) +
-                                   " must have positive sides and channels");
+                                   " must have positive sides (or 0x0 for any size) and channels");
   }
   ImageShape shape{DType::kUInt8, channels, height, width};
   for (const auto& t : stages_) {
@@ -259,6 +260,41 @@ Result<ImageShape> Pipeline::FinishedShape(int height, int width, int channels) 
   DATAFEED_ASSIGN_OR_RETURN(ImageShape shape, OutputShape(height, width, channels));
   shape.dtype = DType::kFloat32;
   return shape;
+}
+
+namespace {
+
+constexpr const char* kImagenetNormalize = "to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)";
+
+struct PresetSpec {
+  const char* name;
+  std::string spec;
+};
+
+const std::vector<PresetSpec>& Presets() {
+  // torchvision's reference ImageNet recipes (references/classification).
+  static const std::vector<PresetSpec> presets = {
+      {"imagenet-eval", std::string("resize(256),center_crop(224),") + kImagenetNormalize},
+      {"imagenet-train",
+       std::string("random_resized_crop(224),random_horizontal_flip,") + kImagenetNormalize},
+  };
+  return presets;
+}
+
+}  // namespace
+
+Result<std::string> Pipeline::Preset(std::string_view name) {
+  for (const PresetSpec& p : Presets()) {
+    if (name == p.name) return p.spec;
+  }
+  return Status::InvalidArgument("unknown pipeline preset '" + std::string(name) +
+                                 "'; presets: " + Join(PresetNames(), ", "));
+}
+
+std::vector<std::string> Pipeline::PresetNames() {
+  std::vector<std::string> names;
+  for (const PresetSpec& p : Presets()) names.push_back(p.name);
+  return names;
 }
 
 Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
@@ -290,14 +326,20 @@ Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
   return out;
 }
 
+bool Transform::PlanDecode(const ImageShape&, SampleRng, DecodePlan*) const { return false; }
+
+Status Transform::ApplyFramed(const ImageView&, const ImageFrame&, const MutableImageView&,
+                              SampleRng&) const {
+  return Status::Unimplemented(ToString() + " cannot take a reduced decode");
+}
+
 Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, float* out_chw,
                      SampleRng rng) const {
   if (finish_) {
     return Status::FailedPrecondition("pipeline '" + spec_ + "' is split at '|': its producer part "
                                       "writes uint8; call Run with a uint8_t* output");
   }
-  ImageView result;
-  return RunStages(hwc, height, width, channels, out_chw, rng, &result);
+  return Run(PipelineInput{hwc, height, width, channels, nullptr}, out_chw, rng);
 }
 
 Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, uint8_t* out_chw,
@@ -306,37 +348,70 @@ Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, ui
     return Status::FailedPrecondition("pipeline '" + spec_ + "' is not split (no '|'): it writes "
                                       "float32; call Run with a float* output");
   }
+  return Run(PipelineInput{hwc, height, width, channels, nullptr}, out_chw, rng);
+}
+
+Status Pipeline::Run(const PipelineInput& in, void* out, SampleRng rng) const {
+  if (out == nullptr) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': null output buffer");
+  }
   ImageView result;
-  DATAFEED_RETURN_NOT_OK(RunStages(hwc, height, width, channels, nullptr, rng, &result));
+  if (!finish_) return RunStages(in, out, rng, &result);
+  DATAFEED_RETURN_NOT_OK(RunStages(in, nullptr, rng, &result));
+  WriteChw(result, static_cast<uint8_t*>(out));
+  return Status::OK();
+}
+
+void Pipeline::WriteChw(const ImageView& result, uint8_t* out_chw) {
   // uint8 HWC -> CHW, the batch layout the consumer's finish reads.
   const ImageShape& s = result.shape;
   const size_t plane = static_cast<size_t>(s.height) * static_cast<size_t>(s.width);
   const uint8_t* src = result.as<uint8_t>();
   if (s.channels == 1) {
     std::memcpy(out_chw, src, plane);
-    return Status::OK();
+    return;
   }
   const auto c = static_cast<size_t>(s.channels);
   for (size_t ch = 0; ch < c; ++ch) {
     uint8_t* o = out_chw + ch * plane;
     for (size_t i = 0; i < plane; ++i) o[i] = src[i * c + ch];
   }
-  return Status::OK();
 }
 
-Status Pipeline::RunStages(const uint8_t* hwc, int height, int width, int channels, void* out,
-                           SampleRng& rng, ImageView* result) const {
-  if (hwc == nullptr || (out == nullptr && !finish_)) {
-    return Status::InvalidArgument("pipeline '" + spec_ + "': null input or output buffer");
+bool Pipeline::PlanDecode(int height, int width, int channels, SampleRng rng,
+                          DecodePlan* plan) const {
+  if (stages_.empty() || height <= 0 || width <= 0 || channels <= 0) return false;
+  return stages_.front()->PlanDecode(ImageShape{DType::kUInt8, channels, height, width}, rng, plan);
+}
+
+Status Pipeline::RunStages(const PipelineInput& in, void* out, SampleRng& rng,
+                           ImageView* result) const {
+  if (in.hwc == nullptr) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': null input buffer");
   }
-  if (height <= 0 || width <= 0 || channels <= 0) return OutputShape(height, width, channels).status();
+  if (in.height <= 0 || in.width <= 0 || in.channels <= 0) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': input image " +
+                                   std::to_string(in.height) + "x" + std::to_string(in.width) + "x" +
+                                   std::to_string(in.channels) + " must have positive sides and channels");
+  }
+  if (in.frame != nullptr && stages_.empty()) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': a reduced decode needs a first step "
+                                   "that planned it");
+  }
   thread_local Scratch scratch;
-  ImageView cur{ImageShape{DType::kUInt8, channels, height, width}, hwc};
+  ImageView cur{ImageShape{DType::kUInt8, in.channels, in.height, in.width}, in.hwc};
   *result = cur;
   try {
     for (size_t i = 0; i < stages_.size(); ++i) {
       const Transform& t = *stages_[i];
-      Result<ImageShape> shape = t.OutputShape(cur.shape);
+      // A reduced decode's first step sizes its output from the full picture.
+      const bool framed = i == 0 && in.frame != nullptr;
+      ImageShape in_shape = cur.shape;
+      if (framed) {
+        in_shape.height = in.frame->full_height;
+        in_shape.width = in.frame->full_width;
+      }
+      Result<ImageShape> shape = t.OutputShape(in_shape);
       if (!shape.ok()) return shape.status().WithContext("pipeline '" + spec_ + "'");
       if (shape->dtype != t.OutputDType(cur.shape.dtype)) {
         return Status::Internal("pipeline '" + spec_ + "': " + t.ToString() +
@@ -348,7 +423,8 @@ Status Pipeline::RunStages(const uint8_t* hwc, int height, int width, int channe
       // (unless the result still needs the split pipeline's transpose).
       void* dst = last ? out : scratch.Get(static_cast<int>(i % 2), shape->nbytes());
       const MutableImageView image{*shape, dst};
-      DATAFEED_RETURN_NOT_OK(t.Apply(cur, image, rng));
+      DATAFEED_RETURN_NOT_OK(framed ? t.ApplyFramed(cur, *in.frame, image, rng)
+                                    : t.Apply(cur, image, rng));
       cur = ImageView{*shape, dst};
     }
   } catch (const std::exception& e) {

@@ -6,11 +6,15 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 #include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "datafeed/producer/dataset.h"
 #include "datafeed/transport/transport.h"
@@ -168,33 +172,116 @@ class FlakyDataset : public Dataset {
   explicit FlakyDataset(std::shared_ptr<const Dataset> inner) : inner_(std::move(inner)) {}
   size_t size() const override { return inner_->size(); }
   SampleShape shape() const override { return inner_->shape(); }
-  Status Get(size_t index, uint8_t* out, int64_t* label) const override {
+  Status Read(size_t index, Sample* out) const override {
     if (index % 10 == 3) return Status::DataLoss("img" + std::to_string(index) + ".png: not a PNG");
-    return inner_->Get(index, out, label);
+    return inner_->Read(index, out);
   }
+  std::string SampleName(size_t index) const override { return "img" + std::to_string(index) + ".png"; }
   uint64_t Fingerprint() const override { return inner_->Fingerprint() ^ 0xF1A4; }
 
  private:
   std::shared_ptr<const Dataset> inner_;
 };
 
-TEST(Producer, UndecodableSamplesAreSkippedAndCountedOrFatal) {
+TEST(Producer, BadSamplesAreCountedLoggedAndZeroedOrFatal) {
   auto flaky = std::make_shared<FlakyDataset>(SyntheticMnist(100));
   ProducerOptions po;
   po.sampler.batch_size = 100;
   po.threads = 2;
-  Collected c = RunProducer(flaky, "to_tensor", po);
-  ASSERT_TRUE(c.status.ok()) << c.status.ToString();
-  EXPECT_EQ(c.stats.skipped_samples, 10u);
-  EXPECT_EQ(c.labels[0][13], kSkippedLabel);
-  EXPECT_EQ(c.images[0][13 * 784 + 400], 0.0f);
-  EXPECT_NE(c.labels[0][14], kSkippedLabel);
+  po.max_bad_fraction = 0.2;
+  std::vector<std::string> lines;
+  std::mutex mu;
+  po.log = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu);
+    lines.push_back(line);
+  };
+  for (BadSamples policy : {BadSamples::kZero, BadSamples::kFill}) {
+    lines.clear();
+    po.bad_samples = policy;
+    Collected c = RunProducer(flaky, "to_tensor", po);
+    ASSERT_TRUE(c.status.ok()) << c.status.ToString();
+    EXPECT_EQ(c.stats.bad_samples, 10u);
+    EXPECT_EQ(c.stats.bad_read, 10u);
+    EXPECT_EQ(c.stats.bad_decode + c.stats.bad_size + c.stats.bad_transform, 0u);
+    EXPECT_NE(c.stats.ToString().find("(10 bad: 10 read, 0 decode, 0 size, 0 transform)"),
+              std::string::npos) << c.stats.ToString();
+    // kFill is kZero until the spare-sample composition lands (FillBadSlot).
+    EXPECT_EQ(c.labels[0][13], kSkippedLabel);
+    EXPECT_EQ(c.images[0][13 * 784 + 400], 0.0f);
+    EXPECT_NE(c.labels[0][14], kSkippedLabel);
+    // Rate-limited: the first bad sample is named, the rest within the
+    // second are counted in a closing line.
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_GE(lines.size(), 2u);
+    EXPECT_LT(lines.size(), 10u);
+    EXPECT_NE(lines[0].find("bad sample "), std::string::npos) << lines[0];
+    EXPECT_NE(lines[0].find(".png: not a PNG"), std::string::npos) << lines[0];
+    EXPECT_NE(lines.back().find("more like this not shown"), std::string::npos) << lines.back();
+  }
 
-  po.fail_on_bad_sample = true;
+  po.bad_samples = BadSamples::kFail;
   Collected strict = RunProducer(flaky, "to_tensor", po);
   EXPECT_EQ(strict.status.code(), StatusCode::kDataLoss);
   EXPECT_NE(strict.status.message().find("not a PNG"), std::string::npos) << strict.status.ToString();
+  EXPECT_NE(strict.status.message().find("--bad-samples fail"), std::string::npos);
   EXPECT_TRUE(strict.images.empty());
+}
+
+TEST(Producer, TooManyBadSamplesStopTheRunNamingCountsAndFiles) {
+  // 10% bad against the default budget of 0.1%.
+  auto flaky = std::make_shared<FlakyDataset>(SyntheticMnist(1000));
+  ProducerOptions po;
+  po.sampler.batch_size = 100;
+  po.threads = 2;
+  po.log = [](const std::string&) {};
+  Collected c = RunProducer(flaky, "to_tensor", po);
+  EXPECT_EQ(c.status.code(), StatusCode::kDataLoss) << c.status.ToString();
+  const std::string& m = c.status.message();
+  EXPECT_NE(m.find("bad samples (2 unreadable"), std::string::npos) << m;
+  EXPECT_NE(m.find("of 1000 samples is more than max_bad_fraction 0.001"), std::string::npos) << m;
+  EXPECT_NE(m.find("--max-bad-fraction"), std::string::npos) << m;
+  EXPECT_NE(m.find("Last ones: img"), std::string::npos) << m;
+  // 1 never stops for the fraction.
+  po.max_bad_fraction = 1;
+  EXPECT_TRUE(RunProducer(flaky, "to_tensor", po).status.ok());
+}
+
+// A dataset none of whose samples can be made.
+class BrokenDataset : public Dataset {
+ public:
+  size_t size() const override { return 10000; }
+  SampleShape shape() const override { return {28, 28, 1}; }
+  Status Read(size_t index, Sample* out) const override {
+    (void)index;
+    std::copy_n("not an image", 12, out->AllocateEncoded(12));
+    return Status::OK();
+  }
+  std::string SampleName(size_t index) const override { return "f" + std::to_string(index) + ".jpg"; }
+  uint64_t Fingerprint() const override { return 1; }
+};
+
+TEST(Producer, ASampleFailureOnEverySampleFailsAtOnce) {
+  ProducerOptions po;
+  po.sampler.batch_size = 100;
+  po.threads = 2;
+  po.max_bad_fraction = 1;  // the fraction alone would never stop it
+  po.log = [](const std::string&) {};
+  Collected c = RunProducer(std::make_shared<BrokenDataset>(), "to_tensor", po);
+  EXPECT_EQ(c.status.code(), StatusCode::kDataLoss) << c.status.ToString();
+  EXPECT_NE(c.status.message().find("samples all failed"), std::string::npos) << c.status.message();
+  EXPECT_NE(c.status.message().find("configuration error"), std::string::npos);
+  EXPECT_NE(c.status.message().find(".jpg: not an image"), std::string::npos) << c.status.message();
+  EXPECT_LT(c.stats.bad_samples, 100u);  // it stopped at once, not after the batch
+  EXPECT_TRUE(c.images.empty());
+}
+
+TEST(Producer, BadSamplesPolicyNames) {
+  EXPECT_EQ(ParseBadSamples("fill").value(), BadSamples::kFill);
+  EXPECT_EQ(ParseBadSamples("zero").value(), BadSamples::kZero);
+  EXPECT_EQ(ParseBadSamples("fail").value(), BadSamples::kFail);
+  EXPECT_EQ(ParseBadSamples("strict").value(), BadSamples::kFail);
+  EXPECT_EQ(ParseBadSamples("skip").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_STREQ(BadSamplesName(BadSamples::kZero), "zero");
 }
 
 TEST(Producer, StopEndsARunBlockedOnAFullTransport) {

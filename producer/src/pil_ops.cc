@@ -1,0 +1,335 @@
+// PIL's uint8 resampling and colour enhancement, step for step (Pillow 9.4:
+// libImaging/Resample.c, Blend.c, Convert.c; PIL/ImageEnhance.py; and
+// torchvision 0.14's transforms/functional_pil.py around them). The order
+// of every floating-point operation and every rounding follows the C source
+// so the bytes are PIL's; compiled with -ffp-contract=off (no fused
+// multiply-add) as Debian's Pillow is.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "image_decode_internal.h"
+#include "pil_ops_internal.h"
+
+namespace datafeed {
+namespace internal {
+namespace {
+
+// Resample.c: PRECISION_BITS = 32 - 8 - 2.
+constexpr int kPrecisionBits = 22;
+
+// One axis's filter: for output position i, taps bounds[2i] .. bounds[2i] +
+// bounds[2i+1] - 1 of the input with 22-bit fixed-point weights
+// weights[i * ksize ...].
+struct Coefficients {
+  int ksize = 0;
+  std::vector<int> bounds;
+  std::vector<double> kk;
+  std::vector<int32_t> weights;
+};
+
+double BilinearFilter(double x) {
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return 1.0 - x;
+  return 0.0;
+}
+
+// Resample.c precompute_coeffs + normalize_coeffs_8bpc, bilinear filter
+// (support 1).
+void Precompute(int in_size, float in0, float in1, int out_size, Coefficients* c) {
+  double filterscale, scale;
+  filterscale = scale = static_cast<double>(in1 - in0) / out_size;
+  if (filterscale < 1.0) filterscale = 1.0;
+  const double support = 1.0 * filterscale;
+  const int ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c->ksize = ksize;
+  c->bounds.resize(static_cast<size_t>(out_size) * 2);
+  c->kk.assign(static_cast<size_t>(out_size) * ksize, 0.0);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = in0 + (xx + 0.5) * scale;
+    double ww = 0.0;
+    const double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double* k = &c->kk[static_cast<size_t>(xx) * ksize];
+    for (int x = 0; x < xmax; ++x) {
+      const double w = BilinearFilter((x + xmin - center + 0.5) * ss);
+      k[x] = w;
+      ww += w;
+    }
+    for (int x = 0; x < xmax; ++x) {
+      if (ww != 0.0) k[x] /= ww;
+    }
+    c->bounds[static_cast<size_t>(xx) * 2] = xmin;
+    c->bounds[static_cast<size_t>(xx) * 2 + 1] = xmax;
+  }
+  c->weights.resize(c->kk.size());
+  for (size_t i = 0; i < c->kk.size(); ++i) {
+    const double v = c->kk[i] * (1 << kPrecisionBits);
+    c->weights[i] = static_cast<int32_t>(c->kk[i] < 0 ? -0.5 + v : 0.5 + v);
+  }
+}
+
+// Resample.c clip8: the accumulator's integer part, clamped to 0..255.
+inline uint8_t Clip8(int32_t acc) {
+  const int32_t v = acc >> kPrecisionBits;  // arithmetic shift: floor
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+// ImagingResampleHorizontal_8bpc on rows [row0, row0 + rows) of `in`.
+template <int C>
+void HorizontalPass(const U8Plane& in, int row0, int rows, const Coefficients& c, int out_width,
+                    uint8_t* out) {
+  const int channels = C > 0 ? C : in.channels;
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  for (int yy = 0; yy < rows; ++yy) {
+    const uint8_t* src = in.data + static_cast<size_t>(row0 + yy) * in.stride;
+    uint8_t* dst = out + static_cast<size_t>(yy) * out_width * channels;
+    for (int xx = 0; xx < out_width; ++xx) {
+      const int xmin = c.bounds[static_cast<size_t>(xx) * 2];
+      const int xmax = c.bounds[static_cast<size_t>(xx) * 2 + 1];
+      const int32_t* k = &c.weights[static_cast<size_t>(xx) * c.ksize];
+      const uint8_t* s = src + static_cast<size_t>(xmin) * channels;
+      if constexpr (C == 3) {
+        int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
+        for (int x = 0; x < xmax; ++x) {
+          s0 += s[3 * x] * k[x];
+          s1 += s[3 * x + 1] * k[x];
+          s2 += s[3 * x + 2] * k[x];
+        }
+        dst[3 * xx] = Clip8(s0);
+        dst[3 * xx + 1] = Clip8(s1);
+        dst[3 * xx + 2] = Clip8(s2);
+      } else if constexpr (C == 1) {
+        int32_t s0 = kHalf;
+        for (int x = 0; x < xmax; ++x) s0 += s[x] * k[x];
+        dst[xx] = Clip8(s0);
+      } else {
+        for (int ch = 0; ch < channels; ++ch) {
+          int32_t s0 = kHalf;
+          for (int x = 0; x < xmax; ++x) s0 += s[x * channels + ch] * k[x];
+          dst[xx * channels + ch] = Clip8(s0);
+        }
+      }
+    }
+  }
+}
+
+// ImagingResampleVertical_8bpc: every output row is a weighted sum of whole
+// input rows, accumulated a row at a time (integer sums: the order is free),
+// which vectorises.
+void VerticalPass(const U8Plane& in, const Coefficients& c, int out_height, uint8_t* out) {
+  const size_t row_bytes = static_cast<size_t>(in.width) * in.channels;
+  thread_local std::vector<int32_t> acc;
+  if (acc.size() < row_bytes) acc.resize(row_bytes);
+  int32_t* a = acc.data();
+  constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+  for (int yy = 0; yy < out_height; ++yy) {
+    const int ymin = c.bounds[static_cast<size_t>(yy) * 2];
+    const int ymax = c.bounds[static_cast<size_t>(yy) * 2 + 1];
+    const int32_t* k = &c.weights[static_cast<size_t>(yy) * c.ksize];
+    std::fill(a, a + row_bytes, kHalf);
+    for (int y = 0; y < ymax; ++y) {
+      const uint8_t* src = in.data + static_cast<size_t>(ymin + y) * in.stride;
+      const int32_t w = k[y];
+      for (size_t i = 0; i < row_bytes; ++i) a[i] += src[i] * w;
+    }
+    uint8_t* dst = out + static_cast<size_t>(yy) * row_bytes;
+    for (size_t i = 0; i < row_bytes; ++i) dst[i] = Clip8(a[i]);
+  }
+}
+
+}  // namespace
+
+void PilResizeBilinear(const U8Plane& in, const float box[4], uint8_t* out, int out_height,
+                       int out_width) {
+  const size_t out_row = static_cast<size_t>(out_width) * in.channels;
+  // Image.resize returns a copy when nothing changes.
+  if (out_width == in.width && out_height == in.height && box[0] == 0 && box[1] == 0 &&
+      box[2] == in.width && box[3] == in.height) {
+    for (int y = 0; y < in.height; ++y) {
+      std::memcpy(out + y * out_row, in.data + static_cast<size_t>(y) * in.stride, out_row);
+    }
+    return;
+  }
+  // ImagingResampleInner. (PIL compares box[2] and box[3] with the output
+  // size here, not the input's; kept as is.)
+  const bool need_horizontal = out_width != in.width || box[0] != 0 || box[2] != out_width;
+  const bool need_vertical = out_height != in.height || box[1] != 0 || box[3] != out_height;
+  thread_local Coefficients horiz, vert;
+  Precompute(in.width, box[0], box[2], out_width, &horiz);
+  Precompute(in.height, box[1], box[3], out_height, &vert);
+  // The rows the vertical pass reads: only they need the horizontal pass.
+  const int ybox_first = vert.bounds[0];
+  const int ybox_last = vert.bounds[static_cast<size_t>(out_height) * 2 - 2] +
+                        vert.bounds[static_cast<size_t>(out_height) * 2 - 1];
+  U8Plane cur = in;
+  thread_local std::vector<uint8_t> temp;
+  if (need_horizontal) {
+    for (int i = 0; i < out_height; ++i) vert.bounds[static_cast<size_t>(i) * 2] -= ybox_first;
+    const int rows = ybox_last - ybox_first;
+    uint8_t* dst = need_vertical ? nullptr : out;
+    if (dst == nullptr) {
+      temp.resize(static_cast<size_t>(rows) * out_row);
+      dst = temp.data();
+    }
+    switch (in.channels) {
+      case 1: HorizontalPass<1>(in, ybox_first, rows, horiz, out_width, dst); break;
+      case 3: HorizontalPass<3>(in, ybox_first, rows, horiz, out_width, dst); break;
+      default: HorizontalPass<0>(in, ybox_first, rows, horiz, out_width, dst); break;
+    }
+    cur = U8Plane{dst, rows, out_width, in.channels, out_row};
+  }
+  if (need_vertical) {
+    VerticalPass(cur, vert, out_height, out);
+  } else if (!need_horizontal) {
+    for (int y = 0; y < out_height; ++y) {
+      std::memcpy(out + y * out_row, in.data + static_cast<size_t>(y) * in.stride, out_row);
+    }
+  }
+}
+
+// ---- colour -----------------------------------------------------------------
+
+namespace {
+
+inline int Clip8i(int v) { return v <= 0 ? 0 : v < 256 ? v : 255; }
+
+// Image.blend(degenerate, image, factor) with a per-pixel degenerate value.
+template <typename Degenerate>
+void BlendWith(const uint8_t* in, size_t n, double factor, uint8_t* out, Degenerate degenerate) {
+  const float alpha = static_cast<float>(factor);  // ImagingBlend takes a C float
+  if (alpha == 0.0f) {
+    for (size_t i = 0; i < n; ++i) out[i] = degenerate(i);
+  } else if (alpha == 1.0f) {
+    if (out != in) std::memcpy(out, in, n);
+  } else {
+    for (size_t i = 0; i < n; ++i) out[i] = PilBlend(degenerate(i), in[i], alpha);
+  }
+}
+
+}  // namespace
+
+void PilAdjustBrightness(const uint8_t* in, int h, int w, int channels, double factor, uint8_t* out) {
+  // ImageEnhance.Brightness: blend with black.
+  const size_t n = static_cast<size_t>(h) * w * channels;
+  BlendWith(in, n, factor, out, [](size_t) -> uint8_t { return 0; });
+}
+
+void PilAdjustContrast(const uint8_t* in, int h, int w, int channels, double factor, uint8_t* out) {
+  // ImageEnhance.Contrast: blend with a gray image of the L image's mean,
+  // int(ImageStat.Stat(image.convert("L")).mean[0] + 0.5).
+  const size_t pixels = static_cast<size_t>(h) * w;
+  uint64_t sum = 0;
+  if (channels == 1) {
+    for (size_t i = 0; i < pixels; ++i) sum += in[i];
+  } else {
+    for (size_t i = 0; i < pixels; ++i) {
+      sum += PilLuma(in[i * channels], in[i * channels + 1], in[i * channels + 2]);
+    }
+  }
+  const double mean = static_cast<double>(sum) / static_cast<double>(pixels);
+  const auto m = static_cast<uint8_t>(static_cast<int>(mean + 0.5));
+  BlendWith(in, pixels * channels, factor, out, [m](size_t) { return m; });
+}
+
+void PilAdjustSaturation(const uint8_t* in, int h, int w, int channels, double factor, uint8_t* out) {
+  // ImageEnhance.Color: blend with image.convert("L").convert(mode); for a
+  // gray image that is the image itself.
+  const size_t pixels = static_cast<size_t>(h) * w;
+  if (channels == 1) {
+    BlendWith(in, pixels, factor, out, [in](size_t i) { return in[i]; });
+    return;
+  }
+  // out may alias in: compute each pixel's luma before writing it.
+  const float alpha = static_cast<float>(factor);
+  for (size_t i = 0; i < pixels; ++i) {
+    const uint8_t* p = in + i * channels;
+    const uint8_t l = PilLuma(p[0], p[1], p[2]);
+    uint8_t* o = out + i * channels;
+    for (int c = 0; c < channels; ++c) {
+      o[c] = alpha == 0.0f ? l : alpha == 1.0f ? p[c] : PilBlend(l, p[c], alpha);
+    }
+  }
+}
+
+void PilRgbToHsv(const uint8_t rgb[3], uint8_t hsv[3]) {
+  // Convert.c rgb2hsv_row ("following colorsys.py"): float variables, double
+  // constants, exactly as written there.
+  const uint8_t r = rgb[0], g = rgb[1], b = rgb[2];
+  const uint8_t maxc = std::max(r, std::max(g, b));
+  const uint8_t minc = std::min(r, std::min(g, b));
+  uint8_t uh = 0, us = 0;
+  if (minc != maxc) {
+    const float cr = static_cast<float>(maxc - minc);
+    const float s = cr / static_cast<float>(maxc);
+    const float rc = static_cast<float>(maxc - r) / cr;
+    const float gc = static_cast<float>(maxc - g) / cr;
+    const float bc = static_cast<float>(maxc - b) / cr;
+    float h;
+    if (r == maxc) {
+      h = bc - gc;
+    } else if (g == maxc) {
+      h = static_cast<float>(2.0 + rc - bc);
+    } else {
+      h = static_cast<float>(4.0 + gc - rc);
+    }
+    h = static_cast<float>(std::fmod((h / 6.0 + 1.0), 1.0));
+    uh = static_cast<uint8_t>(Clip8i(static_cast<int>(h * 255.0)));
+    us = static_cast<uint8_t>(Clip8i(static_cast<int>(s * 255.0)));
+  }
+  hsv[0] = uh;
+  hsv[1] = us;
+  hsv[2] = maxc;
+}
+
+void PilHsvToRgb(const uint8_t hsv[3], uint8_t rgb[3]) {
+  // Convert.c hsv2rgb.
+  const uint8_t h = hsv[0], s = hsv[1], v = hsv[2];
+  if (s == 0) {
+    rgb[0] = rgb[1] = rgb[2] = v;
+    return;
+  }
+  const int i = static_cast<int>(std::floor(static_cast<float>(h) * 6.0 / 255.0));
+  const float f = static_cast<float>(static_cast<float>(h) * 6.0 / 255.0 - static_cast<float>(i));
+  const float fs = static_cast<float>(static_cast<float>(s) / 255.0);
+  const int p = static_cast<int>(std::round(static_cast<float>(v) * (1.0 - fs)));
+  const int q = static_cast<int>(std::round(static_cast<float>(v) * (1.0 - fs * f)));
+  const int t = static_cast<int>(std::round(static_cast<float>(v) * (1.0 - fs * (1.0 - f))));
+  const auto up = static_cast<uint8_t>(Clip8i(p));
+  const auto uq = static_cast<uint8_t>(Clip8i(q));
+  const auto ut = static_cast<uint8_t>(Clip8i(t));
+  switch (i % 6) {
+    case 0: rgb[0] = v; rgb[1] = ut; rgb[2] = up; break;
+    case 1: rgb[0] = uq; rgb[1] = v; rgb[2] = up; break;
+    case 2: rgb[0] = up; rgb[1] = v; rgb[2] = ut; break;
+    case 3: rgb[0] = up; rgb[1] = uq; rgb[2] = v; break;
+    case 4: rgb[0] = ut; rgb[1] = up; rgb[2] = v; break;
+    default: rgb[0] = v; rgb[1] = up; rgb[2] = uq; break;
+  }
+}
+
+void PilAdjustHue(const uint8_t* in, int h, int w, int channels, double hue, uint8_t* out) {
+  const size_t pixels = static_cast<size_t>(h) * w;
+  if (channels != 3) {  // torchvision returns L images unchanged
+    if (out != in) std::memcpy(out, in, pixels * channels);
+    return;
+  }
+  // np_h += np.uint8(hue_factor * 255): the float truncated toward zero, then
+  // wrapped to 8 bits (numpy's cast), added modulo 256.
+  const auto shift = static_cast<uint8_t>(static_cast<int64_t>(hue * 255.0));
+  for (size_t i = 0; i < pixels; ++i) {
+    uint8_t hsv[3];
+    PilRgbToHsv(in + 3 * i, hsv);
+    hsv[0] = static_cast<uint8_t>(hsv[0] + shift);
+    PilHsvToRgb(hsv, out + 3 * i);
+  }
+}
+
+}  // namespace internal
+}  // namespace datafeed
