@@ -33,6 +33,28 @@ Status ReadJpegSize(const uint8_t* data, size_t n, int* height, int* width);
 // conversions as DecodeSample.
 Status DecodeJpegScaled(const uint8_t* data, size_t n, int channels, int num, Sample* out);
 
+// A part of a JPEG to decode: rows [top, bottom) and columns [left, right)
+// of the full picture, decoded with the DCT scaled by num/8 (num 1, 2, 4 or
+// 8: libjpeg-turbo has SIMD code for these; 3/8, 5/8, ... run in plain C
+// and are slower than a full decode).
+struct JpegRegion {
+  int top = 0, left = 0, bottom = 0, right = 0;
+  int num = 8;
+};
+
+// Decodes only `region` of a JPEG (libjpeg's jpeg_crop_scanline and
+// jpeg_skip_scanlines: the columns outside it skip the IDCT and colour
+// conversion, the rows below it are never read, the rows above it only
+// entropy-decoded) into out's pixels with `channels` channels, the same
+// conversions as DecodeSample. The region is widened to what libjpeg can
+// crop at (whole iMCU columns) and `margin` more pixels on every side
+// (clamped to the picture), so upsampling near its edges sees the same
+// neighbours as in a full decode; *decoded is the region the pixels cover,
+// in full-picture pixels. Unimplemented (decode it whole instead) for
+// progressive, CMYK and arithmetic-coded JPEGs.
+Status DecodeJpegRegion(const uint8_t* data, size_t n, int channels, const JpegRegion& region,
+                        int margin, Sample* out, JpegRegion* decoded);
+
 }  // namespace internal
 }  // namespace datafeed
 

@@ -8,10 +8,16 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "image_decode_internal.h"
 #include "pil_ops_internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DATAFEED_PIL_SSSE3 1
+#endif
 
 namespace datafeed {
 namespace internal {
@@ -120,6 +126,125 @@ void HorizontalPass(const U8Plane& in, int row0, int rows, const Coefficients& c
   }
 }
 
+#if DATAFEED_PIL_SSSE3
+// The 3-channel horizontal pass with SSSE3, the same integers as
+// HorizontalPass<3>: each 22-bit weight is split into 11-bit halves so that
+// pmaddwd (16 x 16 -> 32 bits, adjacent pairs summed) can take two taps of a
+// channel at once; (sum of high halves << 11) + sum of low halves is the
+// exact sum, which fits 32 bits as PIL's int accumulator does. Every output
+// uses NP tap pairs (weights past its own taps are zero), so the loop over
+// taps has a fixed length.
+struct PairWeights {
+  std::vector<int16_t> hi, lo;  // [output][pair][8 lanes]
+};
+
+template <int NP>
+__attribute__((target("ssse3"))) void HorizontalRgbSsse3(const uint8_t* src, uint8_t* dst,
+                                                         const int* bounds, const int16_t* hi,
+                                                         const int16_t* lo, int x0, int x1) {
+  // Bytes R0 G0 B0 R1 G1 B1 of two pixels -> 16-bit lanes R0 R1 G0 G1 B0 B1 0 0.
+  const __m128i shuffle = _mm_setr_epi8(0, -1, 3, -1, 1, -1, 4, -1, 2, -1, 5, -1, -1, -1, -1, -1);
+  const __m128i half = _mm_set1_epi32(1 << (kPrecisionBits - 1));
+  for (int xx = x0; xx < x1; ++xx) {
+    const uint8_t* s = src + static_cast<size_t>(bounds[2 * xx]) * 3;
+    __m128i acc_hi = _mm_setzero_si128(), acc_lo = _mm_setzero_si128();
+    for (int p = 0; p < NP; ++p) {
+      const __m128i px = _mm_shuffle_epi8(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 6 * p)), shuffle);
+      const size_t at = (static_cast<size_t>(xx) * NP + p) * 8;
+      acc_hi = _mm_add_epi32(
+          acc_hi, _mm_madd_epi16(px, _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi + at))));
+      acc_lo = _mm_add_epi32(
+          acc_lo, _mm_madd_epi16(px, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lo + at))));
+    }
+    const __m128i acc = _mm_add_epi32(_mm_add_epi32(_mm_slli_epi32(acc_hi, 11), acc_lo), half);
+    // clip8: the arithmetic shift floors, the saturating packs clamp to 0..255.
+    const __m128i v = _mm_srai_epi32(acc, kPrecisionBits);
+    const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(v, v), v);
+    // Four bytes out; the fourth is the next pixel's first, written next.
+    const int32_t four = _mm_cvtsi128_si32(bytes);
+    std::memcpy(dst + 3 * xx, &four, 4);
+  }
+}
+
+bool HasSsse3() {
+  static const bool has = __builtin_cpu_supports("ssse3");
+  return has;
+}
+
+// HorizontalPass<3> through HorizontalRgbSsse3 where the tap count allows
+// (pairs of taps <= 8, i.e. downscales up to about 7x); false otherwise.
+bool HorizontalPassRgbFast(const U8Plane& in, int row0, int rows, const Coefficients& c,
+                           int out_width, uint8_t* out) {
+  if (!HasSsse3()) return false;
+  int taps = 0;
+  for (int xx = 0; xx < out_width; ++xx) taps = std::max(taps, c.bounds[static_cast<size_t>(xx) * 2 + 1]);
+  const int np = (taps + 1) / 2;
+  if (np < 1 || np > 8) return false;
+  thread_local PairWeights w;
+  w.hi.resize(static_cast<size_t>(out_width) * np * 8);
+  w.lo.resize(static_cast<size_t>(out_width) * np * 8);
+  for (int xx = 0; xx < out_width; ++xx) {
+    const int xmax = c.bounds[static_cast<size_t>(xx) * 2 + 1];
+    const int32_t* k = &c.weights[static_cast<size_t>(xx) * c.ksize];
+    for (int p = 0; p < np; ++p) {
+      const int32_t a = 2 * p < xmax ? k[2 * p] : 0, b = 2 * p + 1 < xmax ? k[2 * p + 1] : 0;
+      // Bilinear weights are in [0, 2^22]: both halves fit int16.
+      const auto ah = static_cast<int16_t>(a >> 11), al = static_cast<int16_t>(a & 2047);
+      const auto bh = static_cast<int16_t>(b >> 11), bl = static_cast<int16_t>(b & 2047);
+      int16_t* h = &w.hi[(static_cast<size_t>(xx) * np + p) * 8];
+      int16_t* l = &w.lo[(static_cast<size_t>(xx) * np + p) * 8];
+      const int16_t hv[8] = {ah, bh, ah, bh, ah, bh, 0, 0}, lv[8] = {al, bl, al, bl, al, bl, 0, 0};
+      std::memcpy(h, hv, sizeof hv);
+      std::memcpy(l, lv, sizeof lv);
+    }
+  }
+  // Outputs [0, x1) read 8 bytes per pair inside the row; the rest (and the
+  // last, whose fourth written byte would spill) go the scalar way.
+  const int row_bytes = in.width * 3;
+  int x1 = out_width - 1;
+  while (x1 > 0 && (c.bounds[static_cast<size_t>(x1 - 1) * 2] + 2 * np - 1) * 3 + 8 > row_bytes) --x1;
+  auto run = [&](auto np_tag, const uint8_t* src, uint8_t* dst) {
+    HorizontalRgbSsse3<decltype(np_tag)::value>(src, dst, c.bounds.data(), w.hi.data(), w.lo.data(), 0, x1);
+  };
+  for (int yy = 0; yy < rows; ++yy) {
+    const uint8_t* src = in.data + static_cast<size_t>(row0 + yy) * in.stride;
+    uint8_t* dst = out + static_cast<size_t>(yy) * out_width * 3;
+    switch (np) {
+      case 1: run(std::integral_constant<int, 1>(), src, dst); break;
+      case 2: run(std::integral_constant<int, 2>(), src, dst); break;
+      case 3: run(std::integral_constant<int, 3>(), src, dst); break;
+      case 4: run(std::integral_constant<int, 4>(), src, dst); break;
+      case 5: run(std::integral_constant<int, 5>(), src, dst); break;
+      case 6: run(std::integral_constant<int, 6>(), src, dst); break;
+      case 7: run(std::integral_constant<int, 7>(), src, dst); break;
+      default: run(std::integral_constant<int, 8>(), src, dst); break;
+    }
+    constexpr int32_t kHalf = 1 << (kPrecisionBits - 1);
+    for (int xx = x1; xx < out_width; ++xx) {
+      const int xmin = c.bounds[static_cast<size_t>(xx) * 2];
+      const int xmax = c.bounds[static_cast<size_t>(xx) * 2 + 1];
+      const int32_t* k = &c.weights[static_cast<size_t>(xx) * c.ksize];
+      const uint8_t* s = src + static_cast<size_t>(xmin) * 3;
+      int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;
+      for (int x = 0; x < xmax; ++x) {
+        s0 += s[3 * x] * k[x];
+        s1 += s[3 * x + 1] * k[x];
+        s2 += s[3 * x + 2] * k[x];
+      }
+      dst[3 * xx] = Clip8(s0);
+      dst[3 * xx + 1] = Clip8(s1);
+      dst[3 * xx + 2] = Clip8(s2);
+    }
+  }
+  return true;
+}
+#else
+bool HorizontalPassRgbFast(const U8Plane&, int, int, const Coefficients&, int, uint8_t*) {
+  return false;
+}
+#endif
+
 // ImagingResampleVertical_8bpc: every output row is a weighted sum of whole
 // input rows, accumulated a row at a time (integer sums: the order is free),
 // which vectorises.
@@ -180,7 +305,11 @@ void PilResizeBilinear(const U8Plane& in, const float box[4], uint8_t* out, int 
     }
     switch (in.channels) {
       case 1: HorizontalPass<1>(in, ybox_first, rows, horiz, out_width, dst); break;
-      case 3: HorizontalPass<3>(in, ybox_first, rows, horiz, out_width, dst); break;
+      case 3:
+        if (!HorizontalPassRgbFast(in, ybox_first, rows, horiz, out_width, dst)) {
+          HorizontalPass<3>(in, ybox_first, rows, horiz, out_width, dst);
+        }
+        break;
       default: HorizontalPass<0>(in, ybox_first, rows, horiz, out_width, dst); break;
     }
     cur = U8Plane{dst, rows, out_width, in.channels, out_row};

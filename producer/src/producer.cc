@@ -283,12 +283,10 @@ struct Producer::Impl {
     const ImageFrame* frame = nullptr;
     ImageFrame reduced;
     if (!sample->has_pixels()) {
-      if (options.decode == DecodeMode::kReduced) {
-        st = internal::DecodeReduced(*pipeline, rng, in_shape.channels, sample, &reduced);
-        if (reduced.full_height > 0) frame = &reduced;
-      } else {
-        st = DecodeSample(sample, in_shape.channels);
-      }
+      // Only what the pipeline's first step reads (see DecodeForPipeline).
+      st = internal::DecodeForPipeline(*pipeline, rng, in_shape.channels, options.decode, sample,
+                                       &reduced);
+      if (reduced.full_height > 0) frame = &reduced;
       if (!st.ok()) {
         *reason = BadReason::kDecode;
         return st.WithContext(dataset->SampleName(index));

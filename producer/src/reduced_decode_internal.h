@@ -1,9 +1,10 @@
-// DecodeMode::kReduced (producer.h): decoding no more of a JPEG than the
-// pipeline's first step keeps.
+// Decoding no more of a JPEG than the pipeline's first step reads
+// (producer.h, DecodeMode).
 #ifndef DATAFEED_PRODUCER_REDUCED_DECODE_INTERNAL_H_
 #define DATAFEED_PRODUCER_REDUCED_DECODE_INTERNAL_H_
 
 #include "datafeed/producer/dataset.h"
+#include "datafeed/producer/producer.h"
 #include "datafeed/producer/sample_rng.h"
 #include "datafeed/producer/transform.h"
 #include "datafeed/transport/status.h"
@@ -12,18 +13,24 @@ namespace datafeed {
 namespace internal {
 
 // Decodes sample's encoded bytes with `channels` channels for `pipeline`
-// run with `rng`. When the bytes are a JPEG and the pipeline's first step
-// plans a region (Pipeline::PlanDecode), the JPEG is decoded with its DCT
-// scaled by the smallest k/8 (k = 1..7) that still leaves at least the
-// step's output size over the region, and *frame says where the pixels sit
-// (the whole picture, scaled by k/8). Otherwise (no plan, not a JPEG, no
-// smaller scale fits) it is DecodeSample's exact decode and
-// frame->full_height is 0. Errors as DecodeSample's.
-Status DecodeReduced(const Pipeline& pipeline, SampleRng rng, int channels, Sample* sample,
-                     ImageFrame* frame);
+// run with `rng`. When the bytes are a (baseline, YCbCr or gray) JPEG and the
+// pipeline's first step plans a region of it (Pipeline::PlanDecode), only
+// that region (plus a margin) is decoded, and *frame says where the pixels
+// sit:
+//   * kExact: at full scale. The first step then computes from exactly the
+//     pixels a full decode would give it (tested), so the output is
+//     bit-identical; only a plan smaller than the picture is worth it.
+//   * kReduced: also with the DCT scaled by the smallest of 1/8, 1/4, 1/2
+//     that leaves at least the step's output size over the region.
+// Otherwise it is DecodeSample's whole decode and frame->full_height is 0.
+// A JPEG whose last bytes hold no end-of-image marker (truncated?) is always
+// decoded whole, so the truncation is found as PIL would find it. Errors as
+// DecodeSample's.
+Status DecodeForPipeline(const Pipeline& pipeline, SampleRng rng, int channels, DecodeMode mode,
+                         Sample* sample, ImageFrame* frame);
 
-// The k of a reduced decode: the smallest k in 1..8 with region * k / 8 >=
-// out on both axes (8 when none smaller fits).
+// The scale numerator (of 8) kReduced uses for a plan: the smallest of 1,
+// 2, 4 with region * num / 8 >= out on both axes, else 8.
 int ReducedScale(const DecodePlan& plan);
 
 }  // namespace internal

@@ -167,6 +167,17 @@ class RandomResizedCrop final : public Transform {
     // The same draws as Apply on the full picture, mapped into the pixels given.
     const CropBox box = DrawRandomResizedCrop(rng, frame.full_height, frame.full_width, scale_lo_,
                                               scale_hi_, ratio_lo_, ratio_hi_);
+    if (in.shape.height == frame.bottom - frame.top && in.shape.width == frame.right - frame.left) {
+      // A full-scale region holding the box: the very crop and resize Apply
+      // does, on the same pixels.
+      const int top = box.top - static_cast<int>(frame.top), left = box.left - static_cast<int>(frame.left);
+      if (top < 0 || left < 0 || top + box.height > in.shape.height ||
+          left + box.width > in.shape.width) {
+        return Status::Internal(ToString() + ": the decoded region misses the drawn crop");
+      }
+      ResizedCrop(in, CropBox{top, left, box.height, box.width}, out);
+      return Status::OK();
+    }
     ResizeFramedRegion(in, frame, box.top, box.left, box.top + box.height, box.left + box.width,
                        out);
     return Status::OK();

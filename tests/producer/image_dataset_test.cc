@@ -213,6 +213,84 @@ TEST(DecodeTest, ScaledJpegDecodeHasTheScaledSize) {
   EXPECT_EQ(w, 500);
 }
 
+TEST(DecodeTest, ARegionDecodesToTheSamePixelsAsTheWholeImage) {
+  // DecodeForPipeline's exact mode relies on this: inside the requested
+  // region, a region decode is the full decode's pixels, byte for byte.
+  struct Kind {
+    int h, w, c;
+    test::Subsampling sub;
+  };
+  const Kind kinds[] = {{375, 500, 3, test::Subsampling::k420}, {333, 497, 3, test::Subsampling::k422},
+                        {301, 211, 3, test::Subsampling::k444}, {257, 389, 1, test::Subsampling::k420},
+                        {64, 48, 3, test::Subsampling::k420}};
+  int checked = 0, identical_whole = 0;
+  for (const Kind& k : kinds) {
+    const auto jpeg = EncodeJpeg(PhotoLike(k.h, k.w, k.c, static_cast<uint32_t>(k.h)), k.h, k.w, k.c, 90, k.sub);
+    for (int channels : {3, 1}) {
+      const Sample full = DecodeOrDie(jpeg, channels);
+      SampleRng rng(7, 0, static_cast<uint64_t>(k.h * 10 + channels));
+      for (int trial = 0; trial < 40; ++trial) {
+        internal::JpegRegion want;
+        want.top = static_cast<int>(rng.NextBelow(static_cast<uint64_t>(k.h)));
+        want.left = static_cast<int>(rng.NextBelow(static_cast<uint64_t>(k.w)));
+        want.bottom = want.top + 1 + static_cast<int>(rng.NextBelow(static_cast<uint64_t>(k.h - want.top)));
+        want.right = want.left + 1 + static_cast<int>(rng.NextBelow(static_cast<uint64_t>(k.w - want.left)));
+        Sample part;
+        internal::JpegRegion got;
+        ASSERT_TRUE(internal::DecodeJpegRegion(jpeg.data(), jpeg.size(), channels, want, 16, &part, &got).ok());
+        ASSERT_LE(got.top, want.top);
+        ASSERT_LE(got.left, want.left);
+        ASSERT_GE(got.bottom, want.bottom);
+        ASSERT_GE(got.right, want.right);
+        ASSERT_EQ(part.height(), got.bottom - got.top);
+        ASSERT_EQ(part.width(), got.right - got.left);
+        bool whole_same = true;
+        for (int y = got.top; y < got.bottom; ++y) {
+          for (int x = got.left; x < got.right; ++x) {
+            for (int ch = 0; ch < channels; ++ch) {
+              const uint8_t a = part.pixels()[((y - got.top) * part.width() + (x - got.left)) * channels + ch];
+              const uint8_t b = full.pixels()[(static_cast<size_t>(y) * k.w + x) * channels + ch];
+              const bool inside = y >= want.top && y < want.bottom && x >= want.left && x < want.right;
+              if (inside) {
+                ASSERT_EQ(a, b) << k.h << "x" << k.w << "x" << k.c << " as " << channels << " at (" << y
+                                << ", " << x << ") of region " << want.top << ".." << want.bottom << " x "
+                                << want.left << ".." << want.right;
+              }
+              whole_same &= a == b;
+            }
+          }
+        }
+        identical_whole += whole_same;
+        ++checked;
+      }
+    }
+  }
+  std::printf("[ region  ] %d region decodes equal to the full decode inside the region; %d of them "
+              "also over the margin\n", checked, identical_whole);
+}
+
+TEST(DecodeTest, RegionDecodeRefusesWhatItCannotCropAndFindsTruncation) {
+  test::TempDir dir;
+  const auto jpeg = EncodeJpeg(PhotoLike(40, 60, 3, 1), 40, 60, 3);
+  const auto progressive = ReadFile(test::GoldenPath("decode/progressive.jpg"));
+  const auto cmyk = ReadFile(test::GoldenPath("decode/cmyk.jpg"));
+  internal::JpegRegion want{5, 5, 20, 20, 8}, got;
+  Sample s;
+  EXPECT_EQ(internal::DecodeJpegRegion(progressive.data(), progressive.size(), 3, want, 16, &s, &got).code(),
+            StatusCode::kUnimplemented);
+  EXPECT_EQ(internal::DecodeJpegRegion(cmyk.data(), cmyk.size(), 3, want, 16, &s, &got).code(),
+            StatusCode::kUnimplemented);
+  want.num = 3;
+  EXPECT_EQ(internal::DecodeJpegRegion(jpeg.data(), jpeg.size(), 3, want, 16, &s, &got).code(),
+            StatusCode::kInvalidArgument);
+  want.num = 8;
+  const std::vector<uint8_t> garbage = {0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 'x', 'y', 0xFF, 0xD9};
+  EXPECT_EQ(internal::DecodeJpegRegion(garbage.data(), garbage.size(), 3, want, 16, &s, &got).code(),
+            StatusCode::kDataLoss);
+  // The thread's libjpeg state recovers after an error.
+  EXPECT_TRUE(internal::DecodeJpegRegion(jpeg.data(), jpeg.size(), 3, want, 16, &s, &got).ok());
+}
+
 // ---- image folders --------------------------------------------------------------
 
 // Writes a binary PGM (channels 1) or PPM (channels 3) of the given HWC bytes.
