@@ -34,7 +34,12 @@ const Subcommand kSubcommands[] = {
      "        [--threads 1] [--batch 8192] [--pipeline SPEC] [--samples 60000] [--seconds 3]\n"
      "        [--repeats 3] [--transport inproc|shm] [--shuffle] [--scaling]\n"
      "        [--torchvision [--tv-count 2000] [--tv-random-sigma] [--python /usr/bin/python3]\n"
-     "        [--tv-script PATH]]"},
+     "        [--tv-script PATH]]\n"
+     "      pipeline --preset imagenet-train|imagenet-eval: the producer on a generated\n"
+     "        ImageNet-like JPEG folder vs the bare TurboJPEG + cv::resize loop\n"
+     "        [--threads 1] [--images 1200] [--image-folder DIR] [--batch 128] [--seconds 3]\n"
+     "        [--repeats 3] [--decode exact|reduced] [--bare-interp area|linear] [--scaling]\n"
+     "        [--torchvision [--tv-count 300]]"},
     {"grpc", datafeed::bench::RunGrpc,
      "GB/s of the gRPC stream over loopback (producer and consumer processes, 25.7 MB\n"
      "        frames) vs raw TCP and a naive copying gRPC service in the same run\n"

@@ -14,6 +14,8 @@ class Args {
  public:
   Args(int argc, char** argv);
   bool Flag(const std::string& name) const;
+  // Whether --name was given; does not count as asking for it.
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
   int64_t Int(const std::string& name, int64_t fallback) const;
   double Double(const std::string& name, double fallback) const;
   std::string Str(const std::string& name, const std::string& fallback) const;

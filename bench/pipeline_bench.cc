@@ -55,6 +55,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "bench_util.h"
+#include "pipeline_bench.h"
 #include "datafeed/producer/dataset.h"
 #include "datafeed/producer/producer.h"
 #include "datafeed/producer/transform.h"
@@ -73,103 +74,6 @@ constexpr double kMean = 0.1307, kStd = 0.3081;
 constexpr int kBlurSize = 11;
 
 double Seconds(int64_t ns) { return static_cast<double>(ns) / 1e9; }
-
-// A rate by wall time and by the CPU time the process used meanwhile.
-struct Rate {
-  double per_s = 0;
-  double per_cpu_s = 0;
-};
-
-// ---- datafeed -------------------------------------------------------------
-
-struct ProducerRun {
-  Rate rate;
-  uint64_t samples = 0;    // counted (after warm-up)
-  double seconds = 0;      // over which they were counted
-  double cpu_seconds = 0;  // the process's CPU time meanwhile
-  ProducerStats stats;     // the whole run, warm-up included
-};
-
-// One Producer run into a fresh `scheme`:// endpoint (inproc or shm) for about
-// `seconds` of steady state. `run_id` keeps endpoint names unique within the
-// process.
-Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
-                                const Pipeline& pipeline, const std::string& scheme, int threads,
-                                int64_t batch, bool shuffle, double seconds, int run_id) {
-  DATAFEED_ASSIGN_OR_RETURN(
-      Endpoint ep, ParseEndpoint(scheme + "://pipeline-bench-" + std::to_string(getpid()) + "-" +
-                                 std::to_string(run_id)));
-  // Room for two batches being filled (max_in_flight) plus two waiting: the
-  // transport is never full while the consumer keeps up.
-  WriterOptions wo;
-  wo.inproc_capacity = 4;
-  wo.shm.slot_count = 4;
-  const SampleShape in = dataset->shape();
-  DATAFEED_ASSIGN_OR_RETURN(ImageShape shape, pipeline.OutputShape(in.height, in.width, in.channels));
-  DATAFEED_ASSIGN_OR_RETURN(
-      BatchLayout layout,
-      BatchLayout::Make({{"image", DType::kFloat32, {batch, shape.channels, shape.height, shape.width}},
-                         {"label", DType::kInt64, {batch}}}));
-  wo.shm.slot_bytes = layout.frame_bytes();
-  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchWriter> writer, OpenWriter(ep, wo));
-  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchReader> reader, OpenReader(ep, ReaderOptions{}));
-
-  ProducerOptions po;
-  po.sampler.batch_size = static_cast<size_t>(batch);
-  po.sampler.shuffle = shuffle;
-  po.sampler.seed = 1;
-  po.sampler.drop_last = true;  // every batch full size
-  po.sampler.num_epochs = SamplerOptions::kEndless;
-  po.threads = threads;
-  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<Producer> producer,
-                            Producer::Make(dataset, pipeline, po, writer.get()));
-
-  ProducerRun out;
-  Status consumer_error;
-  const int64_t want_ns = static_cast<int64_t>(seconds * 1e9);
-  std::thread consumer([&] {
-    int64_t t0 = 0, t1 = 0, cpu0 = 0, cpu1 = 0, seen = 0;
-    bool stopped = false;
-    for (;;) {
-      Result<BatchView> b = reader->Next(Deadline::AfterMillis(60'000));
-      const int64_t now = NowNs(), cpu = ProcessCpuNs();
-      if (b.status().IsEndOfStream()) break;
-      if (!b.ok()) {
-        consumer_error = b.status();
-        producer->Stop();
-        break;
-      }
-      if (stopped) continue;  // draining what was published after Stop()
-      const TensorView* labels = b->Find("label");
-      const uint64_t n = labels ? labels->nbytes / sizeof(int64_t) : 0;
-      if (++seen == 1) {
-        t0 = now;  // the first batch is warm-up: time starts at its arrival
-        cpu0 = cpu;
-        continue;
-      }
-      out.samples += n;
-      t1 = now;
-      cpu1 = cpu;
-      if (t1 - t0 >= want_ns) {
-        producer->Stop();
-        stopped = true;
-      }
-    }
-    out.seconds = Seconds(t1 - t0);
-    out.cpu_seconds = Seconds(cpu1 - cpu0);
-  });
-  Status st = producer->Run();
-  Status closed = writer->Close();
-  consumer.join();
-  if (!consumer_error.ok()) return consumer_error.WithContext("consumer");
-  if (!st.ok() && st.code() != StatusCode::kCancelled) return st.WithContext("producer");
-  DATAFEED_RETURN_NOT_OK(closed);
-  if (out.seconds <= 0) return Status::Internal("the producer delivered fewer than two batches");
-  out.rate.per_s = static_cast<double>(out.samples) / out.seconds;
-  out.rate.per_cpu_s = static_cast<double>(out.samples) / out.cpu_seconds;
-  out.stats = producer->stats();
-  return out;
-}
 
 // ---- bare OpenCV ----------------------------------------------------------
 
@@ -244,13 +148,20 @@ Rate RunKernelLoop(KernelLoop& k, int threads, double seconds) {
           total / Seconds(cpu)};
 }
 
-// ---- torchvision ----------------------------------------------------------
+int Fail(const std::string& what, const Status& st) {
+  std::fprintf(stderr, "datafeed-bench pipeline: %s: %s\n", what.c_str(), st.ToString().c_str());
+  return 1;
+}
 
-struct TorchvisionRun {
-  double samples_per_s = 0;
-  std::string blur;
-  std::string note;  // why there is no figure, when samples_per_s is 0
-};
+}  // namespace
+
+std::string Repeated::Text(int precision, const char* sep) const {
+  std::string s;
+  for (double v : runs) s += (s.empty() ? "" : sep) + Num(v, precision);
+  return s;
+}
+
+// ---- torchvision ----------------------------------------------------------
 
 // The value of "key": in a flat JSON line, as text (strings unquoted).
 std::optional<std::string> JsonField(const std::string& line, const std::string& key) {
@@ -268,8 +179,7 @@ std::optional<std::string> JsonField(const std::string& line, const std::string&
 }
 
 TorchvisionRun RunTorchvision(const std::string& python, const std::string& script,
-                              const std::string& images_path, int64_t count, int repeats,
-                              bool random_sigma) {
+                              const std::string& script_args) {
   TorchvisionRun r;
   if (access(python.c_str(), X_OK) != 0) {
     r.note = python + " is missing; no torchvision figure";
@@ -279,9 +189,7 @@ TorchvisionRun RunTorchvision(const std::string& python, const std::string& scri
     r.note = script + " is missing (--tv-script); no torchvision figure";
     return r;
   }
-  const std::string cmd = "'" + python + "' '" + script + "' '" + images_path + "' --count " +
-                          std::to_string(count) + " --repeats " + std::to_string(repeats) +
-                          (random_sigma ? " --random-sigma" : "") + " 2>&1";
+  const std::string cmd = "'" + python + "' '" + script + "' " + script_args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
     r.note = "could not run " + python;
@@ -308,36 +216,88 @@ TorchvisionRun RunTorchvision(const std::string& python, const std::string& scri
     return r;
   }
   r.samples_per_s = std::strtod(rate->c_str(), nullptr);
-  r.blur = JsonField(last, "blur").value_or("?");
+  r.json = last;
   return r;
 }
 
-// ---- the run --------------------------------------------------------------
+Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
+                                const Pipeline& pipeline, const std::string& scheme, int threads,
+                                int64_t batch, bool shuffle, double seconds, int run_id,
+                                DecodeMode decode) {
+  DATAFEED_ASSIGN_OR_RETURN(
+      Endpoint ep, ParseEndpoint(scheme + "://pipeline-bench-" + std::to_string(getpid()) + "-" +
+                                 std::to_string(run_id)));
+  // Room for two batches being filled (max_in_flight) plus two waiting: the
+  // transport is never full while the consumer keeps up.
+  WriterOptions wo;
+  wo.inproc_capacity = 4;
+  wo.shm.slot_count = 4;
+  DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<const BatchLayout> layout,
+                            MakeBatchLayout(*dataset, pipeline, static_cast<size_t>(batch)));
+  wo.shm.slot_bytes = layout->frame_bytes();
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchWriter> writer, OpenWriter(ep, wo));
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchReader> reader, OpenReader(ep, ReaderOptions{}));
 
-struct Repeated {
-  std::vector<double> runs;
-  std::vector<double> cpu_runs;  // per CPU second
-  void Add(const Rate& r) {
-    runs.push_back(r.per_s);
-    cpu_runs.push_back(r.per_cpu_s);
-  }
-  double median() const { return Median(runs); }
-  double cpu_median() const { return Median(cpu_runs); }
-  std::string Text(int precision = 0, const char* sep = " ") const {
-    std::string s;
-    for (double v : runs) s += (s.empty() ? "" : sep) + Num(v, precision);
-    return s;
-  }
-};
+  ProducerOptions po;
+  po.sampler.batch_size = static_cast<size_t>(batch);
+  po.sampler.shuffle = shuffle;
+  po.sampler.seed = 1;
+  po.sampler.drop_last = true;  // every batch full size
+  po.sampler.num_epochs = SamplerOptions::kEndless;
+  po.threads = threads;
+  po.decode = decode;
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<Producer> producer,
+                            Producer::Make(dataset, pipeline, po, writer.get()));
 
-int Fail(const std::string& what, const Status& st) {
-  std::fprintf(stderr, "datafeed-bench pipeline: %s: %s\n", what.c_str(), st.ToString().c_str());
-  return 1;
+  ProducerRun out;
+  Status consumer_error;
+  const int64_t want_ns = static_cast<int64_t>(seconds * 1e9);
+  std::thread consumer([&] {
+    int64_t t0 = 0, t1 = 0, cpu0 = 0, cpu1 = 0, seen = 0;
+    bool stopped = false;
+    for (;;) {
+      Result<BatchView> b = reader->Next(Deadline::AfterMillis(60'000));
+      const int64_t now = NowNs(), cpu = ProcessCpuNs();
+      if (b.status().IsEndOfStream()) break;
+      if (!b.ok()) {
+        consumer_error = b.status();
+        producer->Stop();
+        break;
+      }
+      if (stopped) continue;  // draining what was published after Stop()
+      const TensorView* labels = b->Find("label");
+      const uint64_t n = labels ? labels->nbytes / sizeof(int64_t) : 0;
+      if (++seen == 1) {
+        t0 = now;  // the first batch is warm-up: time starts at its arrival
+        cpu0 = cpu;
+        continue;
+      }
+      out.samples += n;
+      t1 = now;
+      cpu1 = cpu;
+      if (t1 - t0 >= want_ns) {
+        producer->Stop();
+        stopped = true;
+      }
+    }
+    out.seconds = Seconds(t1 - t0);
+    out.cpu_seconds = Seconds(cpu1 - cpu0);
+  });
+  Status st = producer->Run();
+  Status closed = writer->Close();
+  consumer.join();
+  if (!consumer_error.ok()) return consumer_error.WithContext("consumer");
+  if (!st.ok() && st.code() != StatusCode::kCancelled) return st.WithContext("producer");
+  DATAFEED_RETURN_NOT_OK(closed);
+  if (out.seconds <= 0) return Status::Internal("the producer delivered fewer than two batches");
+  out.rate.per_s = static_cast<double>(out.samples) / out.seconds;
+  out.rate.per_cpu_s = static_cast<double>(out.samples) / out.cpu_seconds;
+  out.stats = producer->stats();
+  return out;
 }
 
-}  // namespace
-
 int RunPipeline(const Args& args) {
+  if (args.Has("preset") || args.Has("image-folder")) return RunImagePipeline(args);
   const bool json = args.Flag("json");
   const int64_t threads = args.Int("threads", 1);
   const int64_t batch = args.Int("batch", 8192);
@@ -395,8 +355,10 @@ int RunPipeline(const Args& args) {
   std::shared_ptr<const MnistDataset> mnist = std::move(opened).value();
   TorchvisionRun tv;
   if (torchvision) {
-    tv = RunTorchvision(python, tv_script, mnist->images_path(), tv_count,
-                        static_cast<int>(repeats), tv_random_sigma);
+    tv = RunTorchvision(python, tv_script,
+                        "'" + mnist->images_path() + "' --count " + std::to_string(tv_count) +
+                            " --repeats " + std::to_string(repeats) +
+                            (tv_random_sigma ? " --random-sigma" : ""));
   }
   remove_dir();
 
@@ -420,14 +382,16 @@ int RunPipeline(const Args& args) {
   double loan_blocked_s = 0;
   int run_id = 0;
   for (int64_t r = 0; r < repeats; ++r) {
-    auto run = RunProducer(mnist, *pipeline, transport, n, batch, shuffle, seconds, run_id++);
+    auto run = RunProducer(mnist, *pipeline, transport, n, batch, shuffle, seconds, run_id++,
+                           DecodeMode::kExact);
     if (!run.ok()) return Fail("datafeed run", run.status());
     df.Add(run->rate);
     stats = run->stats;
     loan_blocked_s = std::max(loan_blocked_s, run->stats.loan_blocked_s);
     cv.Add(RunKernelLoop(k, n, seconds));
     if (scaling) {
-      auto one = RunProducer(mnist, *pipeline, transport, 1, batch, shuffle, seconds, run_id++);
+      auto one = RunProducer(mnist, *pipeline, transport, 1, batch, shuffle, seconds, run_id++,
+                             DecodeMode::kExact);
       if (!one.ok()) return Fail("datafeed run, 1 thread", one.status());
       df1.Add(one->rate);
       cv1.Add(RunKernelLoop(k, 1, seconds));
@@ -481,7 +445,7 @@ int RunPipeline(const Args& args) {
   }
   if (tv.samples_per_s > 0) {
     kv.push_back({"torchvision_samples_per_s", Num(tv.samples_per_s, 0)});
-    kv.push_back({"torchvision_blur", Quote(tv.blur)});
+    kv.push_back({"torchvision_blur", Quote(JsonField(tv.json, "blur").value_or("?"))});
     kv.push_back({"x_torchvision", Num(rate / n / tv.samples_per_s, 1)});
   }
   if (json) {
@@ -523,7 +487,8 @@ int RunPipeline(const Args& args) {
     if (tv.samples_per_s > 0) {
       std::printf("  torchvision  %9.0f samples/s (one process, torch.set_num_threads(1), %lld\n"
                   "                                 images: PIL -> ToTensor -> Normalize -> %s)\n",
-                  tv.samples_per_s, static_cast<long long>(tv_count), tv.blur.c_str());
+                  tv.samples_per_s, static_cast<long long>(tv_count),
+                  JsonField(tv.json, "blur").value_or("?").c_str());
       std::printf("               datafeed per thread is %.1fx torchvision per core\n",
                   rate / n / tv.samples_per_s);
     } else {

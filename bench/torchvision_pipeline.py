@@ -1,9 +1,19 @@
-"""torchvision's version of datafeed's reference pipeline, timed per sample.
+"""torchvision's version of datafeed's pipelines, timed per sample.
 
 Run by `datafeed-bench pipeline --torchvision` (with Debian's /usr/bin/python3,
 which has torch and torchvision); prints one JSON line on stdout.
 
     torchvision_pipeline.py IMAGES_IDX [--count 2000] [--repeats 3] [--random-sigma]
+    torchvision_pipeline.py --image-folder DIR --preset imagenet-train [--count 300] [--repeats 3]
+
+With --image-folder: torchvision.datasets.ImageFolder(DIR, transform=<preset>)
+indexed one sample at a time (what a DataLoader worker does per sample: open
+the file, PIL decode, convert("RGB"), the transforms), one process,
+torch.set_num_threads(1). imagenet-train is RandomResizedCrop(224),
+RandomHorizontalFlip(), ToTensor(), Normalize(ImageNet mean/std);
+imagenet-eval is Resize(256), CenterCrop(224), ToTensor(), Normalize. The
+samples are spread over the folder (every len/count-th) so every class is
+read; samples_per_s is the median over `repeats` passes after a warm-up.
 
 What is timed: for each of `count` images of the IDX file, what a
 torchvision.datasets.MNIST + transform loop does per sample in one process,
@@ -34,11 +44,17 @@ def read_idx_images(path):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("images")
+    parser.add_argument("images", nargs="?")
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--random-sigma", action="store_true")
+    parser.add_argument("--image-folder")
+    parser.add_argument("--preset", default="imagenet-train")
     args = parser.parse_args()
+    if args.image_folder:
+        return image_folder(args)
+    if not args.images:
+        sys.exit("give an IDX images file, or --image-folder DIR")
 
     import numpy as np
     import torch
@@ -76,6 +92,49 @@ def main():
         "runs": rates,
         "count": n,
         "blur": blur_name,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }))
+
+
+def image_folder(args):
+    import torch
+    import torchvision
+    from torchvision import transforms
+
+    torch.set_num_threads(1)
+    normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    if args.preset == "imagenet-train":
+        tf = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
+                                 transforms.ToTensor(), normalize])
+    elif args.preset == "imagenet-eval":
+        tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224),
+                                 transforms.ToTensor(), normalize])
+    else:
+        sys.exit(f"unknown preset {args.preset}; imagenet-train or imagenet-eval")
+    ds = torchvision.datasets.ImageFolder(args.image_folder, transform=tf)
+    n = min(args.count, len(ds))
+    step = max(1, len(ds) // n)
+    picks = [(i * step) % len(ds) for i in range(n)]
+
+    def one_pass(indices):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in indices:
+            img, _ = ds[i]
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        assert img.shape == (3, 224, 224) and img.dtype == torch.float32
+        return len(indices) / dt, len(indices) / dc
+
+    one_pass(picks[: min(30, n)])
+    passes = [one_pass(picks) for _ in range(max(1, args.repeats))]
+    rates = [p[0] for p in passes]
+    print(json.dumps({
+        "samples_per_s": statistics.median(rates),
+        "samples_per_cpu_s": statistics.median(p[1] for p in passes),
+        "runs": rates,
+        "count": n,
+        "preset": args.preset,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -1,6 +1,5 @@
-// MnistDataset: IDX files, memory-mapped.
+// MnistDataset: IDX files, read into memory.
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,13 +16,10 @@
 
 namespace datafeed {
 
-// A read-only mapping of a whole file; unmapped on destruction.
-struct MnistDataset::Mapping {
-  const uint8_t* data = nullptr;
+// A whole file's bytes in anonymous memory.
+struct MnistDataset::Memory {
+  std::unique_ptr<uint8_t[]> data;
   size_t size = 0;
-  ~Mapping() {
-    if (data != nullptr && size > 0) munmap(const_cast<uint8_t*>(data), size);
-  }
 };
 
 namespace {
@@ -53,10 +50,11 @@ uint32_t ReadBigEndian32(const uint8_t* p) {
 
 const char* kRedownload = "regenerate or re-download it";
 
-// Opens and maps `path`. A zero-length file maps to {nullptr, 0}.
-Status MapFile(const std::string& path, const char* what, const uint8_t** data, size_t* size,
-               bool* mapped) {
-  *mapped = false;
+// Reads all of `path` into *bytes, *size of them (a zero-length file gives
+// {nullptr, 0}). Read, not mapped: a mapping of a file that is truncated
+// later delivers SIGBUS on access, and this dataset outlives such accidents.
+Status ReadWholeFile(const std::string& path, const char* what, std::unique_ptr<uint8_t[]>* bytes,
+                     size_t* size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -85,25 +83,26 @@ Status MapFile(const std::string& path, const char* what, const uint8_t** data, 
     return Status::InvalidArgument(path + ": not a regular file; give the MNIST " +
                                    std::string(what) + " file itself");
   }
-  *size = static_cast<size_t>(st.st_size);
-  *data = nullptr;
-  if (*size > 0) {
-    void* addr = ::mmap(nullptr, *size, PROT_READ, MAP_SHARED, fd, 0);
-    if (addr == MAP_FAILED) {
+  const size_t want = static_cast<size_t>(st.st_size);
+  bytes->reset(want > 0 ? new uint8_t[want] : nullptr);
+  size_t got = 0;
+  while (got < want) {
+    const ssize_t n = ::read(fd, bytes->get() + got, want - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
       const int err = errno;
       ::close(fd);
-      return Status::FromErrno(err, path + ": cannot mmap " + std::to_string(*size) + " bytes");
+      return Status::FromErrno(err, path + ": cannot read");
     }
-    // Start reading the whole file in the background; training touches all of it.
-    (void)::madvise(addr, *size, MADV_WILLNEED);
-    *data = static_cast<const uint8_t*>(addr);
-    *mapped = true;
+    if (n == 0) break;  // shrank while being read: the size check below reports it
+    got += static_cast<size_t>(n);
   }
-  ::close(fd);  // the mapping keeps the file referenced
+  ::close(fd);
+  *size = got;
   return Status::OK();
 }
 
-// Validates an IDX uint8 file of `want_dims` dimensions mapped at
+// Validates an IDX uint8 file of `want_dims` dimensions held at
 // [data, data + size) and returns its dimensions.
 Status ParseIdx(const std::string& path, const uint8_t* data, size_t size, int want_dims,
                 const char* what, std::vector<uint32_t>* dims) {
@@ -195,25 +194,20 @@ Result<std::unique_ptr<MnistDataset>> MnistDataset::Open(const std::string& imag
   std::unique_ptr<MnistDataset> ds(new MnistDataset());
   ds->images_path_ = images_path;
   ds->labels_path_ = labels_path;
-  ds->images_map_ = std::make_unique<Mapping>();
-  ds->labels_map_ = std::make_unique<Mapping>();
+  ds->images_mem_ = std::make_unique<Memory>();
+  ds->labels_mem_ = std::make_unique<Memory>();
 
   std::vector<uint32_t> image_dims;
   std::vector<uint32_t> label_dims;
-  bool mapped = false;
   {
-    Mapping& m = *ds->images_map_;
-    const uint8_t* data = nullptr;
-    DATAFEED_RETURN_NOT_OK(MapFile(images_path, "images", &data, &m.size, &mapped));
-    if (mapped) m.data = data;
-    DATAFEED_RETURN_NOT_OK(ParseIdx(images_path, data, m.size, 3, "images", &image_dims));
+    Memory& m = *ds->images_mem_;
+    DATAFEED_RETURN_NOT_OK(ReadWholeFile(images_path, "images", &m.data, &m.size));
+    DATAFEED_RETURN_NOT_OK(ParseIdx(images_path, m.data.get(), m.size, 3, "images", &image_dims));
   }
   {
-    Mapping& m = *ds->labels_map_;
-    const uint8_t* data = nullptr;
-    DATAFEED_RETURN_NOT_OK(MapFile(labels_path, "labels", &data, &m.size, &mapped));
-    if (mapped) m.data = data;
-    DATAFEED_RETURN_NOT_OK(ParseIdx(labels_path, data, m.size, 1, "labels", &label_dims));
+    Memory& m = *ds->labels_mem_;
+    DATAFEED_RETURN_NOT_OK(ReadWholeFile(labels_path, "labels", &m.data, &m.size));
+    DATAFEED_RETURN_NOT_OK(ParseIdx(labels_path, m.data.get(), m.size, 1, "labels", &label_dims));
   }
   if (image_dims[0] != label_dims[0]) {
     return Status::DataLoss(images_path + " holds " + std::to_string(image_dims[0]) +
@@ -226,12 +220,12 @@ Result<std::unique_ptr<MnistDataset>> MnistDataset::Open(const std::string& imag
   ds->rows_ = static_cast<int>(image_dims[1]);
   ds->cols_ = static_cast<int>(image_dims[2]);
   ds->image_bytes_ = static_cast<size_t>(ds->rows_) * static_cast<size_t>(ds->cols_);
-  ds->images_ = ds->images_map_->data + 16;
-  ds->labels_ = ds->labels_map_->data + 8;
+  ds->images_ = ds->images_mem_->data.get() + 16;
+  ds->labels_ = ds->labels_mem_->data.get() + 8;
   Fingerprinter fp;
   fp.Add("mnist-idx");
-  fp.AddBytes(ds->images_map_->data, ds->images_map_->size);
-  fp.AddBytes(ds->labels_map_->data, ds->labels_map_->size);
+  fp.AddBytes(ds->images_mem_->data.get(), ds->images_mem_->size);
+  fp.AddBytes(ds->labels_mem_->data.get(), ds->labels_mem_->size);
   ds->fingerprint_ = fp.value();
   return ds;
 }
@@ -242,15 +236,19 @@ Result<std::unique_ptr<MnistDataset>> MnistDataset::OpenDir(const std::string& d
   return Open(base + MnistImagesFileName(prefix), base + MnistLabelsFileName(prefix));
 }
 
-Status MnistDataset::Get(size_t index, uint8_t* out_hwc, int64_t* label) const {
+Status MnistDataset::Read(size_t index, Sample* out) const {
   if (index >= count_) {
     return Status::InvalidArgument("MNIST index " + std::to_string(index) +
                                    " is out of range; " + images_path_ + " holds " +
                                    std::to_string(count_) + " images");
   }
-  std::memcpy(out_hwc, images_ + index * image_bytes_, image_bytes_);
-  *label = labels_[index];
+  out->BorrowPixels(images_ + index * image_bytes_, rows_, cols_, 1);
+  out->set_label(labels_[index]);
   return Status::OK();
+}
+
+std::string MnistDataset::SampleName(size_t index) const {
+  return "MNIST image " + std::to_string(index) + " of " + images_path_;
 }
 
 }  // namespace datafeed

@@ -14,10 +14,37 @@
 #include <thread>
 #include <vector>
 
+#include "rate_limited_log.h"
+#include "reduced_decode_internal.h"
+
 namespace datafeed {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// What made a sample bad (ProducerStats counts each).
+enum class BadReason { kRead, kDecode, kSize, kTransform };
+
+const char* BadReasonName(BadReason r) {
+  switch (r) {
+    case BadReason::kRead: return "read";
+    case BadReason::kDecode: return "decode";
+    case BadReason::kSize: return "size";
+    default: return "transform";
+  }
+}
+
+// THE switch point of --bad-samples for a sample that stays in its batch:
+// what its slot holds. kZero: a zero image labelled kSkippedLabel. kFill
+// will instead take a spare sample, chosen deterministically so a batch stays
+// a pure function of its identity; that needs the batch composition of the
+// delivery contract (issue 10), so until it lands kFill writes what kZero
+// writes. kFail never gets here (the run stops).
+void FillBadSlot(BadSamples policy, uint8_t* slot, size_t slot_bytes, int64_t* label) {
+  (void)policy;  // kFill and kZero agree until the spare-sample composition lands
+  std::memset(slot, 0, slot_bytes);
+  *label = kSkippedLabel;
+}
 
 int64_t NanosSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
@@ -35,6 +62,82 @@ struct OpenBatch {
 
 }  // namespace
 
+const char* BadSamplesName(BadSamples b) {
+  switch (b) {
+    case BadSamples::kFill: return "fill";
+    case BadSamples::kZero: return "zero";
+    default: return "fail";
+  }
+}
+
+Result<BadSamples> ParseBadSamples(const std::string& name) {
+  if (name == "fill") return BadSamples::kFill;
+  if (name == "zero") return BadSamples::kZero;
+  if (name == "fail" || name == "strict") return BadSamples::kFail;
+  return Status::InvalidArgument("bad-samples policy '" + name +
+                                 "': use fill (leave the sample out, fill the batch), zero (a "
+                                 "zero image labelled -100) or fail (stop the run)");
+}
+
+Result<ImageShape> SampleOutputShape(const Dataset& dataset, const Pipeline& pipeline) {
+  const SampleShape in = dataset.shape();
+  if (in.channels <= 0) {
+    return Status::InvalidArgument("the dataset's samples have " + std::to_string(in.channels) +
+                                   " channels");
+  }
+  DATAFEED_ASSIGN_OR_RETURN(ImageShape shape,
+                            pipeline.OutputShape(in.height, in.width, in.channels));
+  if (shape.height <= 0 || shape.width <= 0) {
+    return Status::InvalidArgument(
+        "pipeline '" + pipeline.spec() + "' makes images whose size depends on the input's, and "
+        "this dataset's images differ in size, but a batch needs one size: end the pipeline's "
+        "geometric steps with center_crop(S), random_resized_crop(S) or resize(H, W) (e.g. "
+        "--preset imagenet-train or imagenet-eval)");
+  }
+  return shape;
+}
+
+Result<std::shared_ptr<const BatchLayout>> MakeBatchLayout(const Dataset& dataset,
+                                                           const Pipeline& pipeline,
+                                                           size_t batch_size, bool with_index) {
+  DATAFEED_ASSIGN_OR_RETURN(ImageShape shape, SampleOutputShape(dataset, pipeline));
+  const auto b = static_cast<int64_t>(batch_size);
+  // A split pipeline sends uint8 CHW images and names the consumer's finish
+  // in the header; shape.dtype says which.
+  const Finish* finish = pipeline.finish();
+  std::vector<TensorSpec> tensors = {{"image", shape.dtype, {b, shape.channels, shape.height, shape.width},
+                                      finish ? finish->spec() : std::string()},
+                                     {"label", DType::kInt64, {b}}};
+  if (with_index) tensors.push_back({"index", DType::kInt64, {b}});
+  DATAFEED_ASSIGN_OR_RETURN(BatchLayout layout, BatchLayout::Make(std::move(tensors)));
+  return std::make_shared<const BatchLayout>(std::move(layout));
+}
+
+namespace {
+
+// Recent bad samples, for the error that stops a run.
+class RecentBad {
+ public:
+  void Add(std::string what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (recent_.size() == kKeep) recent_.pop_front();
+    recent_.push_back(std::move(what));
+  }
+  std::string Text() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string s;
+    for (const std::string& r : recent_) s += (s.empty() ? "" : "; ") + r;
+    return s;
+  }
+
+ private:
+  static constexpr size_t kKeep = 5;
+  mutable std::mutex mu_;
+  std::deque<std::string> recent_;
+};
+
+}  // namespace
+
 struct Producer::Impl {
   std::shared_ptr<const Dataset> dataset;
   std::optional<Pipeline> pipeline;  // optional only because Pipeline has no default state
@@ -43,6 +146,14 @@ struct Producer::Impl {
   SampleShape in_shape;
   ImageShape out_shape;
   std::unique_ptr<Sampler> sampler;
+
+  // Bad samples: counted per reason, logged at most once a second.
+  std::unique_ptr<internal::RateLimitedLog> bad_log;
+  RecentBad recent_bad;
+  std::atomic<uint64_t> bad{0}, bad_read{0}, bad_decode{0}, bad_size{0}, bad_transform{0};
+  std::atomic<bool> seen_good{false};  // some sample has been made
+  std::mutex first_bad_mu;
+  Status first_bad;  // the first bad sample's error, for kAllBadProbe
 
   mutable std::mutex layouts_mu;
   mutable std::map<size_t, std::shared_ptr<const BatchLayout>> layouts;
@@ -68,8 +179,8 @@ struct Producer::Impl {
   Clock::time_point started;
   std::atomic<bool> running{false};
   std::atomic<int64_t> elapsed_ns{0};
-  std::atomic<uint64_t> batches{0}, samples{0}, skipped{0}, remade{0};
-  std::atomic<int64_t> read_ns{0}, transform_ns{0}, loan_ns{0}, publish_ns{0};
+  std::atomic<uint64_t> batches{0}, samples{0}, remade{0};
+  std::atomic<int64_t> read_ns{0}, decode_ns{0}, transform_ns{0}, loan_ns{0}, publish_ns{0};
 
   void Fail(Status st) {
     {
@@ -80,20 +191,11 @@ struct Producer::Impl {
     dispatch_cv.notify_all();
   }
 
-  std::shared_ptr<const BatchLayout> Layout(size_t n) const {
+  Result<std::shared_ptr<const BatchLayout>> Layout(size_t n) const {
     std::lock_guard<std::mutex> lock(layouts_mu);
     auto& slot = layouts[n];
     if (!slot) {
-      const auto b = static_cast<int64_t>(n);
-      // A split pipeline sends uint8 CHW images and names the consumer's
-      // finish in the header; out_shape.dtype says which.
-      const Finish* finish = pipeline->finish();
-      std::vector<TensorSpec> tensors = {{"image", out_shape.dtype,
-                                          {b, out_shape.channels, out_shape.height, out_shape.width},
-                                          finish ? finish->spec() : std::string()},
-                                         {"label", DType::kInt64, {b}}};
-      if (options.with_index) tensors.push_back({"index", DType::kInt64, {b}});
-      slot = std::make_shared<const BatchLayout>(BatchLayout::Make(std::move(tensors)).value());
+      DATAFEED_ASSIGN_OR_RETURN(slot, MakeBatchLayout(*dataset, *pipeline, n, options.with_index));
     }
     return slot;
   }
@@ -151,7 +253,12 @@ struct Producer::Impl {
         return false;
       }
     }
-    auto layout = Layout(ib.indices.size());
+    Result<std::shared_ptr<const BatchLayout>> made = Layout(ib.indices.size());
+    if (!made.ok()) {
+      Fail(made.status());
+      return false;
+    }
+    std::shared_ptr<const BatchLayout> layout = *made;
     const auto t0 = Clock::now();
     opening = true;
     // Other workers keep filling open batches meanwhile: they only need the
@@ -217,12 +324,129 @@ struct Producer::Impl {
     dispatch_cv.notify_all();
   }
 
+  // Makes sample `index` of `epoch` into `out` (one sample's slot of the
+  // batch) and *label. On failure returns the error, naming the sample, and
+  // why in *reason. Adds its times to the counters given.
+  Status MakeSample(uint64_t index, uint64_t epoch, uint8_t* out, int64_t* label, Sample* sample,
+                    BadReason* reason, int64_t* read, int64_t* decode, int64_t* transform) {
+    const auto t0 = Clock::now();
+    Status st = dataset->Read(index, sample);
+    const auto t1 = Clock::now();
+    *read += (t1 - t0).count();
+    if (!st.ok()) {
+      *reason = BadReason::kRead;
+      return st;
+    }
+    const SampleRng rng(options.sampler.seed, epoch, index);
+    const ImageFrame* frame = nullptr;
+    ImageFrame reduced;
+    if (!sample->has_pixels()) {
+      // Only what the pipeline's first step reads (see DecodeForPipeline).
+      st = internal::DecodeForPipeline(*pipeline, rng, in_shape.channels, options.decode, sample,
+                                       &reduced);
+      if (reduced.full_height > 0) frame = &reduced;
+      if (!st.ok()) {
+        *reason = BadReason::kDecode;
+        return st.WithContext(dataset->SampleName(index));
+      }
+    }
+    const auto t2 = Clock::now();
+    *decode += (t2 - t1).count();
+    const int h = frame ? frame->full_height : sample->height();
+    const int w = frame ? frame->full_width : sample->width();
+    if (in_shape.fixed_size() && (h != in_shape.height || w != in_shape.width)) {
+      *reason = BadReason::kSize;
+      return Status::InvalidArgument(
+          dataset->SampleName(index) + ": the image is " + std::to_string(h) + "x" +
+          std::to_string(w) + " (HxW) but the dataset requires " + std::to_string(in_shape.height) +
+          "x" + std::to_string(in_shape.width) +
+          "; drop the fixed size (--height/--width) and resize in the pipeline");
+    }
+    if (!in_shape.fixed_size()) {
+      // Images of their own size: the output must still be the batch's.
+      Result<ImageShape> shape = pipeline->OutputShape(h, w, sample->channels());
+      if (!shape.ok() || *shape != out_shape) {
+        *reason = BadReason::kTransform;
+        return (shape.ok() ? Status::Internal("the pipeline makes " + ToString(*shape) +
+                                              " of this image, not the batch's " +
+                                              ToString(out_shape))
+                           : shape.status())
+            .WithContext(dataset->SampleName(index) + " (" + std::to_string(h) + "x" +
+                         std::to_string(w) + ")");
+      }
+    }
+    PipelineInput input{sample->pixels(), sample->height(), sample->width(), sample->channels(),
+                        frame};
+    st = pipeline->Run(input, out, rng);
+    *transform += (Clock::now() - t2).count();
+    if (!st.ok()) {
+      *reason = BadReason::kTransform;
+      return st.WithContext(dataset->SampleName(index));
+    }
+    *label = sample->label();
+    return Status::OK();
+  }
+
+  // Counts, logs and decides about a bad sample; fills its slot unless the
+  // run must stop. False when the run stops (Fail has been called).
+  bool OnBadSample(uint64_t index, BadReason reason, const Status& st, uint8_t* slot,
+                   size_t slot_bytes, int64_t* label) {
+    const uint64_t n = bad.fetch_add(1) + 1;
+    switch (reason) {
+      case BadReason::kRead: bad_read.fetch_add(1); break;
+      case BadReason::kDecode: bad_decode.fetch_add(1); break;
+      case BadReason::kSize: bad_size.fetch_add(1); break;
+      default: bad_transform.fetch_add(1); break;
+    }
+    if (options.bad_samples == BadSamples::kFail) {
+      Fail(st.WithContext(std::string("bad sample ") + std::to_string(index) +
+                          " (--bad-samples fail)"));
+      return false;
+    }
+    recent_bad.Add(st.message());
+    {
+      std::lock_guard<std::mutex> lock(first_bad_mu);
+      if (first_bad.ok()) first_bad = st;
+    }
+    bad_log->Log([&] {
+      return std::string("datafeed: bad sample ") + std::to_string(index) + " (" +
+             BadReasonName(reason) + "): " + st.message() + " [" + std::to_string(n) +
+             " bad so far; " + BadSamplesName(options.bad_samples) + "]";
+    });
+    if (!seen_good.load(std::memory_order_relaxed) && n >= kAllBadProbe) {
+      std::lock_guard<std::mutex> lock(first_bad_mu);
+      Fail(Status(first_bad.code(),
+                  "the first " + std::to_string(n) + " samples all failed, so this looks like a "
+                  "configuration error rather than bad data (the wrong folder, files that are "
+                  "not images, a fixed size no image has, a pipeline the images do not fit); "
+                  "the first: " + first_bad.message()));
+      return false;
+    }
+    // The budget: max_bad_fraction of the samples so far, but of at least
+    // one epoch's worth, so a few bad files early in a run do not stop it.
+    const double seen = static_cast<double>(
+        std::max<uint64_t>(samples.load() + n, sampler->samples_per_epoch()));
+    if (static_cast<double>(n) > options.max_bad_fraction * seen) {
+      char frac[64];
+      std::snprintf(frac, sizeof frac, "%.4g", options.max_bad_fraction);
+      Fail(Status::DataLoss(
+          std::to_string(n) + " bad samples (" + std::to_string(bad_read.load()) + " unreadable, " +
+          std::to_string(bad_decode.load()) + " undecodable, " + std::to_string(bad_size.load()) +
+          " of the wrong size, " + std::to_string(bad_transform.load()) +
+          " refused by the pipeline) of " + std::to_string(static_cast<uint64_t>(seen)) +
+          " samples is more than max_bad_fraction " + frac +
+          " (--max-bad-fraction) allows; fix or remove the files, or raise the fraction. Last "
+          "ones: " + recent_bad.Text()));
+      return false;
+    }
+    FillBadSlot(options.bad_samples, slot, slot_bytes, label);
+    return true;
+  }
+
   void Worker() {
-    std::vector<uint8_t> scratch(in_shape.bytes());
+    Sample sample;  // this thread's, buffers reused sample after sample
     const size_t sample_bytes = out_shape.nbytes();
-    const bool split = pipeline->split();
-    const int h = in_shape.height, w = in_shape.width, c = in_shape.channels;
-    const uint64_t seed = options.sampler.seed;
+    bool made_one = false;
     for (;;) {
       std::shared_ptr<OpenBatch> ob;
       size_t begin = 0, end = 0;
@@ -248,30 +472,24 @@ struct Producer::Impl {
       uint8_t* images = ob->batch.data<uint8_t>(0);
       int64_t* labels = ob->batch.data<int64_t>(1);
       int64_t* sample_index = options.with_index ? ob->batch.data<int64_t>(2) : nullptr;
-      int64_t read = 0, transform = 0;
+      int64_t read = 0, decode = 0, transform = 0;
       for (size_t i = begin; i < end; ++i) {
         const uint64_t index = ob->indices.indices[i];
         uint8_t* out = images + i * sample_bytes;
         if (sample_index != nullptr) sample_index[i] = static_cast<int64_t>(index);
-        auto t0 = Clock::now();
-        Status st = dataset->Get(index, scratch.data(), &labels[i]);
-        auto t1 = Clock::now();
-        read += (t1 - t0).count();
+        BadReason reason = BadReason::kRead;
+        Status st = MakeSample(index, ob->indices.epoch, out, &labels[i], &sample, &reason, &read,
+                               &decode, &transform);
         if (!st.ok()) {
-          if (options.fail_on_bad_sample) return Fail(st.WithContext("sample " + std::to_string(index)));
-          std::memset(out, 0, sample_bytes);
-          labels[i] = kSkippedLabel;
-          skipped.fetch_add(1);
-          continue;
+          if (!OnBadSample(index, reason, st, out, sample_bytes, &labels[i])) return;
+        } else if (!made_one) {
+          made_one = true;
+          seen_good.store(true, std::memory_order_relaxed);
         }
-        const SampleRng rng(seed, ob->indices.epoch, index);
-        st = split ? pipeline->Run(scratch.data(), h, w, c, out, rng)
-                   : pipeline->Run(scratch.data(), h, w, c, reinterpret_cast<float*>(out), rng);
-        transform += (Clock::now() - t1).count();
-        if (!st.ok()) return Fail(st.WithContext("pipeline on sample " + std::to_string(index)));
         if (stop.load(std::memory_order_relaxed)) return;
       }
       read_ns.fetch_add(read);
+      decode_ns.fetch_add(decode);
       transform_ns.fetch_add(transform);
       const size_t n = end - begin;
       if (ob->remaining.fetch_sub(n) == n) {
@@ -320,11 +538,12 @@ Result<std::unique_ptr<Producer>> Producer::Make(std::shared_ptr<const Dataset> 
   if (options.threads == 0) {
     options.threads = std::max(1u, std::thread::hardware_concurrency());
   }
+  if (!(options.max_bad_fraction >= 0.0 && options.max_bad_fraction <= 1.0)) {
+    return Status::InvalidArgument("Producer: max_bad_fraction must be in [0, 1] (--max-bad-fraction)");
+  }
   auto impl = std::make_unique<Impl>();
   impl->in_shape = dataset->shape();
-  DATAFEED_ASSIGN_OR_RETURN(
-      impl->out_shape,
-      pipeline.OutputShape(impl->in_shape.height, impl->in_shape.width, impl->in_shape.channels));
+  DATAFEED_ASSIGN_OR_RETURN(impl->out_shape, SampleOutputShape(*dataset, pipeline));
   options.sampler.dataset_size = dataset->size();
   DATAFEED_ASSIGN_OR_RETURN(impl->run, DescribeRun(*dataset, pipeline, options));
   if (Result<RunStart> start = writer->run_start(); start.ok()) {
@@ -355,6 +574,14 @@ Result<std::unique_ptr<Producer>> Producer::Make(std::shared_ptr<const Dataset> 
   impl->pipeline.emplace(std::move(pipeline));
   impl->options = options;
   impl->writer = writer;
+  impl->bad_log = std::make_unique<internal::RateLimitedLog>(options.log);
+  // The layouts of a full batch and of an epoch's short last one, made now
+  // so that a layout that cannot be made fails here, not in a worker.
+  const size_t batch = options.sampler.batch_size;
+  DATAFEED_RETURN_NOT_OK(impl->Layout(batch).status());
+  if (const size_t last = impl->sampler->samples_per_epoch() % batch; last != 0) {
+    DATAFEED_RETURN_NOT_OK(impl->Layout(last).status());
+  }
   return std::unique_ptr<Producer>(new Producer(std::move(impl)));
 }
 
@@ -370,6 +597,7 @@ Status Producer::Run() {
   std::vector<std::thread> workers;
   for (int i = 0; i < m.options.threads; ++i) workers.emplace_back([&m] { m.Worker(); });
   for (auto& t : workers) t.join();
+  m.bad_log->Flush();
   m.elapsed_ns.store(NanosSince(m.started));
   m.running.store(false);
   {
@@ -398,9 +626,14 @@ ProducerStats Producer::stats() const {
   ProducerStats s;
   s.batches = m.batches.load();
   s.samples = m.samples.load();
-  s.skipped_samples = m.skipped.load();
+  s.bad_samples = m.bad.load();
+  s.bad_read = m.bad_read.load();
+  s.bad_decode = m.bad_decode.load();
+  s.bad_size = m.bad_size.load();
+  s.bad_transform = m.bad_transform.load();
   s.elapsed_s = (m.running.load() ? NanosSince(m.started) : m.elapsed_ns.load()) / 1e9;
   s.read_s = m.read_ns.load() / 1e9;
+  s.decode_s = m.decode_ns.load() / 1e9;
   s.transform_s = m.transform_ns.load() / 1e9;
   s.loan_blocked_s = m.loan_ns.load() / 1e9;
   s.publish_s = m.publish_ns.load() / 1e9;
@@ -412,20 +645,26 @@ const RunStart& Producer::run_start() const { return impl_->start; }
 
 const ImageShape& Producer::sample_shape() const { return impl_->out_shape; }
 
-std::shared_ptr<const BatchLayout> Producer::BatchLayoutFor(size_t batch_size) const {
+Result<std::shared_ptr<const BatchLayout>> Producer::BatchLayoutFor(size_t batch_size) const {
   return impl_->Layout(batch_size);
 }
 
 std::string ProducerStats::ToString() const {
-  char buf[400];
+  char bad_text[160] = "";
+  if (bad_samples > 0) {
+    std::snprintf(bad_text, sizeof bad_text, " (%llu bad: %llu read, %llu decode, %llu size, %llu transform)",
+                  static_cast<unsigned long long>(bad_samples), static_cast<unsigned long long>(bad_read),
+                  static_cast<unsigned long long>(bad_decode), static_cast<unsigned long long>(bad_size),
+                  static_cast<unsigned long long>(bad_transform));
+  }
+  char buf[560];
   std::snprintf(buf, sizeof buf,
-                "%llu batches (%llu made again), %llu samples (%llu skipped) in %.1f s: %.1f batches/s, %.0f "
-                "samples/s; thread time: read %.2f s, transform %.2f s, blocked on full "
-                "transport %.2f s, publish %.2f s",
+                "%llu batches (%llu made again), %llu samples%s in %.1f s: %.1f batches/s, %.0f "
+                "samples/s; thread time: read %.2f s, decode %.2f s, transform %.2f s, blocked on "
+                "full transport %.2f s, publish %.2f s",
                 static_cast<unsigned long long>(batches), static_cast<unsigned long long>(remade),
-                static_cast<unsigned long long>(samples),
-                static_cast<unsigned long long>(skipped_samples), elapsed_s, batches_per_s(),
-                samples_per_s(), read_s, transform_s, loan_blocked_s, publish_s);
+                static_cast<unsigned long long>(samples), bad_text, elapsed_s, batches_per_s(),
+                samples_per_s(), read_s, decode_s, transform_s, loan_blocked_s, publish_s);
   return buf;
 }
 

@@ -1,6 +1,5 @@
 // The transform registry, the pipeline spec parser and Pipeline::Run.
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "datafeed/producer/transform.h"
+#include "datafeed/transport/spec.h"
 #include "transform_internal.h"
 
 namespace datafeed {
@@ -58,68 +58,11 @@ std::string Join(const std::vector<std::string>& parts, const char* sep) {
   return s;
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
-  return s;
-}
-
 bool ValidName(std::string_view name) {
   if (name.empty()) return false;
   return std::all_of(name.begin(), name.end(), [](char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
   });
-}
-
-// Splits `spec` at the commas outside parentheses.
-Status SplitTopLevel(std::string_view spec, std::vector<std::string_view>* items) {
-  int depth = 0;
-  size_t start = 0;
-  for (size_t i = 0; i < spec.size(); ++i) {
-    const char ch = spec[i];
-    if (ch == '(') {
-      if (++depth > 1) return Status::InvalidArgument("nested parentheses at offset " + std::to_string(i));
-    } else if (ch == ')') {
-      if (--depth < 0) return Status::InvalidArgument("unmatched ')' at offset " + std::to_string(i));
-    } else if (ch == ',' && depth == 0) {
-      items->push_back(spec.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  if (depth != 0) return Status::InvalidArgument("unmatched '('");
-  items->push_back(spec.substr(start));
-  return Status::OK();
-}
-
-// One "name(a, b, ...)" item into its name and numbers.
-Status ParseItem(std::string_view item, std::string* name, std::vector<double>* args) {
-  const size_t open = item.find('(');
-  *name = std::string(Trim(item.substr(0, open)));
-  args->clear();
-  if (open == std::string_view::npos) return Status::OK();
-  if (item.back() != ')') {
-    return Status::InvalidArgument("'" + std::string(item) + "': text after ')'");
-  }
-  std::string_view inner = Trim(item.substr(open + 1, item.size() - open - 2));
-  if (inner.empty()) return Status::OK();
-  size_t start = 0;
-  while (true) {
-    const size_t comma = inner.find(',', start);
-    std::string_view tok = Trim(inner.substr(start, comma == std::string_view::npos ? inner.npos : comma - start));
-    double v = 0;
-    const char* first = tok.data();
-    const char* last = tok.data() + tok.size();
-    if (!tok.empty() && *first == '+') ++first;
-    const auto res = std::from_chars(first, last, v);
-    if (tok.empty() || res.ec != std::errc() || res.ptr != last) {
-      return Status::InvalidArgument("'" + std::string(item) + "': '" + std::string(tok) +
-                                     "' is not a number");
-    }
-    args->push_back(v);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return Status::OK();
 }
 
 const char* FormName(DType dtype) {
@@ -164,23 +107,20 @@ namespace {
 Status ParseTransforms(std::string_view spec, const std::string& where,
                        std::vector<std::shared_ptr<const Transform>>* parsed,
                        std::vector<std::string>* names) {
-  std::vector<std::string_view> items;
-  if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
-  for (std::string_view raw : items) {
-    const std::string_view item = Trim(raw);
-    if (item.empty()) {
+  std::vector<SpecItem> items;
+  if (Status st = ParseSpec(spec, &items); !st.ok()) return st.WithContext(where);
+  for (const SpecItem& item : items) {
+    if (item.text.empty()) {
       return Status::InvalidArgument(where + ": empty transform (a stray comma?); known transforms: " +
                                      Join(KnownTransforms(), ", "));
     }
-    std::string name;
-    std::vector<double> args;
-    if (Status st = ParseItem(item, &name, &args); !st.ok()) return st.WithContext(where);
+    std::string name(item.name);
     const TransformFactory factory = Registry::Get().Find(name);
     if (!factory) {
       return Status::InvalidArgument(where + ": unknown transform '" + name +
                                      "'; known transforms: " + Join(KnownTransforms(), ", "));
     }
-    Result<std::unique_ptr<Transform>> made = factory(args);
+    Result<std::unique_ptr<Transform>> made = factory(item.args);
     if (!made.ok()) return made.status().WithContext(where);
     if (*made == nullptr) {
       return Status::Internal(where + ": the factory of '" + name + "' returned null");
@@ -197,7 +137,7 @@ bool IsFinishStep(const std::string& name) { return name == "to_tensor" || name 
 
 Result<Pipeline> Pipeline::Make(std::string_view spec) {
   const std::string where = "pipeline spec '" + std::string(spec) + "'";
-  if (Trim(spec).empty()) {
+  if (TrimSpec(spec).empty()) {
     return Status::InvalidArgument(where + ": is empty; give transforms such as "
                                    "'to_tensor,normalize(0.1307,0.3081)'; known transforms: " +
                                    Join(KnownTransforms(), ", "));
@@ -208,7 +148,7 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
     return Status::InvalidArgument(where + ": has more than one '|'; a pipeline splits once, "
                                    "into the producer's part and the consumer's finish");
   }
-  const std::string_view producer_part = split ? Trim(spec.substr(0, bar)) : spec;
+  const std::string_view producer_part = split ? TrimSpec(spec.substr(0, bar)) : spec;
 
   std::vector<std::shared_ptr<const Transform>> parsed;
   std::vector<std::string> names;
@@ -244,7 +184,7 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
   Pipeline p;
   if (split) {
     // The consumer's finish: elementwise steps only.
-    const std::string_view finish_part = Trim(spec.substr(bar + 1));
+    const std::string_view finish_part = TrimSpec(spec.substr(bar + 1));
     if (finish_part.empty()) {
       return Status::InvalidArgument(where + ": nothing follows '|'; give the consumer's finish, "
                                      "e.g. '|to_tensor,normalize(0.1307,0.3081)'");
@@ -296,10 +236,11 @@ Result<Pipeline> Pipeline::Make(std::string_view spec) {
 }
 
 Result<ImageShape> Pipeline::OutputShape(int height, int width, int channels) const {
-  if (height <= 0 || width <= 0 || channels <= 0) {
+  const bool any_size = height == 0 && width == 0;
+  if ((!any_size && (height <= 0 || width <= 0)) || channels <= 0) {
     return Status::InvalidArgument("pipeline '" + spec_ + "': input " + std::to_string(height) +
                                    "x" + std::to_string(width) + "x" + std::to_string(channels) +
-                                   " must have positive sides and channels");
+                                   " must have positive sides (or 0x0 for any size) and channels");
   }
   ImageShape shape{DType::kUInt8, channels, height, width};
   for (const auto& t : stages_) {
@@ -321,21 +262,54 @@ Result<ImageShape> Pipeline::FinishedShape(int height, int width, int channels) 
   return shape;
 }
 
+namespace {
+
+constexpr const char* kImagenetNormalize = "to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)";
+
+struct PresetSpec {
+  const char* name;
+  std::string spec;
+};
+
+const std::vector<PresetSpec>& Presets() {
+  // torchvision's reference ImageNet recipes (references/classification).
+  static const std::vector<PresetSpec> presets = {
+      {"imagenet-eval", std::string("resize(256),center_crop(224),") + kImagenetNormalize},
+      {"imagenet-train",
+       std::string("random_resized_crop(224),random_horizontal_flip,") + kImagenetNormalize},
+  };
+  return presets;
+}
+
+}  // namespace
+
+Result<std::string> Pipeline::Preset(std::string_view name) {
+  for (const PresetSpec& p : Presets()) {
+    if (name == p.name) return p.spec;
+  }
+  return Status::InvalidArgument("unknown pipeline preset '" + std::string(name) +
+                                 "'; presets: " + Join(PresetNames(), ", "));
+}
+
+std::vector<std::string> Pipeline::PresetNames() {
+  std::vector<std::string> names;
+  for (const PresetSpec& p : Presets()) names.push_back(p.name);
+  return names;
+}
+
 Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
   const std::string where = "pipeline spec '" + std::string(spec) + "'";
   if (spec.find('|') != std::string_view::npos) return std::string(spec);
-  std::vector<std::string_view> items;
-  if (Status st = SplitTopLevel(spec, &items); !st.ok()) return st.WithContext(where);
+  std::vector<SpecItem> items;
+  if (Status st = ParseSpec(spec, &items); !st.ok()) return st.WithContext(where);
   size_t first = items.size();
   for (size_t i = 0; i < items.size(); ++i) {
-    std::string name;
-    std::vector<double> args;
-    if (Status st = ParseItem(Trim(items[i]), &name, &args); !st.ok()) return st.WithContext(where);
+    const std::string name(items[i].name);
     if (first == items.size()) {
       if (name == "to_tensor") first = i;
     } else if (!IsFinishStep(name)) {
       return Status::InvalidArgument(
-          where + ": cannot move the float conversion to the consumer: '" + std::string(Trim(items[i])) +
+          where + ": cannot move the float conversion to the consumer: '" + std::string(items[i].text) +
           "' runs after to_tensor, and only to_tensor and normalize (elementwise) can run on the "
           "consumer; run it unsplit, or move '" + name + "' before to_tensor");
     }
@@ -347,9 +321,16 @@ Result<std::string> Pipeline::MoveFinishToConsumer(std::string_view spec) {
   for (size_t i = 0; i < items.size(); ++i) {
     out += i == 0 ? "" : (i == first ? "" : ",");
     if (i == first) out += "|";
-    out += std::string(Trim(items[i]));
+    out += std::string(items[i].text);
   }
   return out;
+}
+
+bool Transform::PlanDecode(const ImageShape&, SampleRng, DecodePlan*) const { return false; }
+
+Status Transform::ApplyFramed(const ImageView&, const ImageFrame&, const MutableImageView&,
+                              SampleRng&) const {
+  return Status::Unimplemented(ToString() + " cannot take a reduced decode");
 }
 
 Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, float* out_chw,
@@ -358,8 +339,7 @@ Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, fl
     return Status::FailedPrecondition("pipeline '" + spec_ + "' is split at '|': its producer part "
                                       "writes uint8; call Run with a uint8_t* output");
   }
-  ImageView result;
-  return RunStages(hwc, height, width, channels, out_chw, rng, &result);
+  return Run(PipelineInput{hwc, height, width, channels, nullptr}, out_chw, rng);
 }
 
 Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, uint8_t* out_chw,
@@ -368,37 +348,70 @@ Status Pipeline::Run(const uint8_t* hwc, int height, int width, int channels, ui
     return Status::FailedPrecondition("pipeline '" + spec_ + "' is not split (no '|'): it writes "
                                       "float32; call Run with a float* output");
   }
+  return Run(PipelineInput{hwc, height, width, channels, nullptr}, out_chw, rng);
+}
+
+Status Pipeline::Run(const PipelineInput& in, void* out, SampleRng rng) const {
+  if (out == nullptr) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': null output buffer");
+  }
   ImageView result;
-  DATAFEED_RETURN_NOT_OK(RunStages(hwc, height, width, channels, nullptr, rng, &result));
+  if (!finish_) return RunStages(in, out, rng, &result);
+  DATAFEED_RETURN_NOT_OK(RunStages(in, nullptr, rng, &result));
+  WriteChw(result, static_cast<uint8_t*>(out));
+  return Status::OK();
+}
+
+void Pipeline::WriteChw(const ImageView& result, uint8_t* out_chw) {
   // uint8 HWC -> CHW, the batch layout the consumer's finish reads.
   const ImageShape& s = result.shape;
   const size_t plane = static_cast<size_t>(s.height) * static_cast<size_t>(s.width);
   const uint8_t* src = result.as<uint8_t>();
   if (s.channels == 1) {
     std::memcpy(out_chw, src, plane);
-    return Status::OK();
+    return;
   }
   const auto c = static_cast<size_t>(s.channels);
   for (size_t ch = 0; ch < c; ++ch) {
     uint8_t* o = out_chw + ch * plane;
     for (size_t i = 0; i < plane; ++i) o[i] = src[i * c + ch];
   }
-  return Status::OK();
 }
 
-Status Pipeline::RunStages(const uint8_t* hwc, int height, int width, int channels, void* out,
-                           SampleRng& rng, ImageView* result) const {
-  if (hwc == nullptr || (out == nullptr && !finish_)) {
-    return Status::InvalidArgument("pipeline '" + spec_ + "': null input or output buffer");
+bool Pipeline::PlanDecode(int height, int width, int channels, SampleRng rng,
+                          DecodePlan* plan) const {
+  if (stages_.empty() || height <= 0 || width <= 0 || channels <= 0) return false;
+  return stages_.front()->PlanDecode(ImageShape{DType::kUInt8, channels, height, width}, rng, plan);
+}
+
+Status Pipeline::RunStages(const PipelineInput& in, void* out, SampleRng& rng,
+                           ImageView* result) const {
+  if (in.hwc == nullptr) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': null input buffer");
   }
-  if (height <= 0 || width <= 0 || channels <= 0) return OutputShape(height, width, channels).status();
+  if (in.height <= 0 || in.width <= 0 || in.channels <= 0) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': input image " +
+                                   std::to_string(in.height) + "x" + std::to_string(in.width) + "x" +
+                                   std::to_string(in.channels) + " must have positive sides and channels");
+  }
+  if (in.frame != nullptr && stages_.empty()) {
+    return Status::InvalidArgument("pipeline '" + spec_ + "': a reduced decode needs a first step "
+                                   "that planned it");
+  }
   thread_local Scratch scratch;
-  ImageView cur{ImageShape{DType::kUInt8, channels, height, width}, hwc};
+  ImageView cur{ImageShape{DType::kUInt8, in.channels, in.height, in.width}, in.hwc};
   *result = cur;
   try {
     for (size_t i = 0; i < stages_.size(); ++i) {
       const Transform& t = *stages_[i];
-      Result<ImageShape> shape = t.OutputShape(cur.shape);
+      // A reduced decode's first step sizes its output from the full picture.
+      const bool framed = i == 0 && in.frame != nullptr;
+      ImageShape in_shape = cur.shape;
+      if (framed) {
+        in_shape.height = in.frame->full_height;
+        in_shape.width = in.frame->full_width;
+      }
+      Result<ImageShape> shape = t.OutputShape(in_shape);
       if (!shape.ok()) return shape.status().WithContext("pipeline '" + spec_ + "'");
       if (shape->dtype != t.OutputDType(cur.shape.dtype)) {
         return Status::Internal("pipeline '" + spec_ + "': " + t.ToString() +
@@ -410,7 +423,8 @@ Status Pipeline::RunStages(const uint8_t* hwc, int height, int width, int channe
       // (unless the result still needs the split pipeline's transpose).
       void* dst = last ? out : scratch.Get(static_cast<int>(i % 2), shape->nbytes());
       const MutableImageView image{*shape, dst};
-      DATAFEED_RETURN_NOT_OK(t.Apply(cur, image, rng));
+      DATAFEED_RETURN_NOT_OK(framed ? t.ApplyFramed(cur, *in.frame, image, rng)
+                                    : t.Apply(cur, image, rng));
       cur = ImageView{*shape, dst};
     }
   } catch (const std::exception& e) {

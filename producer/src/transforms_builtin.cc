@@ -14,22 +14,11 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "pil_ops_internal.h"
 #include "transform_internal.h"
 
 namespace datafeed {
 namespace internal {
-namespace {
-
-// How an image's elements are grouped: `planes` planes of height x width
-// pixels, each pixel `px` contiguous elements. uint8 HWC is one plane of
-// C-element pixels; float CHW is C planes of 1-element pixels.
-struct Planes {
-  int planes;
-  int px;
-};
-Planes PlanesOf(const ImageShape& s) {
-  return s.dtype == DType::kUInt8 ? Planes{1, s.channels} : Planes{s.channels, 1};
-}
 
 std::string Num(double v) {
   char buf[32];
@@ -47,7 +36,7 @@ std::string Dims(int h, int w) { return std::to_string(h) + "x" + std::to_string
 
 // args[i] as an integer in [lo, hi], or InvalidArgument naming the call.
 Result<int> IntArg(const std::string& call, const std::vector<double>& args, size_t i,
-                   const char* what, int lo, int hi = 1 << 20) {
+                   const char* what, int lo, int hi) {
   const double v = args[i];
   if (!(v >= lo && v <= hi) || v != std::floor(v)) {
     return Status::InvalidArgument(call + ": " + what + " must be an integer in " +
@@ -65,6 +54,19 @@ Status ArgCount(const std::string& call, const std::vector<double>& args, size_t
                                    (args.size() == 1 ? "" : "s"));
   }
   return Status::OK();
+}
+
+namespace {
+
+// How an image's elements are grouped: `planes` planes of height x width
+// pixels, each pixel `px` contiguous elements. uint8 HWC is one plane of
+// C-element pixels; float CHW is C planes of 1-element pixels.
+struct Planes {
+  int planes;
+  int px;
+};
+Planes PlanesOf(const ImageShape& s) {
+  return s.dtype == DType::kUInt8 ? Planes{1, s.channels} : Planes{s.channels, 1};
 }
 
 // ---- to_tensor / normalize ------------------------------------------------
@@ -217,7 +219,8 @@ class GaussianBlur final : public Transform {
   }
   Result<ImageShape> OutputShape(const ImageShape& in) const override {
     const int pad = k_ / 2;
-    if (in.height <= pad || in.width <= pad) {
+    // 0: the size varies with the input; each image is checked when it runs.
+    if ((in.height != 0 && in.height <= pad) || (in.width != 0 && in.width <= pad)) {
       // torch.nn.functional.pad(mode="reflect") needs padding < the size.
       return Status::InvalidArgument(ToString() + ": the image is " + Dims(in.height, in.width) +
                                      " but reflect padding by " + std::to_string(pad) +
@@ -295,6 +298,11 @@ class Resize final : public Transform {
       out.width = width_;
       return out;
     }
+    if (in.height == 0 || in.width == 0) {
+      // Which edge is shorter depends on the image: the size varies.
+      out.height = out.width = 0;
+      return out;
+    }
     // torchvision _compute_resized_output_size: the shorter edge becomes
     // `size`, the longer int(size * long / short) (true division, truncated).
     const int64_t s = width_;
@@ -316,7 +324,28 @@ class Resize final : public Transform {
     return out;
   }
   Status Apply(const ImageView& in, const MutableImageView& out, SampleRng&) const override {
-    ResizeBilinear(in, out);
+    if (in.shape.dtype == DType::kUInt8) {
+      // A PIL image in torchvision: Image.resize(size, BILINEAR), antialiased.
+      const U8Plane plane{in.as<uint8_t>(), in.shape.height, in.shape.width, in.shape.channels,
+                          static_cast<size_t>(in.shape.width) * in.shape.channels};
+      const float whole[4] = {0.0f, 0.0f, static_cast<float>(in.shape.width),
+                              static_cast<float>(in.shape.height)};
+      PilResizeBilinear(plane, whole, out.as<uint8_t>(), out.shape.height, out.shape.width);
+    } else {
+      ResizeBilinear(in, out);
+    }
+    return Status::OK();
+  }
+  bool PlanDecode(const ImageShape& full, SampleRng, DecodePlan* plan) const override {
+    if (full.dtype != DType::kUInt8) return false;
+    Result<ImageShape> out = OutputShape(full);
+    if (!out.ok()) return false;
+    *plan = DecodePlan{0, 0, double(full.height), double(full.width), out->height, out->width};
+    return true;
+  }
+  Status ApplyFramed(const ImageView& in, const ImageFrame& frame, const MutableImageView& out,
+                     SampleRng&) const override {
+    ResizeFramedRegion(in, frame, 0, 0, frame.full_height, frame.full_width, out);
     return Status::OK();
   }
 
@@ -386,7 +415,8 @@ class RandomCrop final : public Transform {
   }
   Result<ImageShape> OutputShape(const ImageShape& in) const override {
     const int ph = in.height + 2 * pad_, pw = in.width + 2 * pad_;
-    if (ph < h_ || pw < w_) {
+    // A size of 0 varies with the input: each image is checked when it runs.
+    if ((in.height != 0 && ph < h_) || (in.width != 0 && pw < w_)) {
       return Status::InvalidArgument(ToString() + ": the image is " + Dims(in.height, in.width) +
                                      ", " + Dims(ph, pw) + " after padding, smaller than the " +
                                      Dims(h_, w_) + " crop; pad more or crop less");
@@ -637,6 +667,8 @@ std::vector<std::pair<std::string, TransformFactory>> BuiltinTransforms() {
       {"center_crop", MakeCenterCrop},
       {"random_crop", MakeRandomCrop},
       {"random_horizontal_flip", MakeRandomHorizontalFlip},
+      {"random_resized_crop", MakeRandomResizedCrop},
+      {"color_jitter", MakeColorJitter},
   };
 }
 

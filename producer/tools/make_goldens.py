@@ -6,10 +6,12 @@ Run with an interpreter that has torch and torchvision (Debian: /usr/bin/python3
     /usr/bin/python3 producer/tools/make_goldens.py [--out tests/producer/golden]
 
 It builds a fixed set of small uint8 HWC images from a seeded numpy RNG, runs
-every case of CASES through torchvision (tensor ops; to_tensor from numpy,
-checked against to_tensor from PIL), and writes inputs, outputs and a manifest
-that tests/producer/transform_test.cc replays through datafeed's Pipeline,
-requiring max |datafeed - torchvision| <= 1e-5.
+every case of CASES through torchvision as its default loader would feed it
+(a PIL image until ToTensor, a tensor after; to_tensor from numpy checked
+against to_tensor from PIL), and writes inputs, outputs and a manifest that
+tests/producer/transform_test.cc and image_test.cc replay through datafeed,
+requiring max |datafeed - torchvision| <= 1e-5 on floats and reporting the
+max and mean difference on uint8 outputs.
 
 File format (<name>.bin, little-endian): b"DFGT", uint8 dtype (1 = uint8,
 8 = float32, datafeed's DType numbering), uint8 ndim, 2 zero bytes, ndim int32
@@ -18,9 +20,19 @@ dims, then the elements in C order. Inputs are HWC uint8, outputs CHW float32.
 manifest.txt, one case per line, fields separated by single spaces:
     pipeline <input> <output> <spec>
     crop <input> <output> <top> <left> <height> <width>
+    rrc <input> <output> <top> <left> <height> <width>   (F.resized_crop to the
+        output's size; a uint8 input is a PIL image, a float32 one a tensor)
+    jitter <input> <output> <o0> <o1> <o2> <o3> <b> <c> <s> <h>   (ColorJitter
+        with fixed parameters: the adjustments in order o0..o3 (0 brightness,
+        1 contrast, 2 saturation, 3 hue), a factor "-" for one that is off)
+    decode <file> <output> <channels>   (PIL's Image.open(file).convert("RGB"),
+        "L" for 1 channel: torchvision's default loader; file under decode/)
+    file <file> <output> <channels> <spec>   (decode then the pipeline)
 It also writes image_folder/, a tiny ImageFolderDataset fixture encoded by PIL:
 cat/0_rgb.png (color0, lossless), cat/1_gray.png (gray2, 28x28, mode L) and
-dog/0.jpg (color1, quality 95).
+dog/0.jpg (color1, quality 95); and decode/, image files of several sizes,
+formats and colour modes (JPEG 4:2:0/4:2:2/4:4:4, progressive, gray, CMYK;
+PNG RGBA, palette, gray+alpha, 16-bit gray; BMP; PPM).
 
 A crop case is to_tensor followed by a crop of the zero-padded image at a
 fixed offset (top/left < 0 reach into the padding): the deterministic part of
@@ -42,6 +54,7 @@ SEED = 20240611
 # (spec, inputs). Specs use datafeed's pipeline syntax; no spaces.
 GRAY = ["gray0", "gray1", "gray2", "gray3"]
 COLOR = ["color0", "color1"]
+# photo0 (60x80 RGB) and gray4 (50x70) are smooth, photo-like images.
 REF = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)"
 CASES = [
     ("to_tensor", GRAY + COLOR),
@@ -79,6 +92,44 @@ CASES = [
     ("to_tensor,random_horizontal_flip(0)", GRAY[2:3]),
     ("to_tensor,normalize(0.5,0.25),center_crop(20),gaussian_blur(7)", GRAY[3:]),
     ("center_crop(26),random_horizontal_flip(1),resize(20),to_tensor,normalize(0.1307,0.3081),gaussian_blur(5)", GRAY[:1]),
+    # PIL's antialiased resize on photo-like images: strong and mild
+    # downscales, upscales, odd sizes, gray and RGB.
+    ("resize(23),to_tensor", ["photo0", "gray4"]),
+    ("resize(17,31),to_tensor", ["photo0"]),
+    ("resize(56),to_tensor", ["gray4"]),
+    ("resize(40),center_crop(32),to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)", ["photo0"]),
+]
+# (input, top, left, height, width, out_height, out_width): F.resized_crop.
+RRC = [
+    ("photo0", 5, 7, 40, 50, 24, 24),
+    ("photo0", 0, 0, 60, 80, 32, 32),
+    ("photo0", 10, 20, 15, 12, 40, 40),
+    ("photo0", 1, 2, 57, 33, 17, 23),
+    ("gray4", 3, 4, 44, 60, 28, 28),
+    ("gray4", 20, 30, 9, 9, 9, 9),
+]
+RRC_FLOAT = [("photo0", 5, 7, 40, 50, 24, 24), ("gray4", 3, 4, 44, 60, 28, 30)]
+# (input, order, brightness, contrast, saturation, hue); None = off.
+JITTER = [
+    ("photo0", [0, 1, 2, 3], 1.3, 0.7, 1.4, 0.1),
+    ("photo0", [3, 2, 1, 0], 0.6, 1.5, 0.0, -0.25),
+    ("photo0", [2, 0, 3, 1], None, 1.2, None, 0.5),
+    ("photo0", [1, 3, 0, 2], 2.5, 0.0, 0.3, -0.5),
+    ("color1", [0, 2, 1, 3], 0.9, 1.1, 1.9, 0.05),
+    ("gray4", [1, 0, 2, 3], 1.1, 0.8, 1.3, 0.2),
+    ("gray4", [3, 1, 2, 0], 0.5, 1.7, None, None),
+]
+# (file, channels) under decode/: PIL's decode is the golden.
+DECODES = [
+    ("rgb420_q90.jpg", 3), ("rgb420_q90.jpg", 1), ("rgb422_q75.jpg", 3), ("rgb444_q95.jpg", 3),
+    ("progressive.jpg", 3), ("gray_q85.jpg", 3), ("gray_q85.jpg", 1), ("cmyk.jpg", 3),
+    ("rgba.png", 3), ("rgba.png", 1), ("palette.png", 3), ("gray_alpha.png", 3),
+    ("gray16.png", 1), ("gray16.png", 3), ("rgb.bmp", 3), ("rgb.ppm", 3),
+]
+# (file, channels, spec): decode, then the pipeline.
+FILE_PIPELINES = [
+    ("rgb420_q90.jpg", 3, "resize(40),center_crop(32),to_tensor,normalize(0.485,0.456,0.406,0.229,0.224,0.225)"),
+    ("gray_q85.jpg", 1, "resize(24,20),to_tensor"),
 ]
 # (input, pad, top, left, height, width) with top/left in the padded image.
 CROPS = [
@@ -112,7 +163,25 @@ def make_inputs():
     yy, xx = np.mgrid[0:32, 0:40]
     c1 = np.stack([yy * 8, xx * 6, (yy + xx) * 4], axis=-1) + rng.integers(-10, 11, size=(32, 40, 3))
     imgs["color1"] = np.clip(c1, 0, 255).astype(np.uint8)
+    # Photo-like: smooth shapes with edges and mild noise (what JPEG and the
+    # antialiased resize see in practice).
+    yy, xx = np.mgrid[0:60, 0:80]
+    disc = ((yy - 25) ** 2 + (xx - 45) ** 2 < 300) * 120
+    p0 = np.stack([yy * 3 + disc, 200 - xx * 2 + disc // 2, (yy + xx) * 2], axis=-1)
+    imgs["photo0"] = np.clip(p0 + rng.integers(-12, 13, size=(60, 80, 3)), 0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[0:50, 0:70]
+    g4 = 128 + 100 * np.sin(xx / 6.0) * np.cos(yy / 9.0) + ((xx // 10 + yy // 10) % 2) * 20
+    imgs["gray4"] = np.clip(g4 + rng.integers(-8, 9, size=(50, 70)), 0, 255).astype(np.uint8)[:, :, None]
     return imgs
+
+
+def pil_of(hwc):
+    return PIL.Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
+
+
+def hwc_of(pil):
+    a = np.array(pil)
+    return a[:, :, None] if a.ndim == 2 else a
 
 
 def to_tensor(hwc):
@@ -142,16 +211,14 @@ def ints(args):
 
 
 def run(spec, hwc):
-    """Runs spec through torchvision. Before to_tensor the image is a contiguous
-    uint8 CHW tensor, as F.pil_to_tensor and torchvision.io.read_image make it
-    (a channels-last view would take torch's channels-last resize kernel, whose
-    float rounding differs and can move a uint8 result by 1)."""
-    img = torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
+    """Runs spec through torchvision the way its default loader feeds it:
+    a PIL image ("L" or "RGB") until to_tensor, a float32 tensor after."""
+    img = pil_of(hwc)
     is_float = False
     for name, args in parse(spec):
         if name == "to_tensor":
             assert not is_float
-            img = to_tensor(np.ascontiguousarray(img.permute(1, 2, 0).numpy()))
+            img = to_tensor(hwc_of(img))
             is_float = True
         elif name == "normalize":
             n = len(args) // 2
@@ -164,8 +231,14 @@ def run(spec, hwc):
                 img = T.GaussianBlur(k, sigma=args[1])(img)
         elif name == "resize":
             size = ints(args)
-            img = F.resize(img.contiguous(), size[0] if len(size) == 1 else size,
-                           interpolation=T.InterpolationMode.BILINEAR, antialias=False)
+            size = size[0] if len(size) == 1 else size
+            if is_float:
+                # A tensor: bilinear without antialiasing (torchvision 0.14's default).
+                img = F.resize(img.contiguous(), size, interpolation=T.InterpolationMode.BILINEAR,
+                               antialias=False)
+            else:
+                # A PIL image: PIL's antialiased bilinear resize.
+                img = F.resize(img, size, interpolation=T.InterpolationMode.BILINEAR)
         elif name == "center_crop":
             img = T.CenterCrop(ints(args))(img)
         elif name == "random_horizontal_flip":
@@ -174,6 +247,46 @@ def run(spec, hwc):
             raise ValueError(name)
     assert is_float and img.dtype == torch.float32
     return img.contiguous()
+
+
+def jitter(pil, order, factors):
+    fns = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
+    for k in order:
+        if factors[k] is not None:
+            pil = fns[k](pil, factors[k])
+    return pil
+
+
+def write_decode_files(folder, imgs):
+    """Image files for decoding parity, written by PIL."""
+    os.makedirs(folder, exist_ok=True)
+    photo = imgs["photo0"]
+    odd = np.ascontiguousarray(photo[:47, :33])
+    PIL.Image.fromarray(photo[:37, :53]).save(os.path.join(folder, "rgb420_q90.jpg"), quality=90)
+    PIL.Image.fromarray(odd).save(os.path.join(folder, "rgb422_q75.jpg"), quality=75, subsampling=1)
+    PIL.Image.fromarray(photo[:31, :40]).save(os.path.join(folder, "rgb444_q95.jpg"), quality=95,
+                                              subsampling=0)
+    PIL.Image.fromarray(photo[:48, :64]).save(os.path.join(folder, "progressive.jpg"), quality=85,
+                                              progressive=True)
+    PIL.Image.fromarray(imgs["gray4"][:29, :41, 0]).save(os.path.join(folder, "gray_q85.jpg"), quality=85)
+    PIL.Image.fromarray(photo[:24, :32]).convert("CMYK").save(os.path.join(folder, "cmyk.jpg"), quality=90)
+    alpha = (np.arange(20 * 30).reshape(20, 30) * 7 % 256).astype(np.uint8)
+    rgba = np.dstack([photo[:20, :30], alpha])
+    PIL.Image.fromarray(rgba, "RGBA").save(os.path.join(folder, "rgba.png"))
+    PIL.Image.fromarray(photo[:25, :35]).quantize(colors=37).save(os.path.join(folder, "palette.png"))
+    la_alpha = (np.arange(21 * 19).reshape(21, 19) * 11 % 256).astype(np.uint8)
+    la = np.dstack([imgs["gray4"][:21, :19, 0], la_alpha])
+    PIL.Image.fromarray(la, "LA").save(os.path.join(folder, "gray_alpha.png"))
+    g16 = (imgs["gray4"][:16, :24, 0].astype(np.uint16) * 3)  # values above 255 too
+    PIL.Image.fromarray(g16, "I;16").save(os.path.join(folder, "gray16.png"))
+    PIL.Image.fromarray(photo[:13, :17]).save(os.path.join(folder, "rgb.bmp"))
+    PIL.Image.fromarray(photo[:11, :15]).save(os.path.join(folder, "rgb.ppm"))
+
+
+def load_like_torchvision(path, channels):
+    with open(path, "rb") as f:
+        img = PIL.Image.open(f)
+        return img.convert("L" if channels == 1 else "RGB")
 
 
 def write_array(path, arr):
@@ -207,6 +320,34 @@ def main():
             oname = "out%02d_%s" % (i, inp)
             write_array(os.path.join(out, oname + ".bin"), res.numpy())
             lines.append("pipeline %s %s %s" % (inp, oname, spec))
+    for i, (inp, top, left, h, w, oh, ow) in enumerate(RRC):
+        res = hwc_of(F.resized_crop(pil_of(imgs[inp]), top, left, h, w, [oh, ow]))
+        oname = "rrc%02d_%s" % (i, inp)
+        write_array(os.path.join(out, oname + ".bin"), res)
+        lines.append("rrc %s %s %d %d %d %d" % (inp, oname, top, left, h, w))
+    for i, (inp, top, left, h, w, oh, ow) in enumerate(RRC_FLOAT):
+        res = F.resized_crop(to_tensor(imgs[inp]), top, left, h, w, [oh, ow], antialias=False)
+        oname = "rrcf%02d_%s" % (i, inp)
+        write_array(os.path.join(out, oname + ".bin"), res.contiguous().numpy())
+        lines.append("rrc %s %s %d %d %d %d" % (inp, oname, top, left, h, w))
+    for i, (inp, order, b, c, sat, hue) in enumerate(JITTER):
+        res = hwc_of(jitter(pil_of(imgs[inp]), order, [b, c, sat, hue]))
+        oname = "jitter%02d_%s" % (i, inp)
+        write_array(os.path.join(out, oname + ".bin"), res)
+        text = " ".join("-" if v is None else repr(float(v)) for v in (b, c, sat, hue))
+        lines.append("jitter %s %s %s %s" % (inp, oname, " ".join(map(str, order)), text))
+    decode_dir = os.path.join(out, "decode")
+    write_decode_files(decode_dir, imgs)
+    for i, (name, ch) in enumerate(DECODES):
+        res = hwc_of(load_like_torchvision(os.path.join(decode_dir, name), ch))
+        oname = "decode%02d" % i
+        write_array(os.path.join(out, oname + ".bin"), res)
+        lines.append("decode %s %s %d" % (name, oname, ch))
+    for i, (name, ch, spec) in enumerate(FILE_PIPELINES):
+        res = run(spec, hwc_of(load_like_torchvision(os.path.join(decode_dir, name), ch)))
+        oname = "file%02d" % i
+        write_array(os.path.join(out, oname + ".bin"), res.numpy())
+        lines.append("file %s %s %d %s" % (name, oname, ch, spec))
     for i, (inp, pad, top, left, h, w) in enumerate(CROPS):
         t = to_tensor(imgs[inp])
         res = F.crop(F.pad(t, [pad]), top, left, h, w).contiguous()

@@ -24,6 +24,20 @@ int Die(const Status& st) {
   return 1;
 }
 
+// A scan progress line, at most every 2 s while a large tree or shard set
+// is scanned (and once at the end when it took that long).
+ScanProgressFn ScanReporter(const std::string& what, bool quiet) {
+  if (quiet) return nullptr;
+  auto last = std::make_shared<double>(0.0);
+  return [what, last](const ScanProgress& p) {
+    if (!p.done && p.seconds - *last < 2.0) return;
+    if (p.done && p.seconds < 2.0) return;
+    *last = p.seconds;
+    std::fprintf(stderr, "datafeed-producer: scanning %s: %zu samples, %zu folders/shards, %.0f s%s\n",
+                 what.c_str(), p.samples, p.folders, p.seconds, p.done ? ", done" : "");
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -37,13 +51,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   EndpointFlags endpoint_flags;
-  std::string mnist_dir, split = "train", folder;
-  std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
+  std::string mnist_dir, split = "train", folder, image_list, image_root, webdataset;
+  std::string pipeline_spec, preset, bad_samples = "fill", decode = "exact", wds_label_ext = "cls";
   bool finish_on_consumer = false;
   int64_t batch_size = 8192, threads = 0, seed = 0, epochs = 1, shard = 0, num_shards = 1;
   int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
   int64_t max_in_flight = 2;
-  double progress_s = 2.0;
+  double progress_s = 2.0, max_bad_fraction = 0.001;
   std::string tls_cert, tls_key, tls_client_ca, shm_name;
   int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
@@ -63,13 +77,23 @@ int main(int argc, char** argv) {
                      "                            ");
   flags.String("mnist", &mnist_dir, "MNIST IDX directory (see datafeed-make-mnist)");
   flags.String("split", &split, "MNIST file prefix: train or t10k");
-  flags.String("image-folder", &folder, "image-folder dataset root (one subfolder per class)");
-  flags.Int("height", &height, "image-folder: image height");
-  flags.Int("width", &width, "image-folder: image width");
-  flags.Int("channels", &channels, "image-folder: 1 (gray) or 3 (RGB)");
-  flags.String("pipeline", &pipeline_spec, "transform spec; a '|' splits it: the consumer runs the part after it");
+  flags.String("image-folder", &folder, "image folder root: ROOT/<class>/**/<image> (torchvision's ImageFolder)");
+  flags.String("image-list", &image_list, "list file of 'path,label' lines");
+  flags.String("image-root", &image_root, "--image-list: folder the paths are relative to (default: the list's folder)");
+  flags.String("webdataset", &webdataset, "WebDataset tar shards, e.g. 'shards/train-{000000..000146}.tar'");
+  flags.String("wds-label-ext", &wds_label_ext, "--webdataset: extension of the label member");
+  flags.Int("channels", &channels, "image datasets: 3 (RGB, torchvision's default), 1 (gray) or 4 (RGBA)");
+  flags.Int("height", &height, "image datasets: require every image to be this tall (default: any size)");
+  flags.Int("width", &width, "image datasets: require every image to be this wide (default: any size)");
+  flags.String("pipeline", &pipeline_spec,
+               "transform spec; a '|' splits it: the consumer runs the part after it\n"
+               "                             (default for --mnist: to_tensor,normalize(0.1307,0.3081),gaussian_blur(11))");
+  flags.String("preset", &preset, "a named pipeline instead of --pipeline: imagenet-train or imagenet-eval");
   flags.Bool("finish-on-consumer", &finish_on_consumer,
              "ship uint8 images and let consumers run the trailing to_tensor[,normalize] (puts a '|' before to_tensor)");
+  flags.String("decode", &decode,
+               "exact (pixels as PIL decodes them) or reduced (JPEG DCT scaled down to what the\n"
+               "                             pipeline's first resize/random_resized_crop keeps: faster, not bit-exact)");
   flags.Int("batch-size", &batch_size, "samples per batch");
   flags.Int("threads", &threads, "worker threads (0: one per core)");
   flags.Int("max-in-flight", &max_in_flight, "batches filled at once");
@@ -77,10 +101,16 @@ int main(int argc, char** argv) {
   flags.Int("epochs", &epochs, "epochs to serve (0: endless)");
   flags.Bool("shuffle", &shuffle, "shuffle every epoch");
   flags.Bool("drop-last", &drop_last, "drop each epoch's short last batch");
-  flags.Int("shard", &shard, "this producer's shard index");
-  flags.Int("num-shards", &num_shards, "number of shards");
+  flags.Int("shard", &shard, "this producer's shard index (--webdataset: of the tar shards)");
+  flags.Int("num-shards", &num_shards, "number of shards (producers)");
   flags.Bool("unordered", &unordered, "publish batches as they finish, not in order");
-  flags.Bool("strict", &strict, "an undecodable image is fatal (default: skip and count it)");
+  flags.String("bad-samples", &bad_samples,
+               "a sample that cannot be read, decoded or transformed: fill (left out, the batch\n"
+               "                             filled with another; for now a zero image labelled -100), zero\n"
+               "                             (a zero image labelled -100) or fail (stop). Always counted and logged");
+  flags.Double("max-bad-fraction", &max_bad_fraction,
+               "stop when more than this fraction of the samples so far were bad (1: never)");
+  flags.Bool("strict", &strict, "the same as --bad-samples fail");
   flags.Int("slots", &slots, "shared-memory slots (batches buffered)");
   flags.Int("slot-bytes", &slot_bytes, "bytes per slot (0: exactly one batch)");
   flags.Int("linger-ms", &linger_ms, "at the end, wait this long for consumers to take what was published");
@@ -106,19 +136,73 @@ int main(int argc, char** argv) {
   auto endpoint = endpoint_flags.Resolve();
   if (!endpoint.ok()) return Die(endpoint.status());
 
-  std::shared_ptr<const Dataset> dataset;
-  if (!mnist_dir.empty() == !folder.empty()) {
-    return Die(Status::InvalidArgument("give exactly one dataset: --mnist DIR or --image-folder ROOT"));
+  const int given = !mnist_dir.empty() + !folder.empty() + !image_list.empty() + !webdataset.empty();
+  if (given != 1) {
+    return Die(Status::InvalidArgument(
+        "give exactly one dataset: --mnist DIR, --image-folder ROOT, --image-list FILE or "
+        "--webdataset 'PATTERN'"));
   }
+  if (num_shards < 1 || shard < 0 || shard >= num_shards) {
+    return Die(Status::InvalidArgument("--shard must be in [0, --num-shards)"));
+  }
+  if (!mnist_dir.empty() && (flags.Given("height") || flags.Given("width") || flags.Given("channels"))) {
+    return Die(Status::InvalidArgument("--height, --width and --channels are for image datasets; "
+                                       "MNIST images are 28x28x1"));
+  }
+  ImageDatasetOptions image_options;
+  image_options.channels = static_cast<int>(channels);
+  image_options.height = static_cast<int>(height);
+  image_options.width = static_cast<int>(width);
+  std::shared_ptr<const Dataset> dataset;
+  bool dataset_shards = false;  // the dataset split the shards itself
   if (!mnist_dir.empty()) {
     auto ds = MnistDataset::OpenDir(mnist_dir, split);
     if (!ds.ok()) return Die(ds.status());
     dataset = std::move(ds).value();
-  } else {
-    auto ds = ImageFolderDataset::Open(folder, static_cast<int>(height), static_cast<int>(width),
-                                       static_cast<int>(channels));
+  } else if (!folder.empty()) {
+    image_options.progress = ScanReporter(folder, quiet);
+    auto ds = ImageFolderDataset::Open(folder, image_options);
+    if (!ds.ok()) return Die(ds.status());
+    if (!quiet) {
+      std::fprintf(stderr, "datafeed-producer: %s: %zu images in %zu classes\n", folder.c_str(),
+                   (*ds)->size(), (*ds)->classes().size());
+    }
+    dataset = std::move(ds).value();
+  } else if (!image_list.empty()) {
+    auto ds = ImageListDataset::Open(image_list, image_options, image_root);
     if (!ds.ok()) return Die(ds.status());
     dataset = std::move(ds).value();
+  } else {
+    WebDatasetOptions wo;
+    wo.image = image_options;
+    wo.image.progress = ScanReporter(webdataset, quiet);
+    wo.shard_index = static_cast<size_t>(shard);
+    wo.num_shards = static_cast<size_t>(num_shards);
+    wo.label_extension = wds_label_ext;
+    auto ds = WebDataset::Open(webdataset, wo);
+    if (!ds.ok()) return Die(ds.status());
+    if (!quiet) {
+      std::fprintf(stderr, "datafeed-producer: %s: %zu samples in %zu shards (shard %lld of %lld)\n",
+                   webdataset.c_str(), (*ds)->size(), (*ds)->shards().size(),
+                   static_cast<long long>(shard), static_cast<long long>(num_shards));
+    }
+    dataset = std::move(ds).value();
+    dataset_shards = true;
+  }
+  if (!preset.empty()) {
+    if (!pipeline_spec.empty()) {
+      return Die(Status::InvalidArgument("give --preset or --pipeline, not both"));
+    }
+    auto spec = Pipeline::Preset(preset);
+    if (!spec.ok()) return Die(spec.status().WithContext("--preset"));
+    pipeline_spec = *spec;
+  } else if (pipeline_spec.empty()) {
+    if (mnist_dir.empty()) {
+      return Die(Status::InvalidArgument(
+          "give a pipeline for the images: --preset imagenet-train (or imagenet-eval), or "
+          "--pipeline SPEC ending in a fixed size, e.g. 'resize(256),center_crop(224),to_tensor'"));
+    }
+    pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
   }
   if (finish_on_consumer) {
     auto moved = Pipeline::MoveFinishToConsumer(pipeline_spec);
@@ -127,30 +211,44 @@ int main(int argc, char** argv) {
   }
   auto pipeline = Pipeline::Make(pipeline_spec);
   if (!pipeline.ok()) return Die(pipeline.status().WithContext("--pipeline"));
+  auto bad_policy = ParseBadSamples(strict ? "fail" : bad_samples);
+  if (!bad_policy.ok()) return Die(bad_policy.status().WithContext("--bad-samples"));
+  if (strict && flags.Given("bad-samples") && *bad_policy != BadSamples::kFail) {
+    return Die(Status::InvalidArgument("--strict is --bad-samples fail; give one of them"));
+  }
+  if (decode != "exact" && decode != "reduced") {
+    return Die(Status::InvalidArgument("--decode is exact or reduced, got '" + decode + "'"));
+  }
 
   ProducerOptions po;
   po.sampler.batch_size = static_cast<size_t>(batch_size);
   po.sampler.shuffle = shuffle;
   po.sampler.seed = static_cast<uint64_t>(seed);
   po.sampler.drop_last = drop_last;
-  po.sampler.shard_index = static_cast<size_t>(shard);
-  po.sampler.num_shards = static_cast<size_t>(num_shards);
+  // A WebDataset split its tar shards between producers already; others
+  // deal samples round-robin.
+  po.sampler.shard_index = dataset_shards ? 0 : static_cast<size_t>(shard);
+  po.sampler.num_shards = dataset_shards ? 1 : static_cast<size_t>(num_shards);
   po.sampler.num_epochs = epochs == 0 ? SamplerOptions::kEndless : static_cast<uint64_t>(epochs);
   po.threads = static_cast<int>(threads);
   po.max_in_flight = static_cast<int>(max_in_flight);
   po.ordered = !unordered;
-  po.fail_on_bad_sample = strict;
+  po.bad_samples = *bad_policy;
+  po.max_bad_fraction = max_bad_fraction;
+  po.decode = decode == "reduced" ? DecodeMode::kReduced : DecodeMode::kExact;
   po.producer_id = static_cast<uint64_t>(getpid());
   po.with_index = with_index;
   if (!(consumer_timeout_s > 0)) {
     return Die(Status::InvalidArgument("--consumer-timeout must be a positive number of seconds"));
   }
 
-  // The writer needs the batch size in bytes; ask a throwaway producer for
-  // the layout first (no threads start until Run).
+  // The writer's slots are sized for a full batch.
+  auto layout = MakeBatchLayout(*dataset, *pipeline, static_cast<size_t>(batch_size), with_index);
+  if (!layout.ok()) return Die(layout.status());
   WriterOptions wo;
   wo.linger_ms = linger_ms;
   wo.shm.slot_count = static_cast<size_t>(slots);
+  wo.shm.slot_bytes = slot_bytes > 0 ? static_cast<size_t>(slot_bytes) : (*layout)->frame_bytes();
   wo.shm_name = shm_name;
   wo.grpc.tls_cert = tls_cert;
   wo.grpc.tls_key = tls_key;
@@ -165,26 +263,11 @@ int main(int argc, char** argv) {
     wo.run = *run;
   }
   std::unique_ptr<BatchWriter> writer;
-  {
-    class NullWriter : public BatchWriter {
-      Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout>, Deadline) override {
-        return Status::Internal("unused");
-      }
-      Status Publish(WritableBatch) override { return Status::Internal("unused"); }
-      Status Close() override { return Status::OK(); }
-      std::string endpoint() const override { return ""; }
-    } null_writer;
-    auto probe = Producer::Make(dataset, *pipeline, po, &null_writer);
-    if (!probe.ok()) return Die(probe.status());
-    const size_t frame = (*probe)->BatchLayoutFor(static_cast<size_t>(batch_size))->frame_bytes();
-    wo.shm.slot_bytes = slot_bytes > 0 ? static_cast<size_t>(slot_bytes) : frame;
-  }
   auto w = OpenWriter(*endpoint, wo);
   if (!w.ok()) return Die(w.status());
   writer = std::move(w).value();
   auto producer = Producer::Make(dataset, *pipeline, po, writer.get());
   if (!producer.ok()) return Die(producer.status());
-
 
   std::fprintf(stderr,
                "datafeed-producer: serving %s: %zu samples, pipeline %s, batch %lld, %d threads\n",

@@ -13,40 +13,16 @@
 #include <vector>
 
 #include "golden_util.h"
+#include "test_files.h"
 
 namespace datafeed {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory under the test temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::path(::testing::TempDir()) /
-            ("datafeed_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" +
-             std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::vector<uint8_t> ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
-
-void WriteFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using test::ExpectError;
+using test::ReadFile;
+using test::TempDir;
+using test::WriteFile;
 
 void Put32(std::vector<uint8_t>* b, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) b->push_back(static_cast<uint8_t>(v >> s));
@@ -59,15 +35,6 @@ std::vector<uint8_t> Idx(uint32_t magic, std::vector<uint32_t> dims, size_t payl
   for (uint32_t d : dims) Put32(&b, d);
   b.insert(b.end(), payload, 7);
   return b;
-}
-
-// Expects `st` to have `code` and a message naming `path` and containing `what`.
-void ExpectError(const Status& st, StatusCode code, const std::string& path,
-                 const std::string& what) {
-  EXPECT_EQ(st.code(), code) << st.ToString();
-  EXPECT_NE(st.message().find(path), std::string::npos) << st.message();
-  EXPECT_NE(st.message().find(what), std::string::npos) << "missing '" << what << "' in: "
-                                                        << st.message();
 }
 
 // ---- synthetic writer -------------------------------------------------------
@@ -255,135 +222,38 @@ TEST_F(MnistFilesTest, DirectoryInsteadOfFile) {
   ExpectError(Open(), StatusCode::kInvalidArgument, images_, "not a regular file");
 }
 
-// ---- image folders ---------------------------------------------------------------
-
-// Writes a binary PGM (channels 1) or PPM (channels 3) of the given HWC bytes.
-void WritePnm(const std::string& path, int h, int w, int channels, const std::vector<uint8_t>& hwc) {
-  std::string header = (channels == 1 ? "P5\n" : "P6\n") + std::to_string(w) + " " +
-                       std::to_string(h) + "\n255\n";
-  std::vector<uint8_t> bytes(header.begin(), header.end());
-  bytes.insert(bytes.end(), hwc.begin(), hwc.end());
-  WriteFile(path, bytes);
-}
-
-std::vector<uint8_t> Pattern(size_t n, uint8_t salt) {
-  std::vector<uint8_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(i * 7 + salt);
-  return v;
-}
-
-TEST(ImageFolderTest, ClassesSortedAndPixelsInRgbOrder) {
-  TempDir root;
-  fs::create_directories(root.path() / "dog");
-  fs::create_directories(root.path() / "cat");
-  fs::create_directories(root.path() / ".hidden");
-  const auto a = Pattern(4 * 5 * 3, 1), b = Pattern(4 * 5 * 3, 2), c = Pattern(4 * 5 * 3, 3);
-  WritePnm(root / "dog/b.ppm", 4, 5, 3, b);
-  WritePnm(root / "dog/a.ppm", 4, 5, 3, a);
-  WritePnm(root / "cat/z.ppm", 4, 5, 3, c);
-  WriteFile(root / "cat/notes.txt", {'h', 'i'});
-
-  auto ds = ImageFolderDataset::Open(root.path().string(), 4, 5, 3);
+TEST_F(MnistFilesTest, FilesTruncatedAfterOpeningChangeNothing) {
+  // The dataset holds the bytes it opened: a file truncated (or rewritten)
+  // underneath a running producer must not kill it with SIGBUS, as a
+  // memory-mapped file would.
+  auto ds = MnistDataset::Open(images_, labels_);
   ASSERT_TRUE(ds.ok()) << ds.status().ToString();
-  EXPECT_EQ((*ds)->classes(), (std::vector<std::string>{"cat", "dog"}));
-  ASSERT_EQ((*ds)->size(), 3u);
-  std::vector<uint8_t> out(4 * 5 * 3);
-  int64_t label = -1;
-  // Sorted: cat/z, dog/a, dog/b. PPM stores RGB; Get returns RGB.
-  ASSERT_TRUE((*ds)->Get(0, out.data(), &label).ok());
-  EXPECT_EQ(label, 0);
-  EXPECT_EQ(out, c);
-  ASSERT_TRUE((*ds)->Get(1, out.data(), &label).ok());
-  EXPECT_EQ(label, 1);
-  EXPECT_EQ(out, a);
-  ASSERT_TRUE((*ds)->Get(2, out.data(), &label).ok());
-  EXPECT_EQ(out, b);
-}
-
-// PNG and JPEG files written by PIL (producer/tools/make_goldens.py).
-TEST(ImageFolderTest, DecodesPngAndJpegLikePil) {
-  auto ds = ImageFolderDataset::Open(test::GoldenPath("image_folder"), 32, 40, 3);
-  ASSERT_TRUE(ds.ok()) << ds.status().ToString();
-  ASSERT_EQ((*ds)->size(), 3u);  // cat/0_rgb.png, cat/1_gray.png, dog/0.jpg
-  const auto color0 = test::ReadGoldenArray("color0");
-  const auto color1 = test::ReadGoldenArray("color1");
-  const auto gray2 = test::ReadGoldenArray("gray2");
-  std::vector<uint8_t> out(32 * 40 * 3);
-  int64_t label = -1;
-  // Lossless PNG: exactly PIL's RGB bytes.
-  ASSERT_TRUE((*ds)->Get(0, out.data(), &label).ok());
-  EXPECT_EQ(label, 0);
-  EXPECT_EQ(out, color0.bytes);
-  // A 28x28 grayscale PNG: the wrong size for Get(); Decode() gives it as RGB.
-  EXPECT_EQ((*ds)->Get(1, out.data(), &label).code(), StatusCode::kInvalidArgument);
-  std::vector<uint8_t> decoded;
-  int h = 0, w = 0;
-  ASSERT_TRUE((*ds)->Decode(1, &decoded, &h, &w, &label).ok());
-  ASSERT_EQ(h * w * 3, 28 * 28 * 3);
-  for (size_t i = 0; i < 28 * 28; ++i) {
-    ASSERT_EQ(decoded[3 * i], gray2.bytes[i]);
-    ASSERT_EQ(decoded[3 * i + 2], gray2.bytes[i]);
+  const auto raw_images = ReadFile(images_);
+  ASSERT_EQ(::truncate(images_.c_str(), 20), 0);
+  ASSERT_EQ(::truncate(labels_.c_str(), 0), 0);
+  std::vector<uint8_t> img(784);
+  for (size_t i = 0; i < 10; ++i) {
+    int64_t label = -1;
+    ASSERT_TRUE((*ds)->Get(i, img.data(), &label).ok());
+    EXPECT_TRUE(std::equal(img.begin(), img.end(), raw_images.begin() + 16 + i * 784)) << i;
   }
-  // JPEG is lossy: close to the source, and in RGB order (a BGR mix-up of
-  // this gradient image would be far off).
-  ASSERT_TRUE((*ds)->Get(2, out.data(), &label).ok());
-  EXPECT_EQ(label, 1);
-  double err = 0, swapped_err = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    const size_t swapped = i - i % 3 + (2 - i % 3);  // the same pixel, R and B exchanged
-    err += std::abs(int{out[i]} - int{color1.bytes[i]});
-    swapped_err += std::abs(int{out[swapped]} - int{color1.bytes[i]});
-  }
-  err /= static_cast<double>(out.size());
-  swapped_err /= static_cast<double>(out.size());
-  EXPECT_LT(err, 8.0);
-  EXPECT_GT(swapped_err, 4 * err) << "mean abs error " << err;
+  // Opening it again now sees the truncation.
+  ExpectError(Open(), StatusCode::kDataLoss, images_, "truncated");
 }
 
-TEST(ImageFolderTest, GrayscaleAndOwnSizeDecode) {
-  TempDir root;
-  fs::create_directories(root.path() / "x");
-  const auto g = Pattern(6 * 9, 5);
-  WritePnm(root / "x/big.pgm", 6, 9, 1, g);
-  auto ds = ImageFolderDataset::Open(root.path().string(), 4, 4, 1);
+TEST_F(MnistFilesTest, ReadHandsOutPixelsWithoutACopy) {
+  auto ds = MnistDataset::Open(images_, labels_);
   ASSERT_TRUE(ds.ok()) << ds.status().ToString();
-  std::vector<uint8_t> out(16);
-  int64_t label;
-  // Get() wants the configured 4x4; the file is 6x9.
-  ExpectError((*ds)->Get(0, out.data(), &label), StatusCode::kInvalidArgument, root / "x/big.pgm",
-              "image is 6x9 (HxW) but the dataset was opened for 4x4");
-  std::vector<uint8_t> decoded;
-  int h = 0, w = 0;
-  ASSERT_TRUE((*ds)->Decode(0, &decoded, &h, &w, &label).ok());
-  EXPECT_EQ(h, 6);
-  EXPECT_EQ(w, 9);
-  EXPECT_EQ(label, 0);
-  EXPECT_EQ(decoded, g);
-}
-
-TEST(ImageFolderTest, UndecodableImageIsDataLossNamingTheFile) {
-  TempDir root;
-  fs::create_directories(root.path() / "x");
-  WriteFile(root / "x/broken.png", {0x89, 'P', 'N', 'G', 1, 2, 3});
-  auto ds = ImageFolderDataset::Open(root.path().string(), 4, 4, 3);
-  ASSERT_TRUE(ds.ok()) << ds.status().ToString();
-  std::vector<uint8_t> out(48);
-  int64_t label;
-  ExpectError((*ds)->Get(0, out.data(), &label), StatusCode::kDataLoss, root / "x/broken.png",
-              "cannot decode");
-}
-
-TEST(ImageFolderTest, OpenErrors) {
-  TempDir root;
-  ExpectError(ImageFolderDataset::Open(root / "nope", 4, 4, 3).status(), StatusCode::kNotFound,
-              root / "nope", "no such directory");
-  ExpectError(ImageFolderDataset::Open(root.path().string(), 4, 4, 3).status(),
-              StatusCode::kNotFound, root.path().string(), "no class subfolders");
-  fs::create_directories(root.path() / "empty");
-  ExpectError(ImageFolderDataset::Open(root.path().string(), 4, 4, 3).status(),
-              StatusCode::kNotFound, root / "empty", "no images");
-  EXPECT_EQ(ImageFolderDataset::Open(root.path().string(), 4, 4, 2).status().code(),
-            StatusCode::kInvalidArgument);
+  Sample s;
+  ASSERT_TRUE((*ds)->Read(3, &s).ok());
+  EXPECT_TRUE(s.has_pixels());
+  EXPECT_EQ(s.pixels(), (*ds)->image(3));
+  EXPECT_EQ(s.height(), 28);
+  EXPECT_EQ(s.width(), 28);
+  EXPECT_EQ(s.channels(), 1);
+  EXPECT_EQ(s.label(), (*ds)->label(3));
+  EXPECT_NE((*ds)->SampleName(3).find("image 3 of " + images_), std::string::npos);
+  EXPECT_EQ((*ds)->Read(10, &s).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 
 namespace datafeed {
 namespace test {
@@ -36,6 +39,34 @@ GoldenArray ReadGoldenArray(const std::string& name) {
     a = GoldenArray();
   }
   return a;
+}
+
+std::vector<GoldenCase> LoadManifest() {
+  std::vector<GoldenCase> cases;
+  std::ifstream f(GoldenPath("manifest.txt"));
+  if (!f) ADD_FAILURE() << "no " << GoldenPath("manifest.txt");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream in(line);
+    GoldenCase c;
+    in >> c.kind >> c.input >> c.output;
+    for (std::string field; in >> field;) c.fields.push_back(field);
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+ByteDiff CompareBytes(const uint8_t* a, const uint8_t* b, size_t n) {
+  ByteDiff d;
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const int x = std::abs(int{a[i]} - int{b[i]});
+    d.max = std::max(d.max, x);
+    sum += x;
+  }
+  d.mean = n ? sum / static_cast<double>(n) : 0.0;
+  return d;
 }
 
 }  // namespace test

@@ -24,6 +24,24 @@ struct GoldenArray {
   }
 };
 
+// One line of manifest.txt: kind, input, output, then the kind's fields
+// (see producer/tools/make_goldens.py). For "pipeline" and "file" the spec
+// is the last field.
+struct GoldenCase {
+  std::string kind;
+  std::string input, output;
+  std::vector<std::string> fields;
+};
+// Every case of manifest.txt, in order.
+std::vector<GoldenCase> LoadManifest();
+
+// max |a - b| and the mean of |a - b| over two byte arrays (uint8 steps).
+struct ByteDiff {
+  int max = 0;
+  double mean = 0;
+};
+ByteDiff CompareBytes(const uint8_t* a, const uint8_t* b, size_t n);
+
 // Path of `relative` inside the golden directory.
 std::string GoldenPath(const std::string& relative);
 // Reads golden/<name>.bin; records a gtest failure and returns an empty

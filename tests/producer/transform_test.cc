@@ -28,33 +28,22 @@ const char* const kReference = "to_tensor,normalize(0.1307,0.3081),gaussian_blur
 // ---- goldens --------------------------------------------------------------------
 
 using test::GoldenArray;
+using test::GoldenCase;
 using test::GoldenPath;
 using test::ReadGoldenArray;
 
-struct GoldenCase {
-  std::string kind;  // "pipeline" or "crop"
-  std::string input, output;
-  std::string spec;  // pipeline
-  int top = 0, left = 0, height = 0, width = 0;  // crop
-};
+// Outputs of PIL's uint8 arithmetic (resize, resized_crop, color_jitter on
+// PIL images) must match to the uint8 step: datafeed reproduces PIL's fixed
+// point exactly, so any difference is a regression.
+constexpr int kUint8Tolerance = 0;
 
-std::vector<GoldenCase> LoadManifest() {
-  std::vector<GoldenCase> cases;
-  std::ifstream f(GoldenPath("manifest.txt"));
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream in(line);
-    GoldenCase c;
-    in >> c.kind >> c.input >> c.output;
-    if (c.kind == "pipeline") {
-      in >> c.spec;
-    } else {
-      in >> c.top >> c.left >> c.height >> c.width;
-    }
-    cases.push_back(c);
+// The transform cases: everything but decode and file (image_test.cc).
+std::vector<GoldenCase> TransformCases() {
+  std::vector<GoldenCase> out;
+  for (const GoldenCase& c : test::LoadManifest()) {
+    if (c.kind != "decode" && c.kind != "file") out.push_back(c);
   }
-  return cases;
+  return out;
 }
 
 double MaxAbsDiff(const float* a, const float* b, size_t n) {
@@ -66,77 +55,145 @@ double MaxAbsDiff(const float* a, const float* b, size_t n) {
   return worst;
 }
 
-// Runs one golden case; returns max |datafeed - torchvision|.
-double RunCase(const GoldenCase& c) {
+// What a case's comparison found: float cases set max_abs, uint8 cases the
+// byte difference.
+struct CaseResult {
+  bool uint8 = false;
+  double max_abs = 0;   // float outputs
+  test::ByteDiff bytes;  // uint8 outputs
+};
+
+double ParseFactor(const std::string& s) { return s == "-" ? std::nan("") : std::stod(s); }
+
+// Runs one golden case against datafeed.
+CaseResult RunCase(const GoldenCase& c) {
+  CaseResult r;
+  r.max_abs = INFINITY;
   const GoldenArray in = ReadGoldenArray(c.input);
   const GoldenArray want = ReadGoldenArray(c.output);
   EXPECT_EQ(in.dtype, 1);
-  EXPECT_EQ(want.dtype, 8);
-  if (in.dims.size() != 3 || want.dims.size() != 3) return INFINITY;
+  if (in.dims.size() != 3 || want.dims.size() != 3) return r;
   const int h = in.dims[0], w = in.dims[1], ch = in.dims[2];
   std::vector<float> got(want.numel(), std::nanf(""));
   if (c.kind == "pipeline") {
-    auto p = Pipeline::Make(c.spec);
+    const std::string& spec = c.fields.at(0);
+    auto p = Pipeline::Make(spec);
     EXPECT_TRUE(p.ok()) << p.status().ToString();
-    if (!p.ok()) return INFINITY;
+    if (!p.ok()) return r;
     auto shape = p->OutputShape(h, w, ch);
     EXPECT_TRUE(shape.ok()) << shape.status().ToString();
-    if (!shape.ok()) return INFINITY;
+    if (!shape.ok()) return r;
     EXPECT_EQ(shape->dtype, DType::kFloat32);
     EXPECT_EQ(std::vector<int>({shape->channels, shape->height, shape->width}), want.dims);
     Status st = p->Run(in.u8(), h, w, ch, got.data(), SampleRng(1, 2, 3));
     EXPECT_TRUE(st.ok()) << st.ToString();
-  } else {
+  } else if (c.kind == "crop" || (c.kind == "rrc" && want.dtype == 8)) {
+    // Float32 CHW in (to_tensor of the input), float32 out.
     auto p = Pipeline::Make("to_tensor");
     EXPECT_TRUE(p.ok());
     std::vector<float> chw(in.numel());
     EXPECT_TRUE(p->Run(in.u8(), h, w, ch, chw.data(), SampleRng(0)).ok());
     const ImageView src{ImageShape{DType::kFloat32, ch, h, w}, chw.data()};
-    const MutableImageView dst{ImageShape{DType::kFloat32, ch, c.height, c.width}, got.data()};
-    EXPECT_EQ(std::vector<int>({ch, c.height, c.width}), want.dims);
-    internal::CropZeroPad(src, c.top, c.left, dst);
+    const int top = std::stoi(c.fields.at(0)), left = std::stoi(c.fields.at(1));
+    const int ch_h = std::stoi(c.fields.at(2)), ch_w = std::stoi(c.fields.at(3));
+    if (c.kind == "crop") {
+      const MutableImageView dst{ImageShape{DType::kFloat32, ch, ch_h, ch_w}, got.data()};
+      EXPECT_EQ(std::vector<int>({ch, ch_h, ch_w}), want.dims);
+      internal::CropZeroPad(src, top, left, dst);
+    } else {
+      const MutableImageView dst{ImageShape{DType::kFloat32, ch, want.dims[1], want.dims[2]}, got.data()};
+      internal::ResizedCrop(src, internal::CropBox{top, left, ch_h, ch_w}, dst);
+    }
+  } else {
+    // uint8 HWC in and out: PIL's arithmetic.
+    r.uint8 = true;
+    EXPECT_EQ(want.dtype, 1) << c.output;
+    std::vector<uint8_t> out(want.numel(), 0);
+    const ImageView src{ImageShape{DType::kUInt8, ch, h, w}, in.u8()};
+    const MutableImageView dst{ImageShape{DType::kUInt8, want.dims[2], want.dims[0], want.dims[1]},
+                               out.data()};
+    if (c.kind == "rrc") {
+      internal::ResizedCrop(src, internal::CropBox{std::stoi(c.fields.at(0)), std::stoi(c.fields.at(1)),
+                                                   std::stoi(c.fields.at(2)), std::stoi(c.fields.at(3))},
+                            dst);
+    } else if (c.kind == "jitter") {
+      EXPECT_EQ(want.dims, in.dims);
+      internal::ColorJitterParams params;
+      for (int k = 0; k < 4; ++k) params.order[k] = std::stoi(c.fields.at(static_cast<size_t>(k)));
+      for (int k = 0; k < 4; ++k) {
+        const double f = ParseFactor(c.fields.at(static_cast<size_t>(4 + k)));
+        params.has[k] = !std::isnan(f);
+        params.factor[k] = params.has[k] ? f : 0.0;
+      }
+      internal::ApplyColorJitter(params, src, dst);
+    } else {
+      ADD_FAILURE() << "unknown golden kind " << c.kind;
+      return r;
+    }
+    r.bytes = test::CompareBytes(out.data(), want.u8(), out.size());
+    return r;
   }
-  return MaxAbsDiff(got.data(), want.f32(), want.numel());
+  r.max_abs = MaxAbsDiff(got.data(), want.f32(), want.numel());
+  return r;
 }
 
 class GoldenParityTest : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(GoldenParityTest, MatchesTorchvision) {
   const GoldenCase& c = GetParam();
-  const double diff = RunCase(c);
-  EXPECT_LE(diff, kTolerance) << c.kind << " " << c.spec << " on " << c.input;
+  const CaseResult r = RunCase(c);
+  if (r.uint8) {
+    EXPECT_LE(r.bytes.max, kUint8Tolerance)
+        << c.kind << " on " << c.input << ": max " << r.bytes.max << ", mean " << r.bytes.mean;
+  } else {
+    EXPECT_LE(r.max_abs, kTolerance) << c.kind << " " << (c.fields.empty() ? "" : c.fields[0])
+                                     << " on " << c.input;
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Torchvision, GoldenParityTest, ::testing::ValuesIn(LoadManifest()),
+INSTANTIATE_TEST_SUITE_P(Torchvision, GoldenParityTest, ::testing::ValuesIn(TransformCases()),
                          [](const ::testing::TestParamInfo<GoldenCase>& info) {
                            return info.param.output;
                          });
 
 TEST(GoldenSummaryTest, EveryTransformIsCoveredAndWorstDiffIsReported) {
-  const auto cases = LoadManifest();
-  ASSERT_GE(cases.size(), 40u);
-  double worst = 0, worst_ref = 0;
-  int exact = 0;
+  const auto cases = TransformCases();
+  ASSERT_GE(cases.size(), 60u);
+  double worst = 0, worst_ref = 0, byte_sum = 0;
+  int exact = 0, byte_worst = 0;
+  size_t byte_cases = 0;
   std::string worst_spec;
   std::string all_specs;
   for (const auto& c : cases) {
-    const double d = RunCase(c);
-    exact += d == 0;
-    if (d > worst) {
-      worst = d;
-      worst_spec = c.spec.empty() ? c.output : c.spec;
+    const CaseResult r = RunCase(c);
+    if (r.uint8) {
+      byte_worst = std::max(byte_worst, r.bytes.max);
+      byte_sum += r.bytes.mean;
+      ++byte_cases;
+      exact += r.bytes.max == 0;
+      all_specs += c.kind == "rrc" ? "random_resized_crop," : "color_jitter,";
+      continue;
     }
-    if (c.spec == kReference) worst_ref = std::max(worst_ref, d);
-    all_specs += c.spec + ",";
+    exact += r.max_abs == 0;
+    const std::string spec = c.kind == "pipeline" ? c.fields[0] : c.kind;
+    if (r.max_abs > worst) {
+      worst = r.max_abs;
+      worst_spec = spec;
+    }
+    if (spec == kReference) worst_ref = std::max(worst_ref, r.max_abs);
+    all_specs += (c.kind == "rrc" ? "random_resized_crop" : spec) + ",";
   }
-  for (const char* name : {"to_tensor", "normalize", "gaussian_blur", "resize",
-                                  "center_crop", "random_horizontal_flip"}) {
+  for (const char* name : {"to_tensor", "normalize", "gaussian_blur", "resize", "center_crop",
+                           "random_horizontal_flip", "random_resized_crop", "color_jitter"}) {
     EXPECT_NE(all_specs.find(name), std::string::npos) << name << " has no golden";
   }
-  std::printf("[ goldens ] %zu cases, %d bit-identical; worst max|diff| %.3g (%s); reference "
-              "pipeline %.3g\n",
-              cases.size(), exact, worst, worst_spec.c_str(), worst_ref);
+  std::printf("[ goldens ] %zu cases, %d bit-identical; float: worst max|diff| %.3g (%s), reference "
+              "pipeline %.3g; uint8 (PIL resize/resized_crop/color_jitter, %zu cases): max diff %d, "
+              "mean diff %.4f\n",
+              cases.size(), exact, worst, worst_spec.c_str(), worst_ref, byte_cases, byte_worst,
+              byte_cases ? byte_sum / static_cast<double>(byte_cases) : 0.0);
   EXPECT_LE(worst, kTolerance);
+  EXPECT_LE(byte_worst, kUint8Tolerance);
 }
 
 // ---- pipelines ---------------------------------------------------------------------
@@ -247,8 +304,9 @@ TEST(PipelineTest, BadSpecsAreInvalidArgumentNamingThePart) {
   };
   const Bad bad[] = {
       {"to_tensor,normalise(0.1,0.2)", "unknown transform 'normalise'; known transforms: "
-                                       "center_crop, gaussian_blur, normalize, random_crop, "
-                                       "random_horizontal_flip, resize, to_tensor"},
+                                       "center_crop, color_jitter, gaussian_blur, normalize, "
+                                       "random_crop, random_horizontal_flip, random_resized_crop, "
+                                       "resize, to_tensor"},
       {"", "is empty"},
       {"to_tensor,,normalize(0.1,0.2)", "stray comma"},
       {"to_tensor,normalize(0.1,0.2", "unmatched '('"},

@@ -11,9 +11,16 @@
 #include <utility>
 
 #include "datafeed/schemas/batch_generated.h"
+#include "datafeed/transport/finish.h"
+#include "frame_internal.h"
 #include "flatbuffers/flatbuffers.h"
 
 namespace datafeed {
+
+using internal::Quote;
+using internal::ShapeBytes;
+using internal::ShapeString;
+
 namespace {
 
 static_assert(static_cast<uint8_t>(DType::kUInt8) == static_cast<uint8_t>(fb::DType::UInt8) &&
@@ -57,8 +64,23 @@ bool AlignUp(uint64_t n, uint64_t* out) {
   return true;
 }
 
-// Bytes of a tensor with non-negative `dims`; false on 64-bit overflow. A
-// zero dimension makes the tensor empty however large the others are.
+Status FrameError(std::string message) { return Status::DataLoss("frame: " + std::move(message)); }
+
+Status LayoutError(std::string message) {
+  return Status::InvalidArgument("batch layout: " + std::move(message));
+}
+
+// The payload range [begin, end) of a tensor, for the overlap check.
+struct Extent {
+  uint64_t begin;
+  uint64_t end;
+  size_t index;
+};
+
+}  // namespace
+
+namespace internal {
+
 bool ShapeBytes(const std::vector<int64_t>& dims, size_t dtype_size, uint64_t* out) {
   if (std::find(dims.begin(), dims.end(), 0) != dims.end()) {
     *out = 0;
@@ -72,8 +94,6 @@ bool ShapeBytes(const std::vector<int64_t>& dims, size_t dtype_size, uint64_t* o
   return true;
 }
 
-// Names and identifiers come from untrusted bytes: escape them and cap their
-// length before they go into a message.
 std::string Quote(std::string_view s) {
   constexpr size_t kMaxChars = 64;
   static constexpr char kHex[] = "0123456789abcdef";
@@ -103,239 +123,7 @@ std::string ShapeString(const std::vector<int64_t>& dims) {
   return out;
 }
 
-Status FrameError(std::string message) { return Status::DataLoss("frame: " + std::move(message)); }
-
-Status LayoutError(std::string message) {
-  return Status::InvalidArgument("batch layout: " + std::move(message));
-}
-
-// The payload range [begin, end) of a tensor, for the overlap check.
-struct Extent {
-  uint64_t begin;
-  uint64_t end;
-  size_t index;
-};
-
-
-std::string_view TrimSpace(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
-  return s;
-}
-
-// A float32 as the shortest text that reads back (as a float, or as a double
-// then rounded to float, the way pipeline specs are read) to the same value.
-std::string FloatText(float v) {
-  char buf[64];
-  const auto res = std::to_chars(buf, buf + sizeof(buf), v);
-  std::string text(buf, res.ptr);
-  if (static_cast<float>(std::strtod(text.c_str(), nullptr)) != v) {
-    std::snprintf(buf, sizeof(buf), "%.9g", static_cast<double>(v));
-    text = buf;
-  }
-  return text;
-}
-
-Status FinishError(std::string_view spec, const std::string& what) {
-  return Status::InvalidArgument("finish spec " + Quote(spec) + ": " + what);
-}
-
-}  // namespace
-
-Result<Finish> Finish::Make(std::vector<Normalize> normalizes) {
-  size_t tables = 1;
-  std::string spec = "to_tensor";
-  for (const Normalize& n : normalizes) {
-    if (n.mean.empty() || n.mean.size() != n.std.size()) {
-      return Status::InvalidArgument("finish: normalize needs as many stds as means (at least one), got " +
-                                     std::to_string(n.mean.size()) + " and " + std::to_string(n.std.size()));
-    }
-    if (n.mean.size() > 1) {
-      if (tables != 1 && tables != n.mean.size()) {
-        return Status::InvalidArgument("finish: normalize steps give " + std::to_string(tables) + " and " +
-                                       std::to_string(n.mean.size()) + " channels");
-      }
-      tables = n.mean.size();
-    }
-    spec += ",normalize(";
-    for (size_t i = 0; i < n.mean.size(); ++i) {
-      if (!std::isfinite(n.mean[i]) || !std::isfinite(n.std[i]) || n.std[i] == 0.0f) {
-        return Status::InvalidArgument("finish: normalize mean " + FloatText(n.mean[i]) + ", std " +
-                                       FloatText(n.std[i]) + ": the std must be finite and non-zero, the mean finite");
-      }
-      spec += (i ? "," : "") + FloatText(n.mean[i]);
-    }
-    for (float sd : n.std) spec += "," + FloatText(sd);
-    spec += ")";
-  }
-  Finish f;
-  f.spec_ = std::move(spec);
-  f.luts_.resize(tables);
-  for (size_t c = 0; c < tables; ++c) {
-    for (int v = 0; v < 256; ++v) {
-      // torchvision: img.to(float32).div(255), then tensor.sub_(mean).div_(std)
-      // per Normalize -- a division, not a multiply by 1 / std, to round the same.
-      float t = static_cast<float>(v) / 255.0f;
-      for (const Normalize& n : normalizes) {
-        const size_t k = n.mean.size() == 1 ? 0 : c;
-        t = (t - n.mean[k]) / n.std[k];
-      }
-      f.luts_[c][static_cast<size_t>(v)] = t;
-    }
-  }
-  f.normalizes_ = std::move(normalizes);
-  return f;
-}
-
-Result<Finish> Finish::Parse(std::string_view spec) {
-  // A stream carries the same finish in every frame, and ParseFrame and the
-  // consumer both parse it: remember the last spec this thread parsed.
-  struct Last {
-    std::string spec;
-    std::optional<Finish> finish;
-  };
-  thread_local Last last;
-  if (last.finish && last.spec == spec) return *last.finish;
-  Result<Finish> parsed = ParseUncached(spec);
-  if (parsed.ok()) {
-    last.spec.assign(spec.data(), spec.size());
-    last.finish = *parsed;
-  }
-  return parsed;
-}
-
-Result<Finish> Finish::ParseUncached(std::string_view spec) {
-  if (spec.size() > kMaxFinishSpecBytes) {
-    return FinishError(spec, "is " + std::to_string(spec.size()) + " bytes, more than the " +
-                                 std::to_string(kMaxFinishSpecBytes) + " a frame may carry");
-  }
-  // Top-level items: commas outside parentheses.
-  std::vector<std::string_view> items;
-  size_t start = 0;
-  int depth = 0;
-  for (size_t i = 0; i <= spec.size(); ++i) {
-    if (i == spec.size() || (spec[i] == ',' && depth == 0)) {
-      items.push_back(TrimSpace(spec.substr(start, i - start)));
-      start = i + 1;
-    } else if (spec[i] == '(') {
-      if (++depth > 1) return FinishError(spec, "nested parentheses");
-    } else if (spec[i] == ')') {
-      if (--depth < 0) return FinishError(spec, "unmatched ')'");
-    }
-  }
-  if (depth != 0) return FinishError(spec, "unmatched '('");
-  std::vector<Normalize> normalizes;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const std::string_view item = items[i];
-    const size_t open = item.find('(');
-    const std::string_view name = TrimSpace(item.substr(0, open));
-    if (i == 0) {
-      if (name != "to_tensor" || open != std::string_view::npos) {
-        return FinishError(spec, "must start with to_tensor (the finish turns uint8 into float32), got " +
-                                     Quote(item));
-      }
-      continue;
-    }
-    if (name == "to_tensor") {
-      return FinishError(spec, "to_tensor appears twice; the finish converts uint8 to float32 once");
-    }
-    if (name != "normalize") {
-      return FinishError(spec, Quote(item) +
-                                   " cannot be part of a finish: only to_tensor and normalize, which map "
-                                   "each value on its own, run on the consumer");
-    }
-    if (open == std::string_view::npos || item.back() != ')') {
-      return FinishError(spec, Quote(item) + ": expected normalize(m..., s...)");
-    }
-    std::vector<float> nums;
-    std::string_view inner = item.substr(open + 1, item.size() - open - 2);
-    size_t pos = 0;
-    while (true) {
-      const size_t comma = inner.find(',', pos);
-      std::string_view tok = TrimSpace(inner.substr(pos, comma == std::string_view::npos ? inner.npos : comma - pos));
-      const char* first = tok.data();
-      const char* last = tok.data() + tok.size();
-      if (!tok.empty() && *first == '+') ++first;
-      double v = 0;
-      const auto res = std::from_chars(first, last, v);
-      if (tok.empty() || res.ec != std::errc() || res.ptr != last) {
-        return FinishError(spec, Quote(item) + ": " + Quote(tok) + " is not a number");
-      }
-      nums.push_back(static_cast<float>(v));
-      if (comma == std::string_view::npos) break;
-      pos = comma + 1;
-    }
-    if (nums.size() % 2 != 0) {
-      return FinishError(spec, Quote(item) + ": takes (mean, std) or (m1, ..., mC, s1, ..., sC), got " +
-                                   std::to_string(nums.size()) + " numbers");
-    }
-    Normalize n;
-    n.mean.assign(nums.begin(), nums.begin() + static_cast<std::ptrdiff_t>(nums.size() / 2));
-    n.std.assign(nums.begin() + static_cast<std::ptrdiff_t>(nums.size() / 2), nums.end());
-    normalizes.push_back(std::move(n));
-  }
-  Result<Finish> made = Make(std::move(normalizes));
-  if (!made.ok()) return FinishError(spec, made.status().message());
-  return made;
-}
-
-Status Finish::CheckChannels(int64_t channels) const {
-  if (channels <= 0 || (luts_.size() != 1 && luts_.size() != static_cast<size_t>(channels))) {
-    return Status::InvalidArgument("finish " + Quote(spec_) + " has per-channel values for " +
-                                   std::to_string(luts_.size()) + " channels but the image has " +
-                                   std::to_string(channels));
-  }
-  return Status::OK();
-}
-
-Status Finish::FillTables(int64_t channels, float* out) const {
-  DATAFEED_RETURN_NOT_OK(CheckChannels(channels));
-  for (int64_t c = 0; c < channels; ++c) std::memcpy(out + c * 256, table(c), 256 * sizeof(float));
-  return Status::OK();
-}
-
-void Finish::MapCHW(const uint8_t* in, int64_t channels, size_t plane, float* out) const {
-  for (int64_t c = 0; c < channels; ++c) {
-    const float* lut = table(c);
-    const uint8_t* s = in + static_cast<size_t>(c) * plane;
-    float* o = out + static_cast<size_t>(c) * plane;
-    for (size_t i = 0; i < plane; ++i) o[i] = lut[s[i]];
-  }
-}
-
-void Finish::MapHWC(const uint8_t* in, int64_t channels, size_t plane, float* out) const {
-  if (channels == 1) return MapCHW(in, 1, plane, out);
-  const auto stride = static_cast<size_t>(channels);
-  for (int64_t c = 0; c < channels; ++c) {
-    const float* lut = table(c);
-    const uint8_t* s = in + c;
-    float* o = out + static_cast<size_t>(c) * plane;
-    for (size_t i = 0; i < plane; ++i) o[i] = lut[s[i * stride]];
-  }
-}
-
-Status Finish::Apply(const uint8_t* in, const std::vector<int64_t>& shape, float* out,
-                     size_t out_floats) const {
-  const size_t rank = shape.size();
-  if (rank < 3) {
-    return Status::InvalidArgument("finish " + Quote(spec_) + ": needs a [..., C, H, W] tensor, got shape " +
-                                   ShapeString(shape));
-  }
-  DATAFEED_RETURN_NOT_OK(CheckChannels(shape[rank - 3]));
-  uint64_t n = 0;
-  if (!ShapeBytes(shape, 1, &n) || n != out_floats) {
-    return Status::InvalidArgument("finish " + Quote(spec_) + ": a tensor of shape " + ShapeString(shape) +
-                                   " needs " + std::to_string(n) + " output floats, got room for " +
-                                   std::to_string(out_floats));
-  }
-  if (n == 0) return Status::OK();
-  if (in == nullptr || out == nullptr) return Status::InvalidArgument("finish: null input or output");
-  const int64_t channels = shape[rank - 3];
-  const size_t plane = static_cast<size_t>(shape[rank - 2]) * static_cast<size_t>(shape[rank - 1]);
-  const size_t image = plane * static_cast<size_t>(channels);
-  for (size_t off = 0; off < n; off += image) MapCHW(in + off, channels, plane, out + off);
-  return Status::OK();
-}
+}  // namespace internal
 
 
 size_t DTypeSize(DType dtype) {

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -27,10 +28,53 @@
 
 namespace datafeed {
 
-// PyTorch's default ignore_index for nll_loss/cross_entropy: a sample whose
-// image could not be decoded (and was skipped) gets this label and a zero
-// image, so it contributes nothing to the loss.
+// PyTorch's default ignore_index for nll_loss/cross_entropy: with
+// BadSamples::kZero a sample that could not be made gets this label and a
+// zero image, so it contributes nothing to the loss.
 inline constexpr int64_t kSkippedLabel = -100;
+
+// What a producer does with a bad sample: one that cannot be read, decoded
+// or transformed (a corrupt JPEG, a file deleted since the scan). Whatever
+// the choice, every bad sample is counted (ProducerStats, per reason) and
+// named in a log line (at most one a second, the rest counted), and the run
+// stops with an error when bad samples exceed ProducerOptions::
+// max_bad_fraction or when the first samples all fail (a configuration
+// error: the wrong folder, a fixed size no image has).
+enum class BadSamples {
+  // Left out of the batch: the batch is filled with another sample, chosen
+  // deterministically so that a batch stays a function of its identity.
+  // NOT YET: until the batch composition that picks the spare lands
+  // (issue 10), kFill writes what kZero writes (FillBadSlot in producer.cc
+  // is the one place to change).
+  kFill,
+  // A zero image labelled kSkippedLabel, in the sample's place.
+  kZero,
+  // The run stops with the sample's error.
+  kFail,
+};
+// "fill", "zero", "fail".
+const char* BadSamplesName(BadSamples b);
+// Parses a BadSamplesName ("strict" is accepted for "fail").
+Result<BadSamples> ParseBadSamples(const std::string& name);
+
+// The first this many samples all failing stop a run at once: something
+// that hits every sample (a folder of non-images, a fixed size that no image
+// has, a pipeline the images are too small for) is a configuration error,
+// not bad data.
+inline constexpr uint64_t kAllBadProbe = 16;
+
+// How a producer decodes encoded images (datasets of JPEG/PNG files).
+enum class DecodeMode {
+  // Every pixel at full size, exactly as PIL decodes it (DecodeSample).
+  kExact,
+  // Faster for pipelines that shrink images a lot: when the pipeline's first
+  // step can say which region it reads and how small it makes it
+  // (random_resized_crop, resize on uint8), a JPEG is decoded with its DCT
+  // scaled down as far as that allows (1/8 .. 7/8) and only that region is
+  // resized. Not bit-identical to PIL: docs/DESIGN.md gives the measured
+  // difference. Other formats and pipelines decode exactly.
+  kReduced,
+};
 
 struct ProducerOptions {
   // Batch size, shuffle, seed, shards, epochs, drop_last; dataset_size is
@@ -44,9 +88,16 @@ struct ProducerOptions {
   int chunk = 256;
   // Publish batches in sampler order (default) or as soon as each is done.
   bool ordered = true;
-  // A sample the dataset cannot produce (an undecodable image) fails the run
-  // when true; when false it is counted, zeroed and labelled kSkippedLabel.
-  bool fail_on_bad_sample = false;
+  // Bad samples: see BadSamples.
+  BadSamples bad_samples = BadSamples::kFill;
+  // The run stops with an error once more than this fraction of the samples
+  // so far (counted over at least one epoch's worth, so a few early ones do
+  // not stop it) were bad. 1 never stops for the fraction.
+  double max_bad_fraction = 0.001;
+  // Where bad-sample lines go (one line per call, no newline); null: stderr.
+  std::function<void(const std::string&)> log;
+  // How encoded images are decoded.
+  DecodeMode decode = DecodeMode::kExact;
   // Written into every batch header.
   uint64_t producer_id = 0;
   // Adds an int64 [B] tensor "index": each sample's dataset index.
@@ -56,10 +107,16 @@ struct ProducerOptions {
 // Cumulative counters; all times are summed over worker threads.
 struct ProducerStats {
   uint64_t batches = 0;
-  uint64_t samples = 0;
-  uint64_t skipped_samples = 0;
+  uint64_t samples = 0;          // in published batches, bad ones included
+  // Bad samples (see BadSamples), in total and by what failed.
+  uint64_t bad_samples = 0;
+  uint64_t bad_read = 0;         // the dataset could not read it (missing file, I/O error)
+  uint64_t bad_decode = 0;       // not a decodable image
+  uint64_t bad_size = 0;         // not the size a fixed-size dataset requires
+  uint64_t bad_transform = 0;    // the pipeline refused it (too small for a crop, ...)
   double elapsed_s = 0;          // wall time since Run() started
-  double read_s = 0;             // dataset reads / decodes
+  double read_s = 0;             // dataset reads
+  double decode_s = 0;           // image decoding
   double transform_s = 0;        // pipeline
   double loan_blocked_s = 0;     // waiting for a free transport slot (consumers slow)
   double publish_s = 0;          // waiting to publish in order, and publishing
@@ -68,6 +125,21 @@ struct ProducerStats {
   double batches_per_s() const { return elapsed_s > 0 ? batches / elapsed_s : 0; }
   std::string ToString() const;  // one progress line
 };
+
+// The shape of one output sample of `pipeline` on `dataset` (float32 CHW, or
+// uint8 CHW for a split pipeline). InvalidArgument when the pipeline cannot
+// take the dataset's samples, or when the dataset's images differ in size
+// and the pipeline's output would too (the message names the fix).
+Result<ImageShape> SampleOutputShape(const Dataset& dataset, const Pipeline& pipeline);
+
+// The layout of a batch of `batch_size` such samples: "image" (float32
+// [B, C, H, W], or uint8 naming the consumer's finish for a split pipeline),
+// "label" (int64 [B]) and, with `with_index` (ProducerOptions::with_index),
+// "index" (int64 [B]). A pure function: what a Producer with these inputs
+// writes, for sizing a transport before the producer exists.
+Result<std::shared_ptr<const BatchLayout>> MakeBatchLayout(const Dataset& dataset,
+                                                           const Pipeline& pipeline,
+                                                           size_t batch_size, bool with_index = false);
 
 class Producer {
  public:
@@ -80,7 +152,8 @@ class Producer {
                                      const ProducerOptions& options);
 
   // `writer` must outlive the Producer. Fails with InvalidArgument if the
-  // pipeline cannot take the dataset's samples or the sampler options are bad.
+  // pipeline cannot take the dataset's samples (SampleOutputShape), the
+  // batch layout cannot be made, or the sampler options are bad.
   //
   // A writer opened with a run (WriterOptions::run, from DescribeRun) must
   // have this producer's run (InvalidArgument otherwise); the producer then
@@ -112,7 +185,7 @@ class Producer {
   // whose batches name the consumer's finish in their "image" tensor) and the
   // layout of a full batch.
   const ImageShape& sample_shape() const;
-  std::shared_ptr<const BatchLayout> BatchLayoutFor(size_t batch_size) const;
+  Result<std::shared_ptr<const BatchLayout>> BatchLayoutFor(size_t batch_size) const;
 
   struct Impl;
 
