@@ -24,6 +24,7 @@ if PACKAGE_ROOT not in sys.path and not os.environ.get("DATAFEED_TEST_INSTALLED"
     sys.path.insert(0, PACKAGE_ROOT)
 
 PRODUCER = os.path.join(BUILD_DIR, "producer", "datafeed-producer")
+CONSUME = os.path.join(BUILD_DIR, "consumer", "datafeed-consume")
 MAKE_MNIST = os.path.join(BUILD_DIR, "producer", "datafeed-make-mnist")
 DTYPE_WRITER = os.path.join(BUILD_DIR, "tests", "python", "dtype_writer")
 

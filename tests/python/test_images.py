@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import datafeed
-from conftest import PRODUCER, shm_exists, unique_name, wait_for
+from conftest import CONSUME, PRODUCER, shm_exists, unique_name, wait_for
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -151,10 +151,24 @@ def test_webdataset_shards_reach_two_producers_consumers_once(tmp_path):
 
 
 def run_producer(*args, timeout=60):
-    # Nobody reads: the ring holds every batch of these small runs.
-    return subprocess.run([PRODUCER, "--endpoint", "shm://" + unique_name("bad"), "--quiet",
-                           "--slots", "8", "--linger-ms", "0", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    """Runs the producer to its end with a consumer reading its batches (a
+    producer ends only once every batch was acknowledged)."""
+    name = unique_name("bad")
+    p = subprocess.Popen([PRODUCER, "--endpoint", "shm://" + name, "--quiet", "--slots", "8",
+                          "--linger-ms", "0", "--finish-grace-ms", "0", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    consumer = subprocess.Popen([CONSUME, "--endpoint", "shm://" + name, "--connect-timeout-ms", "30000",
+                                 "--timeout-ms", "60000", "--report-s", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        consumer.kill()
+        consumer.wait()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 def test_bad_files_are_named_counted_and_stop_the_producer_when_too_many(tmp_path):
