@@ -365,6 +365,8 @@ class FakeProducer {
   };
   struct Stream final : pb::BatchStream::Service {
     std::string payload;
+    bool end_too = false;       // also set end_of_stream: not a message datafeed sends
+    bool keep_open = false;     // then keep the call open until the consumer cancels it
     grpc::Status StreamBatches(grpc::ServerContext* ctx,
                                grpc::ServerReaderWriter<pb::Frame, pb::StreamRequest>* s) override {
       pb::StreamRequest req;
@@ -375,7 +377,11 @@ class FakeProducer {
       ctx->AddInitialMetadata("datafeed-session-bin", welcome.SerializeAsString());
       pb::Frame f;
       f.set_frame(payload);
+      f.set_end_of_stream(end_too);
       s->Write(f);
+      for (int i = 0; keep_open && i < 1000 && !ctx->IsCancelled(); ++i) {
+        std::this_thread::sleep_for(10ms);
+      }
       return grpc::Status::OK;
     }
   };
@@ -405,6 +411,25 @@ TEST(GrpcFaults, MalformedFrameFromTheNetworkIsDataLoss) {
   EXPECT_EQ(v.status().code(), StatusCode::kDataLoss) << v.status().ToString();
   EXPECT_NE(v.status().message().find(fake.uri()), std::string::npos) << v.status().ToString();
   EXPECT_NE(v.status().message().find("malformed frame"), std::string::npos);
+}
+
+TEST(GrpcFaults, AMessageThatDoesNotDecodeIsDataLossNotAHang) {
+  // A message that is not a datafeed Frame (here a frame with a field
+  // datafeed never puts after it) fails to decode; the producer keeps the
+  // call open. The consumer must end the call and say so, not wait in
+  // gRPC's Finish() for a producer that never finishes.
+  FakeProducer fake;
+  fake.stream.payload = std::string(128, '\x01');
+  fake.stream.end_too = true;
+  fake.stream.keep_open = true;
+  auto r = Reader(fake.uri());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto v = (*r)->Next(Deadline::Infinite());
+  EXPECT_EQ(v.status().code(), StatusCode::kDataLoss) << v.status().ToString();
+  EXPECT_NE(v.status().message().find(fake.uri()), std::string::npos) << v.status().ToString();
+  EXPECT_NE(v.status().message().find("malformed message"), std::string::npos) << v.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 8s) << "it waited for the producer to finish the call";
 }
 
 TEST(GrpcFaults, ProtocolVersionMismatchIsExplained) {

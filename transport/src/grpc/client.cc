@@ -287,6 +287,7 @@ class GrpcReader final : public BatchReader {
       }
       bool got_any = false, got_end = false;
       grpc::Status gs;
+      std::string malformed;
       if (reader) {
         for (;;) {
           {
@@ -295,7 +296,14 @@ class GrpcReader final : public BatchReader {
             if (cancelled_) break;
           }
           WireFrame f;
-          if (!reader->Read(&f)) break;
+          (void)TakeWireError();
+          if (!reader->Read(&f)) {
+            malformed = TakeWireError();
+            // A message that did not decode: the producer is still sending,
+            // so end the call now rather than wait in Finish() for it.
+            if (!malformed.empty()) ctx->TryCancel();
+            break;
+          }
           if (f.end) {
             // Every frame has arrived; half-closing tells the producer so.
             got_end = true;
@@ -329,6 +337,12 @@ class GrpcReader final : public BatchReader {
       }
       std::unique_lock<std::mutex> lock(mu_);
       ctx_ = nullptr;
+      if (!malformed.empty() && !cancelled_) {
+        end_ = Status::DataLoss(Uri(ep_) + ": a malformed message on the batch stream (" + malformed +
+                                "): not a datafeed producer, or a corrupted connection");
+        cv_.notify_all();
+        return;
+      }
       if (cancelled_ || closing_) {
         if (end_.ok()) end_ = Status::Cancelled(Uri(ep_) + ": reader closed");
         cv_.notify_all();

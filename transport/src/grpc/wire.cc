@@ -55,6 +55,18 @@ size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]) {
   return n;
 }
 
+namespace {
+thread_local std::string wire_error;
+}  // namespace
+
+void NoteWireError(const std::string& what) { wire_error = what; }
+
+std::string TakeWireError() {
+  std::string out;
+  out.swap(wire_error);
+  return out;
+}
+
 size_t EncodeVarintField(uint8_t tag, uint64_t value, uint8_t out[11]) {
   size_t n = 0;
   out[n++] = tag;
@@ -128,7 +140,18 @@ Status SerializationTraits<WireFrame, void>::Serialize(const WireFrame& msg, Byt
   return Status::OK;
 }
 
+namespace {
+Status DeserializeImpl(ByteBuffer* bb, WireFrame* msg);
+}  // namespace
+
 Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFrame* msg) {
+  Status st = DeserializeImpl(bb, msg);
+  if (!st.ok()) datafeed::internal::NoteWireError(st.error_message());
+  return st;
+}
+
+namespace {
+Status DeserializeImpl(ByteBuffer* bb, WireFrame* msg) {
   std::vector<Slice> slices;
   Status st = bb->Dump(&slices);
   bb->Clear();
@@ -230,5 +253,7 @@ Status SerializationTraits<WireFrame, void>::Deserialize(ByteBuffer* bb, WireFra
   msg->size = len;
   return Status::OK;
 }
+
+}  // namespace
 
 }  // namespace grpc

@@ -75,6 +75,13 @@ struct WireFrame {
 
 // The header of a `Frame` message carrying `frame_bytes` bytes.
 size_t EncodeFrameHeader(size_t frame_bytes, uint8_t out[11]);
+// A message the client could not decode makes gRPC's Read() return false
+// like a finished stream, and the call then waits in Finish() for a producer
+// that goes on sending. Deserialize notes why on the reading thread:
+// TakeWireError() returns (and clears) that reason, "" when none.
+void NoteWireError(const std::string& what);
+std::string TakeWireError();
+
 // A varint field: tag then value (at most 11 bytes).
 size_t EncodeVarintField(uint8_t tag, uint64_t value, uint8_t out[11]);
 
