@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds everything and runs
-# every test suite (ctest). Exits non-zero if anything fails.
+# every test suite (ctest). Exits non-zero if anything fails, including a
+# test run that leaves shared-memory segments of dead producers behind in
+# /dev/shm (RAM that nothing frees until the next reboot).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/build.sh"
 cd "$root/build"
-ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" --timeout 600
+stale_before="$(producer/datafeed-gc --dry-run 2>/dev/null | sort || true)"
+status=0
+ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" --timeout 600 || status=$?
+stale_after="$(producer/datafeed-gc --dry-run 2>/dev/null | sort || true)"
+left="$(comm -13 <(echo "$stale_before") <(echo "$stale_after") | sed '/^$/d')"
+if [[ -n "$left" ]]; then
+  echo "the tests left shared-memory segments of dead producers in /dev/shm:" >&2
+  echo "$left" >&2
+  status=1
+fi
+exit "$status"

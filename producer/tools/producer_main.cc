@@ -135,6 +135,13 @@ int main(int argc, char** argv) {
 
   auto endpoint = endpoint_flags.Resolve();
   if (!endpoint.ok()) return Die(endpoint.status());
+  // What producers killed before us left in /dev/shm (RAM).
+  if (auto stale = RemoveStaleShmSegments(); stale.ok() && !stale->empty()) {
+    std::string names;
+    for (const std::string& n : *stale) names += (names.empty() ? "" : ", ") + n;
+    std::fprintf(stderr, "datafeed-producer: removed %zu stale shared-memory segment%s of dead producers: %s\n",
+                 stale->size(), stale->size() == 1 ? "" : "s", names.c_str());
+  }
 
   const int given = !mnist_dir.empty() + !folder.empty() + !image_list.empty() + !webdataset.empty();
   if (given != 1) {

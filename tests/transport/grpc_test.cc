@@ -126,6 +126,7 @@ TEST(GrpcFaults, KilledProducerIsReportedWithinTwoSeconds) {
   EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
   EXPECT_NE(v.status().message().find(uri), std::string::npos) << v.status().ToString();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  testing::RemoveStaleSegmentsNamed("-" + uri.substr(uri.rfind(':') + 1));
 }
 
 TEST(GrpcFaults, ReconnectsWhenTheProducerRestarts) {
@@ -148,6 +149,8 @@ TEST(GrpcFaults, ReconnectsWhenTheProducerRestarts) {
     EXPECT_EQ(v->meta().first_index, id);  // the new producer's stream
     EXPECT_EQ(CheckBatch(*v), "");
   }
+  producer.reset();  // killed: both producers' rings are stale now
+  testing::RemoveStaleSegmentsNamed("-" + uri.substr(uri.rfind(':') + 1));
 }
 
 TEST(GrpcFaults, AConsumerThatPausesKeepsItsStream) {

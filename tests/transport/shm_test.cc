@@ -94,6 +94,7 @@ TEST(ShmMultiProcess, KilledProducerIsReportedWithinOneSecond) {
   EXPECT_EQ(got.code(), StatusCode::kUnavailable) << got.ToString();
   EXPECT_NE(got.message().find("producer died"), std::string::npos) << got.ToString();
   EXPECT_LT(took, 1s);
+  testing::RemoveStaleSegmentsNamed(name);
 }
 
 TEST(ShmMultiProcess, BatchesPublishedBeforeTheProducerDiedAreStillDelivered) {
@@ -111,6 +112,7 @@ TEST(ShmMultiProcess, BatchesPublishedBeforeTheProducerDiedAreStillDelivered) {
     EXPECT_EQ(CheckBatch(*v), "");
   }
   EXPECT_EQ(r->Next(Deadline::AfterMillis(2000)).status().code(), StatusCode::kUnavailable);
+  testing::RemoveStaleSegmentsNamed(name);
 }
 
 TEST(ShmMultiProcess, SlotOfAKilledConsumerIsReclaimed) {

@@ -19,6 +19,20 @@ inline std::string UniqueName(const std::string& prefix) {
   return prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
 }
 
+// Removes the stale shared-memory segments (a killed producer's, see
+// RemoveStaleShmSegments) whose name ends with `part`, so a test that kills a
+// producer leaves /dev/shm as it found it. Only stale ones: a test running
+// beside it keeps its live segments.
+inline void RemoveStaleSegmentsNamed(const std::string& part) {
+  auto stale = ListStaleShmSegments();
+  if (!stale.ok()) return;
+  for (const std::string& n : *stale) {
+    if (n.size() >= part.size() && n.compare(n.size() - part.size(), part.size(), part) == 0) {
+      ::unlink(("/dev/shm/" + n).c_str());
+    }
+  }
+}
+
 // A layout of `n` int64 labels and an n x bytes_per_sample uint8 payload.
 inline std::shared_ptr<const BatchLayout> TestLayout(int64_t n, int64_t bytes_per_sample) {
   auto layout = BatchLayout::Make({{"label", DType::kInt64, {n}},

@@ -10,6 +10,22 @@
 
 namespace datafeed::internal {
 
+// What only transports may do with a WritableBatch.
+struct LoanAccess {
+  static WritableBatch Make(LoanOwner* owner, uint64_t token, uint8_t* frame,
+                            std::shared_ptr<const BatchLayout> layout) {
+    return WritableBatch(owner, token, frame, std::move(layout));
+  }
+  static uint8_t* Frame(WritableBatch& b) { return b.frame_; }
+  static uint64_t Token(const WritableBatch& b) { return b.token_; }
+  // Marks the loan as handed back to its transport: the batch's destructor
+  // then gives nothing back.
+  static void Release(WritableBatch& b) {
+    b.owner_ = nullptr;
+    b.frame_ = nullptr;
+  }
+};
+
 Result<std::unique_ptr<BatchWriter>> OpenInProcWriter(const std::string& name,
                                                       const WriterOptions& options);
 Result<std::unique_ptr<BatchReader>> OpenInProcReader(const std::string& name,

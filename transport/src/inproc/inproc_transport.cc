@@ -106,22 +106,22 @@ class InProcWriter final : public BatchWriter, public LoanOwner {
     const uint64_t token = ch_->next_token++;
     ch_->loaned.emplace(token, std::move(buf));
     ++ch_->in_use;
-    return WritableBatch(this, token, frame, std::move(layout));
+    return LoanAccess::Make(this, token, frame, std::move(layout));
   }
 
   Status Publish(WritableBatch batch) override {
     std::lock_guard<std::mutex> lock(ch_->mu);
-    auto it = ch_->loaned.find(batch.token());
-    if (!batch.valid() || it == ch_->loaned.end() || it->second.get() != batch.frame()) {
+    auto it = ch_->loaned.find(LoanAccess::Token(batch));
+    if (!batch.valid() || it == ch_->loaned.end() || it->second.get() != LoanAccess::Frame(batch)) {
       return Status::InvalidArgument("Publish: the batch was not loaned by this writer");
     }
     if (ch_->closed) return Status::FailedPrecondition(Uri(ch_->name) + ": Publish after Close");
     BatchMeta meta = batch.meta();
     meta.sequence = ch_->next_seq++;
-    BatchLayout::UpdateMeta(batch.frame(), meta);
+    BatchLayout::UpdateMeta(LoanAccess::Frame(batch), meta);
     ch_->ready.emplace_back(std::move(it->second), batch.frame_bytes());
     ch_->loaned.erase(it);
-    batch.Release();
+    LoanAccess::Release(batch);
     ch_->data_cv.notify_one();
     return Status::OK();
   }

@@ -1,5 +1,8 @@
 #include "shm/shm_ring_internal.h"
 
+#include "datafeed/transport/transport.h"
+
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -316,4 +319,41 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Open(const std::string& name, De
                                    " consumers attached; close some");
 }
 
+namespace {
+
+// This user's datafeed.* files in /dev/shm whose producer lock is free.
+Result<std::vector<std::string>> StaleSegments(bool remove) {
+  std::vector<std::string> out;
+  DIR* dir = ::opendir(kShmDir);
+  if (dir == nullptr) return Status::FromErrno(errno, std::string("cannot list ") + kShmDir);
+  const uid_t me = ::getuid();
+  while (struct dirent* e = ::readdir(dir)) {
+    const std::string name = e->d_name;
+    if (name.rfind("datafeed.", 0) != 0) continue;
+    const std::string path = kShmDir + name;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) continue;
+    struct stat st {};
+    // Its producer holds byte 0 for as long as it lives (a segment still
+    // being built too: it is locked before it gets a name anyone looks at).
+    bool stale = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == me && !LockHeldOn(fd, 0);
+    // A segment being built is locked a moment after its temporary name
+    // exists: leave young ones alone.
+    if (stale && name.find(".tmp-") != std::string::npos && ::time(nullptr) - st.st_mtime < 60) stale = false;
+    ::close(fd);
+    if (!stale) continue;
+    if (remove && ::unlink(path.c_str()) != 0) continue;
+    out.push_back(name);
+  }
+  ::closedir(dir);
+  return out;
+}
+
+}  // namespace
+
 }  // namespace datafeed::internal
+
+namespace datafeed {
+Result<std::vector<std::string>> ListStaleShmSegments() { return internal::StaleSegments(false); }
+Result<std::vector<std::string>> RemoveStaleShmSegments() { return internal::StaleSegments(true); }
+}  // namespace datafeed

@@ -168,7 +168,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
                                                       std::memory_order_acq_rel)) {
             uint8_t* frame = seg_->slot(i);
             layout->WriteHeader(frame, BatchMeta{});
-            return WritableBatch(this, i, frame, std::move(layout));
+            return LoanAccess::Make(this, i, frame, std::move(layout));
           }
         }
         // Released slots become free once recorded.
@@ -187,11 +187,11 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   }
 
   Status Publish(WritableBatch batch) override {
-    if (!batch.valid() || batch.frame() != seg_->slot(batch.token())) {
+    if (!batch.valid() || LoanAccess::Frame(batch) != seg_->slot(LoanAccess::Token(batch))) {
       return Status::InvalidArgument("Publish: the batch was not loaned by this writer");
     }
     ShmControl* c = seg_->control();
-    const size_t i = batch.token();
+    const size_t i = LoanAccess::Token(batch);
     std::lock_guard<std::mutex> publish_lock(publish_mu_);
     if (c->closed.load(std::memory_order_relaxed)) {
       return Status::FailedPrecondition(ShmUri(seg_->name()) + ": Publish after Close");
@@ -217,7 +217,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     const uint64_t seq = c->publish_seq.load(std::memory_order_relaxed);
     meta.sequence = seq;
     meta.producer_id = meta.producer_id ? meta.producer_id : seg_->producer_id();
-    BatchLayout::UpdateMeta(batch.frame(), meta);
+    BatchLayout::UpdateMeta(LoanAccess::Frame(batch), meta);
     {
       std::lock_guard<std::mutex> lock(mu_);
       slots_[i] = SlotRec{seq, key, tracked, false};
@@ -227,7 +227,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     c->queue[seq % seg_->slot_count()].store(static_cast<uint32_t>(i), std::memory_order_relaxed);
     c->slot_word[i].store(MakeWord(SlotState::kReady, 0, seq), std::memory_order_release);
     c->publish_seq.store(seq + 1, std::memory_order_seq_cst);
-    batch.Release();
+    LoanAccess::Release(batch);
     c->data_futex.fetch_add(1, std::memory_order_seq_cst);
     if (c->reader_waiters.load(std::memory_order_seq_cst) > 0) ShmSegment::Wake(&c->data_futex, 1);
     return Status::OK();

@@ -172,9 +172,8 @@ class Consumer {
   Iterator begin();
   End end() { return End{}; }
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Consumer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -187,9 +187,8 @@ class Producer {
   const ImageShape& sample_shape() const;
   Result<std::shared_ptr<const BatchLayout>> BatchLayoutFor(size_t batch_size) const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit Producer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

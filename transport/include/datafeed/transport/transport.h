@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "datafeed/transport/deadline.h"
 #include "datafeed/transport/delivery.h"
@@ -36,6 +37,11 @@
 #include "datafeed/transport/status.h"
 
 namespace datafeed {
+
+namespace internal {
+// Transports' access to a loan's internals (transports_internal.h).
+struct LoanAccess;
+}  // namespace internal
 
 // Implemented by transports: takes back memory a WritableBatch was loaned.
 class LoanOwner {
@@ -48,12 +54,12 @@ class LoanOwner {
 // Frame memory loaned by a BatchWriter: fill the tensors in place, then hand
 // it to BatchWriter::Publish(). Move-only. Dropping it unpublished gives the
 // memory back to the transport. Not thread-safe; distinct batches may be
-// filled on distinct threads.
+// filled on distinct threads. Only a transport can make one (Loan) or take
+// it back (Publish); what they use is private (internal::LoanAccess), as
+// iceoryx2's samples keep theirs.
 class WritableBatch {
  public:
   WritableBatch() = default;
-  WritableBatch(LoanOwner* owner, uint64_t token, uint8_t* frame,
-                std::shared_ptr<const BatchLayout> layout);
   WritableBatch(WritableBatch&& other) noexcept;
   WritableBatch& operator=(WritableBatch&& other) noexcept;
   WritableBatch(const WritableBatch&) = delete;
@@ -70,16 +76,12 @@ class WritableBatch {
   // transport and ignored here).
   BatchMeta& meta() { return meta_; }
   const BatchMeta& meta() const { return meta_; }
-
-  // For transports.
-  uint8_t* frame() { return frame_; }
   size_t frame_bytes() const { return layout_->frame_bytes(); }
-  uint64_t token() const { return token_; }
-  // Marks the loan as handed back to its transport; the destructor then does
-  // nothing.
-  void Release() { owner_ = nullptr; frame_ = nullptr; }
 
  private:
+  friend struct internal::LoanAccess;
+  WritableBatch(LoanOwner* owner, uint64_t token, uint8_t* frame, std::shared_ptr<const BatchLayout> layout);
+
   LoanOwner* owner_ = nullptr;
   uint64_t token_ = 0;
   uint8_t* frame_ = nullptr;
@@ -287,6 +289,15 @@ struct ReaderOptions {
   bool reconnect = false;
   int64_t reconnect_timeout_ms = 30'000;
 };
+
+// Shared-memory segments (/dev/shm/datafeed.*) of this user whose producer
+// is dead (its liveness lock is free): what a producer killed with -9 leaves
+// behind. Remove...() unlinks them (a consumer still attached keeps its
+// mapping) and returns the names it removed; a starting producer and the
+// datafeed-gc tool run it. A segment being created, or served, is never
+// touched.
+Result<std::vector<std::string>> ListStaleShmSegments();
+Result<std::vector<std::string>> RemoveStaleShmSegments();
 
 // Opens the producer side of `endpoint`. Caller owns the writer.
 Result<std::unique_ptr<BatchWriter>> OpenWriter(const Endpoint& endpoint,
