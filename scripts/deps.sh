@@ -8,7 +8,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libtorch-dev libboost-dev libopencv-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libarchive-dev   # JPEG decoding (TurboJPEG and libjpeg APIs), WebDataset tar shards
-  libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev
+  libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libssl-dev
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs

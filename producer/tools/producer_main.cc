@@ -58,7 +58,9 @@ int main(int argc, char** argv) {
   int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
   int64_t max_in_flight = 2;
   double progress_s = 2.0, max_bad_fraction = 0.001;
-  std::string tls_cert, tls_key, tls_client_ca, shm_name;
+  std::string tls_cert, tls_key, tls_client_ca, shm_name, auth_token_file;
+  bool insecure = false;
+  int64_t max_streams = 64, max_streams_per_peer = 16;
   int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
   bool with_index = false;
@@ -118,6 +120,12 @@ int main(int argc, char** argv) {
   flags.String("tls-cert", &tls_cert, "gRPC: serve TLS with this certificate chain (PEM)");
   flags.String("tls-key", &tls_key, "gRPC: private key of --tls-cert (PEM)");
   flags.String("tls-client-ca", &tls_client_ca, "gRPC: require client certificates signed by this CA (mTLS)");
+  flags.String("auth-token-file", &auth_token_file,
+               "gRPC: require this bearer token (the file's first line) on every call; use with TLS over a network");
+  flags.Bool("insecure", &insecure,
+             "gRPC: serve plaintext on an address other than loopback (anyone who reaches the port reads the stream)");
+  flags.Int("max-streams", &max_streams, "gRPC: the most batch streams at once");
+  flags.Int("max-streams-per-peer", &max_streams_per_peer, "gRPC: the most batch streams from one address");
   flags.String("shm-name", &shm_name, "gRPC/auto: name of the shared-memory ring behind the endpoint");
   flags.Int("keepalive-ms", &keepalive_ms, "gRPC: keepalive ping interval");
   flags.Bool("quiet", &quiet, "no progress lines");
@@ -261,6 +269,10 @@ int main(int argc, char** argv) {
   wo.grpc.tls_key = tls_key;
   wo.grpc.tls_ca = tls_client_ca;
   wo.grpc.keepalive_ms = keepalive_ms;
+  wo.grpc.auth_token_file = auth_token_file;
+  wo.grpc.insecure = insecure;
+  wo.grpc.max_streams = static_cast<int>(max_streams);
+  wo.grpc.max_streams_per_peer = static_cast<int>(max_streams_per_peer);
   wo.state_dir = state_dir;
   wo.consumer_timeout_ms = static_cast<int64_t>(consumer_timeout_s * 1000);
   wo.finish_grace_ms = finish_grace_ms;

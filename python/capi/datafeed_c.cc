@@ -137,7 +137,7 @@ Status ParseBool(const std::string& key, const char* value, bool* out) {
 constexpr const char* kKnownOptions =
     "prefetch, connect_timeout_ms, poll_ms, spin_us, liveness_check_ms, log_every_s, log_name, "
     "grpc_prefetch, reconnect, reconnect_timeout_ms, tls_ca, tls_cert, tls_key, tls_server_name, "
-    "compression, keepalive_ms, max_frame_bytes, restore, rank, world_size, generation, consumer_id, "
+    "compression, auth_token_file, keepalive_ms, max_frame_bytes, restore, rank, world_size, generation, consumer_id, "
     "shm_owner_uid";
 
 Status ApplyOption(const std::string& key, const char* value, datafeed::ConsumerOptions* co,
@@ -176,6 +176,8 @@ Status ApplyOption(const std::string& key, const char* value, datafeed::Consumer
     ro.grpc.tls_server_name = value;
   } else if (key == "compression") {
     ro.grpc.compression = value;
+  } else if (key == "auth_token_file") {
+    ro.grpc.auth_token_file = value;
   } else if (key == "keepalive_ms") {
     DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 1, &ro.grpc.keepalive_ms));
   } else if (key == "max_frame_bytes") {

@@ -156,6 +156,7 @@ DF_API size_t df_dtype_size(int dtype);
  *   reconnect_timeout_ms  for how long (30000)
  *   tls_ca, tls_cert, tls_key, tls_server_name   gRPC TLS (PEM file paths)
  *   compression           gRPC: "gzip" or "" (none)
+ *   auth_token_file       gRPC: send the bearer token in this file
  *   keepalive_ms          gRPC keepalive ping interval (1000)
  *   max_frame_bytes       gRPC: largest frame accepted (0: 1 GiB)
  *   restore               a checkpoint to restore: df_consumer_state()'s JSON,

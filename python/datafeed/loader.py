@@ -209,6 +209,7 @@ class Loader:
                     ``batch.finishes`` for datafeed.finish() on a GPU.
     **options       library options (see python/capi/datafeed_c.h):
                     tls_ca=, tls_cert=, tls_key=, tls_server_name=,
+                    auth_token_file= (the producer's --auth-token-file),
                     compression="gzip", reconnect=True, reconnect_timeout_ms=,
                     grpc_prefetch=, keepalive_ms=, max_frame_bytes=,
                     spin_us=, liveness_check_ms=, log_every_s=, ...

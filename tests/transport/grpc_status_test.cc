@@ -32,7 +32,7 @@ const FromCase kFromCases[] = {
     {grpc::StatusCode::DEADLINE_EXCEEDED, StatusCode::kDeadlineExceeded, ""},
     {grpc::StatusCode::NOT_FOUND, StatusCode::kInternal, ""},
     {grpc::StatusCode::ALREADY_EXISTS, StatusCode::kInternal, ""},
-    {grpc::StatusCode::PERMISSION_DENIED, StatusCode::kFailedPrecondition, " (TLS settings?)"},
+    {grpc::StatusCode::PERMISSION_DENIED, StatusCode::kFailedPrecondition, " (TLS settings or auth token?)"},
     {grpc::StatusCode::RESOURCE_EXHAUSTED, StatusCode::kResourceExhausted,
      " (a frame larger than the consumer's max_frame_bytes?)"},
     {grpc::StatusCode::FAILED_PRECONDITION, StatusCode::kFailedPrecondition, ""},
@@ -43,7 +43,7 @@ const FromCase kFromCases[] = {
     {grpc::StatusCode::UNAVAILABLE, StatusCode::kUnavailable,
      " (is datafeed-producer running and reachable there?)"},
     {grpc::StatusCode::DATA_LOSS, StatusCode::kDataLoss, ""},
-    {grpc::StatusCode::UNAUTHENTICATED, StatusCode::kFailedPrecondition, " (TLS settings?)"},
+    {grpc::StatusCode::UNAUTHENTICATED, StatusCode::kFailedPrecondition, " (TLS settings or auth token?)"},
 };
 
 TEST(GrpcStatus, FromGrpcMapsEveryCodeAndNamesTheEndpoint) {

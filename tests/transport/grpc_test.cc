@@ -450,8 +450,7 @@ TEST(GrpcHandshake, ConsumersOnAnotherHostGetTheStreamAndCannotForceShm) {
   pb::DataFeed::Stub stub(channel);
   pb::HandshakeRequest req;
   req.set_protocol_version(3);
-  req.mutable_host()->set_machine_id("another-machine");
-  req.mutable_host()->set_boot_id("another-boot");
+  req.set_host_digest(std::string(32, 'x'));  // not this host's digest
   req.set_can_map_shm(true);
   {
     grpc::ClientContext ctx;

@@ -149,7 +149,10 @@ void GrpcClientFlags::Add(Flags& flags) {
   flags.String("tls-key", &grpc.tls_key, "gRPC: key of --tls-cert (PEM)");
   flags.String("tls-server-name", &grpc.tls_server_name, "gRPC: name expected in the producer's certificate");
   flags.String("compression", &grpc.compression, "gRPC: ask for gzip-compressed frames");
-  flags.Bool("reconnect", &reconnect, "gRPC: reconnect (with backoff) when the producer restarts");
+  flags.String("auth-token-file", &grpc.auth_token_file,
+               "gRPC: send the bearer token in this file (the producer's --auth-token-file)");
+  flags.Bool("reconnect", &reconnect,
+             "reconnect (with backoff) when the producer restarts or the connection breaks, and resume");
 }
 
 void GrpcClientFlags::ApplyTo(ReaderOptions* options) const {

@@ -3,7 +3,9 @@
 // its host); this file carries the decision out, so the gRPC client never
 // opens shared memory and the shm transport never speaks gRPC.
 #include <algorithm>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "grpc/client_internal.h"
@@ -21,20 +23,33 @@ Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, co
                                    "give the port the producer serves on (it prints it)");
   }
   DATAFEED_ASSIGN_OR_RETURN(auto channel, MakeChannel(endpoint, options.grpc));
+  std::string token;
+  if (!options.grpc.auth_token_file.empty()) {
+    DATAFEED_ASSIGN_OR_RETURN(token, ReadAuthToken(options.grpc.auth_token_file));
+  }
   const pb::Transport preference = endpoint.scheme == Scheme::kGrpc ? pb::TRANSPORT_GRPC
                                    : endpoint.force_shm              ? pb::TRANSPORT_SHM
                                                                      : pb::TRANSPORT_AUTO;
   // One deadline for the handshake and the stream together.
   const Deadline deadline = Deadline::AfterMillis(std::max<int64_t>(options.connect_timeout_ms, 1000));
-  DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse hs, DoHandshake(channel, endpoint, preference, deadline));
+  Result<pb::HandshakeResponse> answer = DoHandshake(channel, endpoint, preference, deadline, token);
+  // With reconnect, a connection cut during the handshake is tried again
+  // until the connect deadline.
+  for (int64_t backoff_ms = 50; !answer.ok() && options.reconnect && !deadline.expired() &&
+                                answer.status().code() == StatusCode::kUnavailable;
+       backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    answer = DoHandshake(channel, endpoint, preference, deadline, token);
+  }
+  DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse hs, std::move(answer));
   if (hs.transport() == pb::TRANSPORT_SHM) {
     // The handshake says the ring exists: do not wait for it to appear.
     ReaderOptions now = options;
     now.connect_timeout_ms = 0;
     // After the producer was restarted, the same handshake finds its ring
     // again (reconnect): its name may change with the producer.
-    ShmLocator locate = [endpoint, channel, preference](Deadline d) -> Result<std::string> {
-      DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse again, DoHandshake(channel, endpoint, preference, d));
+    ShmLocator locate = [endpoint, channel, preference, token](Deadline d) -> Result<std::string> {
+      DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse again, DoHandshake(channel, endpoint, preference, d, token));
       if (again.transport() != pb::TRANSPORT_SHM) {
         return Status::Unavailable(Uri(endpoint) + ": the restarted producer no longer offers shared memory to "
                                    "this consumer; open the endpoint again");

@@ -47,7 +47,21 @@ class GrpcReader final : public BatchReader {
   // accepted it, so that a producer closing right after OpenReader returns
   // still serves this reader.
   Status Start(Deadline deadline) {
-    DATAFEED_RETURN_NOT_OK(OpenStream(session_.FirstHello(), deadline));
+    if (!o_.grpc.auth_token_file.empty()) {
+      DATAFEED_ASSIGN_OR_RETURN(token_, ReadAuthToken(o_.grpc.auth_token_file));
+    }
+    Status opened = OpenStream(session_.FirstHello(), deadline);
+    // With reconnect, a connection that breaks while the stream opens is
+    // tried again until the connect deadline, as a broken stream would be.
+    int64_t backoff_ms = 50;
+    while (!opened.ok() && o_.reconnect && !deadline.expired() &&
+           (opened.code() == StatusCode::kUnavailable || opened.code() == StatusCode::kDeadlineExceeded ||
+            opened.code() == StatusCode::kInternal)) {
+      std::this_thread::sleep_for(milliseconds(backoff_ms));
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 1000);
+      opened = OpenStream(session_.FirstHello(), deadline);
+    }
+    DATAFEED_RETURN_NOT_OK(opened);
     thread_ = std::thread([this] { Receive(); });
     upstream_ = std::thread([this] { Upstream(); });
     return Status::OK();
@@ -175,12 +189,13 @@ class GrpcReader final : public BatchReader {
 
   Status OpenStream(const Hello& hello, Deadline deadline) {
     auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!token_.empty()) ctx->AddMetadata(kAuthKey, "Bearer " + token_);
     ctx->set_wait_for_ready(true);
     pb::StreamRequest req;
     req.set_protocol_version(kProtocolVersion);
     req.set_compression(o_.grpc.compression);
     *req.mutable_hello() = ToProto(hello);
-    req.set_window(static_cast<uint32_t>(std::max(1, o_.grpc_prefetch) + 2));
+    req.set_window(static_cast<uint32_t>(std::min<int64_t>(std::max(1, o_.grpc_prefetch) + 2, kMaxWindow)));
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (cancelled_) return Status::Cancelled(Uri(ep_) + ": reader cancelled");
@@ -254,6 +269,11 @@ class GrpcReader final : public BatchReader {
     }
     stream_ctx_ = std::move(ctx);
     stream_ = std::move(reader);
+    // Progress sent on a stream that broke may never have arrived: say it
+    // again on this one.
+    progress_acked_ = session_.acked();
+    progress_dirty_ = true;
+    cv_.notify_all();
     return Status::OK();
   }
 
@@ -404,6 +424,7 @@ class GrpcReader final : public BatchReader {
   std::shared_ptr<grpc::Channel> channel_;
   std::shared_ptr<FramePool> pool_;
   ConsumerSession session_;
+  std::string token_;  // bearer token sent with every call ("" none)
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<WireFrame> queue_;
@@ -435,16 +456,17 @@ Result<std::shared_ptr<grpc::Channel>> MakeChannel(const Endpoint& ep, const Grp
 
 Result<pb::HandshakeResponse> DoHandshake(const std::shared_ptr<grpc::Channel>& channel,
                                           const Endpoint& ep, pb::Transport preference,
-                                          Deadline deadline) {
+                                          Deadline deadline, const std::string& token) {
   pb::DataFeed::Stub stub(channel);
   grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata(kAuthKey, "Bearer " + token);
   // Wait (up to the deadline) for a producer that is still starting.
   ctx.set_wait_for_ready(true);
   ctx.set_deadline(deadline.infinite() ? std::chrono::system_clock::time_point::max()
                                        : std::chrono::system_clock::now() + deadline.remaining());
   pb::HandshakeRequest req;
   req.set_protocol_version(kProtocolVersion);
-  *req.mutable_host() = LocalHost();
+  req.set_host_digest(LocalHostDigest());
   struct stat st {};
   req.set_can_map_shm(::stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode));
   req.set_preference(preference);

@@ -25,9 +25,12 @@ Result<std::shared_ptr<grpc::Channel>> MakeChannel(const Endpoint& endpoint, con
 // TRANSPORT_GRPC). Fails with Unavailable when no producer answers in time,
 // FailedPrecondition on a protocol mismatch or a refused forced shm, and
 // FromGrpc's mapping otherwise; every message names the endpoint.
+// `token` (ReadAuthToken of GrpcOptions::auth_token_file; "" for none) goes
+// with the call.
 Result<::datafeed::v1::HandshakeResponse> DoHandshake(const std::shared_ptr<grpc::Channel>& channel,
                                                       const Endpoint& endpoint,
-                                                      ::datafeed::v1::Transport preference, Deadline deadline);
+                                                      ::datafeed::v1::Transport preference, Deadline deadline,
+                                                      const std::string& token = {});
 
 // Opens the batch stream on `channel` and returns its reader once the
 // producer has accepted the stream, so a producer that closes right after

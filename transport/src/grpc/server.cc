@@ -15,12 +15,14 @@
 #include <condition_variable>
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "datafeed/proto/datafeed.grpc.pb.h"
 #include "delivery/ledger_internal.h"
+#include "handshake_internal.h"
 #include "delivery/wire_messages_internal.h"
 #include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
@@ -45,6 +47,9 @@ struct StreamControl {
   uint64_t received = 0;        // delivery positions the consumer has taken off the stream
   bool closing = false;         // the consumer said close
   bool upstream_done = false;   // the consumer half-closed or the call broke
+  grpc::ServerContext* ctx = nullptr;
+  // When the send in progress began (0: none), for the writer's watchdog.
+  std::atomic<int64_t> writing_since_ns{0};
 };
 
 struct ServerState {
@@ -53,14 +58,20 @@ struct ServerState {
   std::string shm_name;
   uint64_t producer_id = 0;
   size_t slot_count = 0, slot_bytes = 0;
-  pb::HostIdentity host;
+  std::string digest;  // LocalHostDigest()
+  std::string token;   // bearer token; empty: none required
+  int max_streams = 64, max_streams_per_peer = 16;
+  std::map<std::string, int> streams_by_peer;  // (streams_mu)
+  int streams_open = 0;                         // (streams_mu)
   std::atomic<uint64_t> streamed{0}, bytes{0};
   std::atomic<uint32_t> active{0};
   std::atomic<uint64_t>* published = nullptr;
 
-  // Live streams by ledger session, for revocations.
+  // Live streams by ledger session, for revocations; every stream, for the
+  // watchdog that cuts off sends that wait too long.
   std::mutex streams_mu;
   std::map<uint64_t, StreamControl*> streams;
+  std::set<StreamControl*> all_streams;
   void Revoke(const Revocation& r) {
     std::lock_guard<std::mutex> lock(streams_mu);
     auto it = streams.find(r.session);
@@ -96,34 +107,16 @@ class ControlService final : public pb::DataFeed::Service {
  public:
   explicit ControlService(ServerState* s) : s_(s) {}
 
-  grpc::Status Handshake(grpc::ServerContext*, const pb::HandshakeRequest* req,
+  grpc::Status Handshake(grpc::ServerContext* ctx, const pb::HandshakeRequest* req,
                          pb::HandshakeResponse* resp) override {
     if (!s_->WaitReady()) return NotStarted();
-    if (Status st = CheckConsumerProtocol(req->protocol_version()); !st.ok()) return ToGrpc(st);
-    resp->set_protocol_version(kProtocolVersion);
-    *resp->mutable_producer_host() = s_->host;
-    resp->set_producer_id(s_->producer_id);
-    resp->set_max_frame_bytes(s_->slot_bytes);
-    const bool colocated = SameHost(req->host(), s_->host) && req->can_map_shm();
-    if (req->preference() == pb::TRANSPORT_GRPC || (!colocated && req->preference() == pb::TRANSPORT_AUTO)) {
-      resp->set_transport(pb::TRANSPORT_GRPC);
-      resp->set_reason(req->preference() == pb::TRANSPORT_GRPC ? "the consumer asked for gRPC"
-                                                              : "the consumer is on another host");
-      return grpc::Status::OK;
-    }
-    if (!colocated) {
-      return ToGrpc(Status::FailedPrecondition(
-          "shared memory was forced (DATAFEED_TRANSPORT=shm) but the consumer is not on the producer's "
-          "host (" + s_->host.hostname() + ") or cannot map its segments; use auto or grpc"));
-    }
-    resp->set_transport(pb::TRANSPORT_SHM);
-    resp->set_shm_name(s_->shm_name);
-    resp->set_reason("the consumer shares the producer's host");
-    return grpc::Status::OK;
+    if (!Authorized(*ctx, s_->token)) return Unauthenticated();
+    return AnswerHandshake(s_->digest, s_->shm_name, s_->producer_id, s_->slot_bytes, *req, resp);
   }
 
-  grpc::Status GetStats(grpc::ServerContext*, const pb::StatsRequest*, pb::StatsResponse* resp) override {
+  grpc::Status GetStats(grpc::ServerContext* ctx, const pb::StatsRequest*, pb::StatsResponse* resp) override {
     if (!s_->WaitReady()) return NotStarted();
+    if (!Authorized(*ctx, s_->token)) return Unauthenticated();
     resp->set_batches_published(s_->published ? s_->published->load() : 0);
     resp->set_batches_streamed(s_->streamed.load());
     resp->set_bytes_streamed(s_->bytes.load());
@@ -155,6 +148,31 @@ class StreamService final : public grpc::Service {
 
   grpc::Status Serve(grpc::ServerContext* ctx, Stream* stream) {
     if (!s_->WaitReady()) return NotStarted();
+    if (!Authorized(*ctx, s_->token)) return Unauthenticated();
+    // Limits: a peer cannot open streams without bound.
+    const std::string peer = PeerAddress(ctx->peer());
+    {
+      std::lock_guard<std::mutex> lock(s_->streams_mu);
+      if (s_->streams_open >= s_->max_streams) {
+        return ToGrpc(Status::ResourceExhausted("the producer serves " + std::to_string(s_->max_streams) +
+                                                " streams already (--max-streams)"));
+      }
+      if (s_->streams_by_peer[peer] >= s_->max_streams_per_peer) {
+        return ToGrpc(Status::ResourceExhausted(peer + " has " + std::to_string(s_->max_streams_per_peer) +
+                                                " streams open already (--max-streams-per-peer)"));
+      }
+      ++s_->streams_open;
+      ++s_->streams_by_peer[peer];
+    }
+    struct Count {
+      ServerState* s;
+      std::string peer;
+      ~Count() {
+        std::lock_guard<std::mutex> lock(s->streams_mu);
+        --s->streams_open;
+        if (--s->streams_by_peer[peer] == 0) s->streams_by_peer.erase(peer);
+      }
+    } count{s_, peer};
     pb::StreamRequest req;
     if (!stream->Read(&req)) {
       return ToGrpc(Status::InvalidArgument("the stream carried no StreamRequest"));
@@ -198,9 +216,11 @@ class StreamService final : public grpc::Service {
     stream->SendInitialMetadata();  // tells the consumer its stream is accepted
     s_->active.fetch_add(1);
     StreamControl control;
-    if (session != 0) {
+    control.ctx = ctx;
+    {
       std::lock_guard<std::mutex> lock(s_->streams_mu);
-      s_->streams[session] = &control;
+      if (session != 0) s_->streams[session] = &control;
+      s_->all_streams.insert(&control);
     }
     // The consumer's progress, read on a thread of its own (a bidi stream
     // may read and write at once).
@@ -221,7 +241,9 @@ class StreamService final : public grpc::Service {
       control.cv.notify_all();
     });
     uint64_t position = welcome.position();
-    const uint64_t window = std::max<uint32_t>(1, req.window() == 0 ? 3 : req.window());
+    // Every frame in flight is leased to this consumer: a peer cannot ask
+    // for more than kMaxWindow.
+    const uint64_t window = std::clamp<uint32_t>(req.window() == 0 ? 3 : req.window(), 1, kMaxWindow);
     control.received = position;
     bool clean = false;  // the call ended as the protocol says (end marker acknowledged, or close)
     grpc::Status result = grpc::Status::OK;
@@ -293,7 +315,10 @@ class StreamService final : public grpc::Service {
       const size_t n = frame.view.frame().size();
       // Blocks while the consumer is slow (HTTP/2 flow control): the slot
       // stays claimed, so the ring, not memory, absorbs the backlog.
-      if (!stream->Write(frame)) {
+      control.writing_since_ns.store(std::chrono::steady_clock::now().time_since_epoch().count());
+      const bool sent = stream->Write(frame);
+      control.writing_since_ns.store(0);
+      if (!sent) {
         result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));
         break;
       }
@@ -318,11 +343,12 @@ class StreamService final : public grpc::Service {
       ctx->TryCancel();  // unblocks the upstream Read
     }
     upstream.join();
+    {
+      std::lock_guard<std::mutex> lock(s_->streams_mu);
+      s_->all_streams.erase(&control);
+      if (session != 0) s_->streams.erase(session);
+    }
     if (session != 0) {
-      {
-        std::lock_guard<std::mutex> lock(s_->streams_mu);
-        s_->streams.erase(session);
-      }
       // A broken call keeps the consumer's leases for the grace period: it
       // may reconnect and say what it received.
       ledger->Close(session, clean ? CloseKind::kClean : CloseKind::kLostConnection, LedgerClock::now());
@@ -339,7 +365,24 @@ class GrpcWriter final : public BatchWriter {
  public:
   static Result<std::unique_ptr<BatchWriter>> Open(const Endpoint& ep, const WriterOptions& o) {
     std::unique_ptr<GrpcWriter> w(new GrpcWriter());
-    w->state_.host = LocalHost();
+    w->state_.digest = LocalHostDigest();
+    const bool tls = !o.grpc.tls_cert.empty() || !o.grpc.tls_key.empty();
+    if (!tls && !o.grpc.insecure && !IsLoopbackHost(ep.name)) {
+      return Status::FailedPrecondition(
+          Uri(ep) + ": serving plaintext gRPC on " + ep.name +
+          " would let anyone who can reach the port read the stream; give --tls-cert and --tls-key (with "
+          "--tls-client-ca or --auth-token-file to say who may consume), listen on 127.0.0.1, or pass "
+          "--insecure to accept that (GrpcOptions::insecure)");
+    }
+    if (!o.grpc.auth_token_file.empty()) {
+      DATAFEED_ASSIGN_OR_RETURN(w->state_.token, ReadAuthToken(o.grpc.auth_token_file));
+    }
+    if (o.grpc.max_streams < 1 || o.grpc.max_streams_per_peer < 1) {
+      return Status::InvalidArgument(Uri(ep) + ": max_streams and max_streams_per_peer must be at least 1");
+    }
+    w->state_.max_streams = o.grpc.max_streams;
+    w->state_.max_streams_per_peer = o.grpc.max_streams_per_peer;
+    w->send_limit_ms_ = o.consumer_timeout_ms;
     DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(o.grpc));
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
@@ -347,6 +390,10 @@ class GrpcWriter final : public BatchWriter {
     const std::string address = GrpcAddress(ep.name, ep.port);
     builder.AddListeningPort(address, creds, &port);
     ApplyServerArgs(o.grpc, &builder);
+    // A bounded pool: one thread per stream, a few for handshakes.
+    grpc::ResourceQuota quota("datafeed-producer");
+    quota.SetMaxThreads(o.grpc.max_streams + 8);
+    builder.SetResourceQuota(quota);
     w->control_ = std::make_unique<ControlService>(&w->state_);
     w->stream_ = std::make_unique<StreamService>(&w->state_);
     builder.RegisterService(w->control_.get());
@@ -375,12 +422,19 @@ class GrpcWriter final : public BatchWriter {
     w->state_.published = &w->published_;
     w->linger_ms_ = o.linger_ms;
     w->state_.SetReady(true);
+    GrpcWriter* raw = w.get();
+    w->watchdog_ = std::thread([raw] { raw->Watchdog(); });
     return std::unique_ptr<BatchWriter>(std::move(w));
   }
 
   ~GrpcWriter() override {
     state_.SetReady(false);  // no-op after a successful Open
     (void)Close();
+    {
+      std::lock_guard<std::mutex> lock(watchdog_mu_);
+      stopping_ = true;
+      watchdog_cv_.notify_all();
+    }
     // The ring lingers (up to linger_ms) until consumers have claimed what
     // was published; the server keeps answering handshakes and opening
     // streams meanwhile, so a consumer that arrives late still gets the last
@@ -400,6 +454,25 @@ class GrpcWriter final : public BatchWriter {
     if (ring_) ring_->SetRevocationSink(nullptr);
     state_.ledger = nullptr;
     ring_.reset();
+    if (watchdog_.joinable()) watchdog_.join();
+  }
+
+  // A stream whose send has waited longer than the consumer timeout (its
+  // consumer stopped reading: HTTP/2 flow control holds the send, and the
+  // send holds a ring slot) is cut off, so that streams that never read
+  // cannot hold the ring's slots and starve the consumers that do.
+  void Watchdog() {
+    const int64_t limit_ns = std::max<int64_t>(1, send_limit_ms_) * 1'000'000;
+    std::unique_lock<std::mutex> lock(watchdog_mu_);
+    while (!stopping_) {
+      watchdog_cv_.wait_for(lock, milliseconds(500));
+      const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+      std::lock_guard<std::mutex> streams_lock(state_.streams_mu);
+      for (StreamControl* sc : state_.all_streams) {
+        const int64_t since = sc->writing_since_ns.load();
+        if (since != 0 && now - since > limit_ns) sc->ctx->TryCancel();
+      }
+    }
   }
 
   Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
@@ -429,6 +502,11 @@ class GrpcWriter final : public BatchWriter {
   ServerState state_;
   std::atomic<uint64_t> published_{0};
   int64_t linger_ms_ = 0;
+  int64_t send_limit_ms_ = 30'000;
+  std::thread watchdog_;
+  std::mutex watchdog_mu_;
+  std::condition_variable watchdog_cv_;
+  bool stopping_ = false;
   std::unique_ptr<ShmRingWriter> ring_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<StreamService> stream_;

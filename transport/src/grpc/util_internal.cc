@@ -1,5 +1,9 @@
 #include "util_internal.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,20 +45,67 @@ Status CheckProducerProtocol(uint32_t producer_version, const std::string& uri) 
                                     "; use matching datafeed builds");
 }
 
-pb::HostIdentity LocalHost() {
-  pb::HostIdentity id;
-  id.set_machine_id(ReadFirstLine("/etc/machine-id"));
-  id.set_boot_id(ReadFirstLine("/proc/sys/kernel/random/boot_id"));
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  id.set_hostname(host);
-  id.set_uid(static_cast<uint32_t>(getuid()));
-  return id;
+const std::string& LocalHostDigest() {
+  static const std::string digest = [] {
+    const std::string machine = ReadFirstLine("/etc/machine-id");
+    const std::string boot = ReadFirstLine("/proc/sys/kernel/random/boot_id");
+    if (machine.empty() || boot.empty()) return std::string();
+    const std::string text = std::string("datafeed-host-v1") + '\0' + machine + '\0' + boot + '\0' +
+                             std::to_string(static_cast<uint32_t>(getuid()));
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(text.data(), text.size(), out, &n, EVP_sha256(), nullptr) != 1) return std::string();
+    return std::string(reinterpret_cast<const char*>(out), n);
+  }();
+  return digest;
 }
 
-bool SameHost(const pb::HostIdentity& a, const pb::HostIdentity& b) {
-  return !a.machine_id().empty() && !a.boot_id().empty() && a.machine_id() == b.machine_id() &&
-         a.boot_id() == b.boot_id() && a.uid() == b.uid();
+Result<std::string> ReadAuthToken(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("auth token file '" + path + "' cannot be read");
+  std::string line;
+  std::getline(in, line);
+  const auto first = line.find_first_not_of(" \t\r\n");
+  const auto last = line.find_last_not_of(" \t\r\n");
+  if (first == std::string::npos) {
+    return Status::InvalidArgument("auth token file '" + path + "' is empty; put the token on its first line");
+  }
+  return line.substr(first, last - first + 1);
+}
+
+bool Authorized(const grpc::ServerContext& ctx, const std::string& token) {
+  if (token.empty()) return true;
+  const std::string want = "Bearer " + token;
+  bool ok = false;
+  auto range = ctx.client_metadata().equal_range(kAuthKey);
+  for (auto it = range.first; it != range.second; ++it) {
+    const grpc::string_ref& got = it->second;
+    // Constant time for tokens of the right length: the comparison does not
+    // stop at the first differing byte.
+    if (got.size() == want.size() && CRYPTO_memcmp(got.data(), want.data(), want.size()) == 0) ok = true;
+  }
+  return ok;
+}
+
+grpc::Status Unauthenticated() {
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      "this producer requires a bearer token: give the consumer the token file the producer "
+                      "was started with (--auth-token-file; GrpcOptions::auth_token_file, "
+                      "Loader(auth_token_file=...))");
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "ip6-localhost") return true;
+  in_addr a4{};
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  return false;
+}
+
+std::string PeerAddress(const std::string& peer) {
+  const auto colon = peer.rfind(':');
+  const auto scheme = peer.find(':');
+  if (colon == std::string::npos || colon == scheme) return peer;
+  return peer.substr(0, colon);
 }
 
 Result<std::string> ReadPemFile(const std::string& path, const char* what) {
@@ -74,6 +125,9 @@ Status FromGrpc(const grpc::Status& st, const std::string& uri, const char* duri
     case grpc::StatusCode::DEADLINE_EXCEEDED: return Status::DeadlineExceeded(msg);
     case grpc::StatusCode::CANCELLED: return Status::Cancelled(msg);
     case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      // The producer's stream limits name themselves; otherwise it is gRPC's
+      // message size check.
+      if (st.error_message().find("--max-streams") != std::string::npos) return Status::ResourceExhausted(msg);
       return Status::ResourceExhausted(msg + " (a frame larger than the consumer's max_frame_bytes?)");
     case grpc::StatusCode::DATA_LOSS: return Status::DataLoss(msg);
     case grpc::StatusCode::ABORTED: return Status::Aborted(msg);
@@ -82,7 +136,8 @@ Status FromGrpc(const grpc::Status& st, const std::string& uri, const char* duri
     case grpc::StatusCode::UNIMPLEMENTED:
       return Status::Unimplemented(msg + " (is that a datafeed producer?)");
     case grpc::StatusCode::UNAUTHENTICATED:
-    case grpc::StatusCode::PERMISSION_DENIED: return Status::FailedPrecondition(msg + " (TLS settings?)");
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return Status::FailedPrecondition(msg + " (TLS settings or auth token?)");
     default: return Status::Internal(msg);
   }
 }
@@ -113,8 +168,10 @@ grpc::ChannelArguments ClientChannelArgs(const GrpcOptions& o, size_t max_frame)
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(max_frame + 64, INT32_MAX)));
   args.SetMaxSendMessageSize(-1);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.keepalive_ms));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * o.keepalive_ms));
+  // Not more often than a producer accepts (ApplyServerArgs).
+  const int64_t keepalive_ms = std::max<int64_t>(1000, o.keepalive_ms);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(keepalive_ms));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * keepalive_ms));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Big frames: larger HTTP/2 frames and windows mean fewer round trips.
@@ -148,9 +205,11 @@ void ApplyServerArgs(const GrpcOptions& o, grpc::ServerBuilder* builder) {
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(o.keepalive_ms));
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(2 * o.keepalive_ms));
   builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                              static_cast<int>(std::max<int64_t>(100, o.keepalive_ms / 2)));
-  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // Ping abuse: a peer that pings more often than once a second (ours ping
+  // every keepalive_ms, 10 s by default, at least 1 s) is told to go away
+  // after two strikes.
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 16 * 1024 * 1024 - 1);
   builder->AddChannelArgument(GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, 64 * 1024 * 1024);
 }

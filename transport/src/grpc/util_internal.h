@@ -31,6 +31,9 @@ constexpr char kSessionKey[] = "datafeed-session-bin";
 constexpr char kStreamMethod[] = "/datafeed.v1.BatchStream/StreamBatches";
 // Initial metadata by which a producer says it accepted a StreamBatches call.
 constexpr char kAcceptedKey[] = "datafeed-stream-accepted";
+// The most frames a consumer may have in flight on its stream (each is
+// leased to it); a client's window is grpc_prefetch + 2.
+constexpr uint32_t kMaxWindow = 64;
 
 inline std::string Uri(const Endpoint& ep) { return ep.ToString(); }
 
@@ -44,12 +47,27 @@ Status CheckConsumerProtocol(uint32_t consumer_version);
 // handshake answer speaks kProtocolVersion.
 Status CheckProducerProtocol(uint32_t producer_version, const std::string& uri);
 
-// This process's host identity: machine id, boot id, hostname, uid.
-::datafeed::v1::HostIdentity LocalHost();
-// True when both identities name the same running kernel and user, i.e. a
-// consumer may map the producer's shared memory. An identity without a
-// machine or boot id matches nothing.
-bool SameHost(const ::datafeed::v1::HostIdentity& a, const ::datafeed::v1::HostIdentity& b);
+// SHA-256 of "datafeed-host-v1", /etc/machine-id, the boot id and this
+// process's uid, NUL-separated: equal digests mean the same running kernel
+// and user. Empty when the machine or boot id cannot be read (then nothing
+// is colocated). Computed once.
+const std::string& LocalHostDigest();
+
+// The bearer token in `path` (its first line, trimmed); InvalidArgument for
+// an empty one, NotFound for a missing file.
+Result<std::string> ReadAuthToken(const std::string& path);
+// The metadata a consumer sends its token in.
+constexpr char kAuthKey[] = "authorization";
+// Producer: true when `token` is empty or the call carries it (compared in
+// constant time).
+bool Authorized(const grpc::ServerContext& ctx, const std::string& token);
+// What a handler answers a call without the token: UNAUTHENTICATED, saying
+// nothing about the producer.
+grpc::Status Unauthenticated();
+// Whether `host` (an endpoint's HOST) is a loopback address or "localhost".
+bool IsLoopbackHost(const std::string& host);
+// The address part of a gRPC peer string ("ipv4:10.0.0.2:5123" -> "ipv4:10.0.0.2").
+std::string PeerAddress(const std::string& peer);
 
 // The whole of a PEM (or any) file; NotFound naming `what` and the path.
 Result<std::string> ReadPemFile(const std::string& path, const char* what);
@@ -64,7 +82,7 @@ Result<std::string> ReadPemFile(const std::string& path, const char* what);
 //   DATA_LOSS -> DataLoss; FAILED_PRECONDITION -> FailedPrecondition;
 //   INVALID_ARGUMENT -> InvalidArgument;
 //   UNIMPLEMENTED -> Unimplemented (+ is that a datafeed producer?);
-//   UNAUTHENTICATED, PERMISSION_DENIED -> FailedPrecondition (+ TLS?);
+//   UNAUTHENTICATED, PERMISSION_DENIED -> FailedPrecondition (+ TLS or token?);
 //   ABORTED -> Aborted (the producer ended the consumer's session);
 //   anything else (UNKNOWN, NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE,
 //   INTERNAL) -> Internal.

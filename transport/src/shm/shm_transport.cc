@@ -841,8 +841,16 @@ class ShmReader final : public BatchReader {
             auto core = std::make_shared<ReaderCore>();
             core->seg = std::move(seg).value();
             name_ = *name;
-            std::lock_guard<std::mutex> lock(core_mu_);
-            core_ = std::move(core);
+            {
+              std::lock_guard<std::mutex> lock(core_mu_);
+              core_ = core;
+            }
+            // What the trainer acknowledged while we reconnected went to the
+            // dead producer's segment: say it again to the new one.
+            ShmReaderEntry& e = core->entry();
+            e.handed.store(session_.handed(), std::memory_order_release);
+            e.acked.store(session_.acked(), std::memory_order_release);
+            e.last_next_ns.store(MonotonicNanos(), std::memory_order_release);
             next_liveness_ns_.store(0);
             return Status::OK();
           }

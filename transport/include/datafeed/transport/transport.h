@@ -232,6 +232,25 @@ struct GrpcOptions {
   // Largest frame a consumer accepts (0: 1 GiB). Larger frames are refused
   // with an error naming the endpoint and this limit.
   size_t max_frame_bytes = 0;
+
+  // Who may connect (docs/DESIGN.md, "Who may connect").
+  // A bearer token, in a file (its first line; whitespace around it is
+  // dropped). Producer: every call must carry it (compared in constant
+  // time), else UNAUTHENTICATED and nothing else is said. Consumer: sent
+  // with every call. Over a network use it with TLS: a token sent in the
+  // clear can be read off the wire.
+  std::string auth_token_file;
+  // Producer: serve plaintext (no TLS) on an address other than loopback.
+  // Off, such a producer refuses to start: anyone who can reach the port
+  // would read the stream.
+  bool insecure = false;
+  // Producer: the most batch streams at once, in all and from one peer
+  // address; more are refused with RESOURCE_EXHAUSTED. Streams that stop
+  // reading lose their leases after WriterOptions::consumer_timeout_ms and
+  // are cut off once a send has waited that long, so they cannot hold the
+  // ring's slots for good.
+  int max_streams = 64;
+  int max_streams_per_peer = 16;
 };
 
 struct WriterOptions {
