@@ -52,8 +52,10 @@ void Configure(CLI::App& app, const std::vector<std::string>& examples) {
   app.fallthrough();
   app.get_formatter()->column_width(34);
   if (!examples.empty()) {
+    // A blank line between examples keeps them apart in the man page too
+    // (help2man runs indented lines together).
     std::string footer = "Examples:";
-    for (const std::string& e : examples) footer += "\n  " + e;
+    for (size_t i = 0; i < examples.size(); ++i) footer += (i == 0 ? "\n  " : "\n\n  ") + examples[i];
     app.footer(footer);
   }
 }
@@ -80,6 +82,17 @@ std::optional<int> Parse(CLI::App& app, int argc, char** argv) {
                 app.get_name() + ")";
     } else if (dynamic_cast<const CLI::FileError*>(&e) != nullptr) {
       message = "--config: " + message;
+    } else if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && app.get_subcommands().empty() &&
+               app.get_require_subcommand_min() > 0) {
+      // CLI11 says "A subcommand is required" even for a misspelt one.
+      std::string names;
+      const std::vector<CLI::App*> all = app.get_subcommands([](CLI::App*) { return true; });
+      for (size_t i = 0; i < all.size(); ++i) {
+        names += (i == 0 ? "" : i + 1 == all.size() ? " or " : ", ") + all[i]->get_name();
+      }
+      const std::vector<std::string> rest = app.remaining();
+      message = rest.empty() ? "give a subcommand: " + names
+                             : "unknown subcommand '" + rest.front() + "'; expected " + names;
     }
     // "datafeed-bench shm" when the error is in a subcommand's flags.
     std::string name = app.get_name();
