@@ -73,9 +73,9 @@ int main(int argc, char** argv) {
                "datafeed-producer"};
   tools::Configure(app, {
       "datafeed-producer --mnist data/mnist --endpoint shm://feed0 --batch-size 8192 --epochs 0 --shuffle",
-      "datafeed-producer --image-folder /data/imagenet/train --preset imagenet-train --batch-size 256 \\\n"
-      "      --endpoint auto://0.0.0.0:5000 --threads 16 --epochs 90 --shuffle --state-dir /var/lib/datafeed/run1",
-      "datafeed-producer --config producer.toml      (flags from a TOML file: batch-size = 512, shuffle = true)",
+      "datafeed-producer --image-folder /data/train --preset imagenet-train --endpoint auto://0.0.0.0:5000 "
+      "--epochs 90 --shuffle --state-dir /var/lib/datafeed/run1",
+      "datafeed-producer --config producer.toml --threads 8",
       "DATAFEED_ENDPOINT=grpc://0.0.0.0:5000 datafeed-producer --mnist data/mnist",
   });
   tools::AddConfigFile(app);
