@@ -386,7 +386,9 @@ int RunImagePipeline(const PipelineOptions& o) {
   for (size_t i = 0; i < df.runs.size(); ++i) pairs.runs.push_back(df.runs[i] / cv.runs[i]);
   const double thread_s = stats.elapsed_s * n;
   auto share = [&](double s) { return thread_s > 0 ? 100.0 * s / thread_s : 0.0; };
-  const double tv_cpu = tv.json.is_object() ? tv.json.value("samples_per_cpu_s", 0.0) : 0.0;
+  const double tv_cpu = tv.json.contains("samples_per_cpu_s") && tv.json["samples_per_cpu_s"].is_number()
+                            ? tv.json["samples_per_cpu_s"].get<double>()
+                            : 0.0;
   tools::JsonObject j;
   j["bench"] = "pipeline";
   j["preset"] = preset;

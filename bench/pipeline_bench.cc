@@ -431,7 +431,8 @@ int RunPipeline(const PipelineOptions& o) {
     j["kernel_samples_per_s_1thread"] = std::llround(cv1.median());
     j["kernel_scaling"] = tools::Round(kernel_rate / cv1.median(), 3);
   }
-  const std::string tv_blur = tv.json.is_object() ? tv.json.value("blur", "?") : "?";
+  const std::string tv_blur =
+      tv.json.contains("blur") && tv.json["blur"].is_string() ? tv.json["blur"].get<std::string>() : "?";
   if (tv.samples_per_s > 0) {
     j["torchvision_samples_per_s"] = std::llround(tv.samples_per_s);
     j["torchvision_blur"] = tv_blur;
