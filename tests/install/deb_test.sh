@@ -33,6 +33,10 @@ version="$(grep -m1 '^CMAKE_PROJECT_VERSION:' "$build/CMakeCache.txt" | cut -d= 
 ok "cpack made $(basename "$deb") ($(du -h "$deb" | cut -f1))"
 
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$work/contents"
+cache() { grep -m1 "^$1:" "$build/CMakeCache.txt" | cut -d= -f2; }
+lib="/usr/$(cache CMAKE_INSTALL_LIBDIR)"                  # lib, or lib/<triplet> for a /usr build
+py="/usr/$(cache DATAFEED_PYTHON_INSTALL_DIR)/datafeed"   # lib/python3/dist-packages
+[[ "$lib" != /usr/ && "$py" != /usr//datafeed ]] || fail "CMAKE_INSTALL_LIBDIR or DATAFEED_PYTHON_INSTALL_DIR missing from $build/CMakeCache.txt"
 torch=0
 grep -q '^DATAFEED_BUILD_TORCH:BOOL=ON' "$build/CMakeCache.txt" && torch=1
 want=(
@@ -41,19 +45,16 @@ want=(
   /usr/share/man/man1/datafeed-make-mnist.1.gz
   /usr/include/datafeed/transport/transport.h /usr/include/datafeed/transport/status.h
   /usr/include/datafeed/producer/producer.h /usr/include/datafeed/consumer/consumer.h
-  /usr/lib/cmake/datafeed/datafeedConfig.cmake /usr/lib/cmake/datafeed/datafeedConfigVersion.cmake
-  /usr/lib/cmake/datafeed/datafeedTargets.cmake /usr/lib/pkgconfig/datafeed.pc
-  /usr/lib/python3/dist-packages/datafeed/__init__.py /usr/lib/python3/dist-packages/datafeed/serving.py
-  /usr/lib/python3/dist-packages/datafeed/libdatafeed_c.so
-  /usr/lib/python3/dist-packages/datafeed/bin/datafeed-producer
-  /usr/lib/python3/dist-packages/datafeed/bin/datafeed-make-mnist
+  "$lib/cmake/datafeed/datafeedConfig.cmake" "$lib/cmake/datafeed/datafeedConfigVersion.cmake"
+  "$lib/cmake/datafeed/datafeedTargets.cmake" "$lib/pkgconfig/datafeed.pc"
+  "$py/__init__.py" "$py/serving.py" "$py/libdatafeed_c.so" "$py/bin/datafeed-producer" "$py/bin/datafeed-make-mnist"
 )
-for lib in transport producer consumer; do
-  want+=("/usr/lib/libdatafeed_$lib.so" "/usr/lib/libdatafeed_$lib.so.$version")
+for name in transport producer consumer; do
+  want+=("$lib/libdatafeed_$name.so" "$lib/libdatafeed_$name.so.$version")
 done
 if [[ $torch == 1 ]]; then
-  want+=(/usr/lib/libdatafeed_torch.so "/usr/lib/libdatafeed_torch.so.$version"
-         /usr/include/datafeed/torch/tensors.h /usr/lib/cmake/datafeed/datafeedTorchTargets.cmake)
+  want+=("$lib/libdatafeed_torch.so" "$lib/libdatafeed_torch.so.$version"
+         /usr/include/datafeed/torch/tensors.h "$lib/cmake/datafeed/datafeedTorchTargets.cmake")
 fi
 for f in "${want[@]}"; do
   grep -qxF "$f" "$work/contents" || fail "$f is not in the package; it has: $(tr '\n' ' ' <"$work/contents")"
@@ -86,17 +87,17 @@ for s in NAME datafeed-producer --batch-size --config DATAFEED_ENDPOINT; do
 done
 ok "unpacked: the tools run, the man pages render"
 
-for lib in "$root"/usr/lib/libdatafeed_*.so."$version"; do
-  file -L "$lib" | grep -q ", stripped" || fail "$(basename "$lib") is not stripped: $(file -L "$lib")"
+for so in "$root$lib"/libdatafeed_*.so."$version"; do
+  file -L "$so" | grep -q ", stripped" || fail "$(basename "$so") is not stripped: $(file -L "$so")"
 done
 # libdatafeed_consumer needs libdatafeed_transport: found next to it.
-LD_LIBRARY_PATH= ldd "$root/usr/lib/libdatafeed_consumer.so.$version" >"$work/ldd.out"
-grep -q "libdatafeed_transport.so.* => $root/usr/lib/" "$work/ldd.out" ||
+LD_LIBRARY_PATH= ldd "$root$lib/libdatafeed_consumer.so.$version" >"$work/ldd.out"
+grep -q "libdatafeed_transport.so.* => $root$lib/" "$work/ldd.out" ||
   fail "libdatafeed_consumer does not find libdatafeed_transport next to it: $(grep datafeed "$work/ldd.out")"
 if grep -q "not found" "$work/ldd.out"; then fail "unresolved libraries: $(grep 'not found' "$work/ldd.out")"; fi
 ok "libraries stripped, resolved through \$ORIGIN"
 
-got="$(cd "$work" && PYTHONPATH="$root/usr/lib/python3/dist-packages" "$python" -c '
+got="$(cd "$work" && PYTHONPATH="$(dirname "$root$py")" "$python" -c '
 import os, datafeed, datafeed.serving as s
 print(datafeed.__version__, os.path.realpath(s.producer_path()))')" || fail "import datafeed from the package failed"
 [[ "$got" == "$version $(realpath "$root/usr/bin/datafeed-producer")" ]] ||

@@ -24,8 +24,10 @@ cmake --install "$build" --prefix "$prefix" >"$work/install.log" 2>&1 ||
   fail "cmake --install failed: $(tail -n 5 "$work/install.log")"
 ok "installed into $prefix"
 
-libdir="$(cd "$prefix" && ls -d lib*/cmake/datafeed | head -n 1 | cut -d/ -f1)"
-[[ -n "$libdir" ]] || fail "no lib*/cmake/datafeed under $prefix"
+cache() { grep -m1 "^$1:" "$build/CMakeCache.txt" | cut -d= -f2; }
+libdir="$(cache CMAKE_INSTALL_LIBDIR)"             # lib, or lib/<triplet> for a /usr build
+pydir="$prefix/$(cache DATAFEED_PYTHON_INSTALL_DIR)"
+[[ -n "$libdir" && -d "$prefix/$libdir/cmake/datafeed" ]] || fail "no $libdir/cmake/datafeed under $prefix"
 for f in bin/datafeed-producer bin/datafeed-consume bin/datafeed-make-mnist \
          "$libdir/libdatafeed_transport.so" "$libdir/libdatafeed_producer.so" "$libdir/libdatafeed_consumer.so" \
          "$libdir/pkgconfig/datafeed.pc" include/datafeed/transport/transport.h \
@@ -101,7 +103,6 @@ wait $!
 ok "pkg-config --cflags --libs datafeed ($flags)"
 
 # The Python package, and the producer it finds through its bin/.
-pydir="$prefix/lib/python3/dist-packages"
 [[ -f "$pydir/datafeed/libdatafeed_c.so" ]] || fail "the Python package is not in $pydir"
 got="$(cd "$work" && PYTHONPATH="$pydir" "$python" -c '
 import os, datafeed, datafeed.serving as s
