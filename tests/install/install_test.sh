@@ -56,6 +56,16 @@ if [[ $torch == 1 ]]; then
 fi
 ok "find_package(datafeed CONFIG REQUIRED) built the consumer"
 
+# Without COMPONENTS, find_package(datafeed) loads datafeed::torch when it
+# finds Torch (configure only).
+cmake -S "$here/consumer" -B "$work/consumer-default" -DCMAKE_PREFIX_PATH="$prefix" \
+  >"$work/configure-default.log" 2>&1 || fail "configuring without COMPONENTS failed: $(tail -n 20 "$work/configure-default.log")"
+if [[ $torch == 1 ]]; then
+  grep -q "install test: datafeed::torch is loaded" "$work/configure-default.log" ||
+    fail "find_package(datafeed) without COMPONENTS did not load datafeed::torch: $(cat "$work/configure-default.log")"
+fi
+ok "find_package(datafeed CONFIG REQUIRED) without COMPONENTS"
+
 # It resolves datafeed from the prefix, not from the build tree.
 ldd "$work/consumer/count_batches" >"$work/ldd.out"
 grep -q "libdatafeed_consumer.so.* => $prefix/" "$work/ldd.out" ||
