@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
@@ -108,6 +109,44 @@ TEST(Cli, BadEndpointOrTransportFromEitherSourceNamesTheFlag) {
   EXPECT_EQ(o.exit, 2);
   EXPECT_NE(o.err.find("--transport: expects shm, grpc or auto, got 'carrier-pigeon'"), std::string::npos)
       << o.err;
+}
+
+// The documented order: the command line, then --config, then the
+// environment, then the default.
+TEST(Cli, ConfigFileSitsBetweenFlagsAndEnvironment) {
+  EnvGuard guard;
+  const std::string path = testing::TempDir() + "/cli_test_config.toml";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("# flags\nendpoint = \"shm://fromfile\"\nbatch = 7\n", f);
+    std::fclose(f);
+  }
+  setenv("DATAFEED_ENDPOINT", "shm://fromenv", 1);
+  auto parse = [&](std::vector<std::string> args, std::string* uri, int64_t* batch) {
+    CLI::App app{"test", "prog"};
+    Configure(app);
+    AddConfigFile(app);
+    EndpointFlags e;
+    e.Add(app);
+    *batch = 1;
+    app.add_option("--batch", *batch, "b")->check(WholeNumber(1));
+    std::optional<int> exit = ParseArgs(app, std::move(args)).exit;
+    *uri = e.uri;
+    return exit;
+  };
+  std::string uri;
+  int64_t batch = 0;
+  ASSERT_FALSE(parse({"--config", path}, &uri, &batch));
+  EXPECT_EQ(uri, "shm://fromfile");
+  EXPECT_EQ(batch, 7);
+  ASSERT_FALSE(parse({"--config", path, "--endpoint", "shm://fromflag", "--batch", "9"}, &uri, &batch));
+  EXPECT_EQ(uri, "shm://fromflag");
+  EXPECT_EQ(batch, 9);
+  ASSERT_FALSE(parse({}, &uri, &batch));
+  EXPECT_EQ(uri, "shm://fromenv");
+  EXPECT_EQ(batch, 1);
+  std::remove(path.c_str());
 }
 
 TEST(Cli, ValuesOfTheWrongTypeOrRangeNameTheFlag) {
