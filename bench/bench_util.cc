@@ -10,48 +10,6 @@
 
 namespace datafeed::bench {
 
-Args::Args(int argc, char** argv) {
-  for (int i = 0; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) continue;
-    std::string key = a.substr(2), value = "1";
-    if (auto eq = key.find('='); eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
-      value = argv[++i];
-    }
-    values_[key] = value;
-  }
-}
-
-bool Args::Flag(const std::string& name) const {
-  used_[name] = true;
-  return values_.count(name) > 0;
-}
-int64_t Args::Int(const std::string& name, int64_t fallback) const {
-  used_[name] = true;
-  auto it = values_.find(name);
-  return it == values_.end() ? fallback : std::strtoll(it->second.c_str(), nullptr, 10);
-}
-double Args::Double(const std::string& name, double fallback) const {
-  used_[name] = true;
-  auto it = values_.find(name);
-  return it == values_.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
-}
-std::string Args::Str(const std::string& name, const std::string& fallback) const {
-  used_[name] = true;
-  auto it = values_.find(name);
-  return it == values_.end() ? fallback : it->second;
-}
-std::vector<std::string> Args::Unused() const {
-  std::vector<std::string> out;
-  for (const auto& [k, v] : values_) {
-    if (!used_.count(k)) out.push_back(k);
-  }
-  return out;
-}
-
 int64_t NowNs() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -130,16 +88,6 @@ std::string Num(double v, int precision) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", precision, v);
   return buf;
-}
-std::string Quote(const std::string& s) { return "\"" + s + "\""; }
-
-std::string JsonLine(const std::vector<std::pair<std::string, std::string>>& kv) {
-  std::string out = "{";
-  for (size_t i = 0; i < kv.size(); ++i) {
-    if (i) out += ", ";
-    out += "\"" + kv[i].first + "\": " + kv[i].second;
-  }
-  return out + "}";
 }
 
 }  // namespace datafeed::bench

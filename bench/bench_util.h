@@ -3,29 +3,24 @@
 #define DATAFEED_BENCH_BENCH_UTIL_H_
 
 #include <cstdint>
-#include <map>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "datafeed/tools/cli.h"
+
 namespace datafeed::bench {
 
-// --key value / --flag arguments after the subcommand.
-class Args {
- public:
-  Args(int argc, char** argv);
-  bool Flag(const std::string& name) const;
-  // Whether --name was given; does not count as asking for it.
-  bool Has(const std::string& name) const { return values_.count(name) > 0; }
-  int64_t Int(const std::string& name, int64_t fallback) const;
-  double Double(const std::string& name, double fallback) const;
-  std::string Str(const std::string& name, const std::string& fallback) const;
-  // Names given but never asked for (typos); call after reading all options.
-  std::vector<std::string> Unused() const;
-
- private:
-  std::map<std::string, std::string> values_;
-  mutable std::map<std::string, bool> used_;
+// One subcommand of datafeed-bench: its flags, parsed into options the
+// subcommand owns, and the run that reads them (main calls it once the
+// command line parsed).
+struct Subcommand {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
 };
+Subcommand AddShm(CLI::App& bench);
+Subcommand AddPipeline(CLI::App& bench);
+Subcommand AddGrpc(CLI::App& bench);
 
 int64_t NowNs();  // CLOCK_MONOTONIC: comparable across processes on a host
 // CPU time of the whole process, all threads: what a run really got of the
@@ -46,10 +41,8 @@ void Generate(uint8_t* p, size_t n, uint64_t base);
 // Checksum() of what Generate(p, n, base) writes, without the bytes.
 uint64_t GeneratedSum(size_t n, uint64_t base);
 
-// One JSON line from ordered key/value pairs (values already formatted).
-std::string JsonLine(const std::vector<std::pair<std::string, std::string>>& kv);
+// `v` with `precision` decimals, for the text reports.
 std::string Num(double v, int precision = 3);
-std::string Quote(const std::string& s);
 
 }  // namespace datafeed::bench
 

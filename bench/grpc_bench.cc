@@ -46,6 +46,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -58,6 +59,8 @@
 #include <vector>
 
 #include "bench_util.h"
+#include "datafeed/tools/cli.h"
+#include "datafeed/tools/json_line.h"
 #include "datafeed/proto/datafeed.grpc.pb.h"
 #include "datafeed/transport/transport.h"
 
@@ -578,29 +581,14 @@ std::string List(const std::vector<double>& v) {
   return out + "]";
 }
 
-}  // namespace
+// Each run's figure with three decimals, for the JSON line.
+std::vector<double> Rounded(const std::vector<double>& v) {
+  std::vector<double> out;
+  for (double x : v) out.push_back(tools::Round(x, 3));
+  return out;
+}
 
-int RunGrpc(const Args& args) {
-  const bool json = args.Flag("json");
-  Config c;
-  c.batch = args.Int("batch", c.batch);
-  c.warmup = args.Int("warmup", c.warmup);
-  c.batches = args.Int("batches", c.batches);
-  c.naive_batches = args.Int("naive-batches", c.naive_batches);
-  c.slots = args.Int("slots", c.slots);
-  c.prefetch = args.Int("prefetch", c.prefetch);
-  c.tcp_buf = args.Int("tcp-buf", c.tcp_buf);
-  const int64_t repeats = args.Int("repeats", 3);
-  for (const auto& k : args.Unused()) {
-    std::fprintf(stderr, "datafeed-bench grpc: unknown option --%s\n", k.c_str());
-    return 2;
-  }
-  if (c.batch < 1 || c.warmup < 1 || c.batches < 1 || c.naive_batches < 1 || c.slots < 1 ||
-      c.prefetch < 1 || c.tcp_buf < 0 || repeats < 1) {
-    std::fprintf(stderr, "datafeed-bench grpc: --batch, --warmup, --batches, --naive-batches, --slots, "
-                         "--prefetch and --repeats must be >= 1, --tcp-buf >= 0\n");
-    return 2;
-  }
+int RunGrpc(const Config& c, int64_t repeats, bool json) {
   auto layout = ReferenceLayout(c.batch);
   if (!layout) {
     std::fprintf(stderr, "datafeed-bench grpc: --batch %lld makes no valid layout\n",
@@ -659,40 +647,41 @@ int RunGrpc(const Args& args) {
   const double gbps = Median(df.gbps), tcp_gbps = Median(tcp.gbps), naive_gbps = Median(naive.gbps);
   const double ratio = gbps / tcp_gbps, x_naive = gbps / naive_gbps;
   if (json) {
-    std::printf("%s\n", JsonLine({{"bench", Quote("grpc")},
-                                  {"frame_bytes", std::to_string(frame_bytes)},
-                                  {"batches", std::to_string(c.batches)},
-                                  {"naive_batches", std::to_string(c.naive_batches)},
-                                  {"warmup", std::to_string(c.warmup)},
-                                  {"repeats", std::to_string(repeats)},
-                                  {"gbps", Num(gbps)},
-                                  {"tcp_gbps", Num(tcp_gbps)},
-                                  {"ratio", Num(ratio)},
-                                  {"naive_gbps", Num(naive_gbps)},
-                                  {"x_naive", Num(x_naive, 2)},
-                                  {"gbps_runs", List(df.gbps)},
-                                  {"tcp_gbps_runs", List(tcp.gbps)},
-                                  {"naive_gbps_runs", List(naive.gbps)},
-                                  {"producer_cpu_s_per_gb", Num(Median(df.tx_cpu))},
-                                  {"consumer_cpu_s_per_gb", Num(Median(df.rx_cpu))},
-                                  {"tcp_sender_cpu_s_per_gb", Num(Median(tcp.tx_cpu))},
-                                  {"tcp_receiver_cpu_s_per_gb", Num(Median(tcp.rx_cpu))},
-                                  {"naive_server_cpu_s_per_gb", Num(Median(naive.tx_cpu))},
-                                  {"naive_client_cpu_s_per_gb", Num(Median(naive.rx_cpu))},
-                                  {"producer_faults_per_frame", Num(Median(df.tx_faults), 0)},
-                                  {"consumer_faults_per_frame", Num(Median(df.rx_faults), 0)},
-                                  {"naive_client_faults_per_frame", Num(Median(naive.rx_faults), 0)},
-                                  {"slots", std::to_string(c.slots)},
-                                  {"prefetch", std::to_string(c.prefetch)},
-                                  {"tcp_sndbuf", std::to_string(sndbuf)},
-                                  {"tcp_rcvbuf", std::to_string(rcvbuf)},
-                                  {"tcp_buf_autotuned", c.tcp_buf == 0 ? "true" : "false"},
-                                  {"contract_gbps", Num(contract_gbps)},
-                                  {"contract_ratio", Num(contract_ratio)},
-                                  {"contract_gbps_runs", List(df_contract.gbps)},
-                                  {"journal_us_per_batch", Num(journal_us, 2)},
-                                  {"journal_records_per_batch", Num(journal_per, 2)}})
-                          .c_str());
+    tools::JsonObject j;
+    j["bench"] = "grpc";
+    j["frame_bytes"] = frame_bytes;
+    j["batches"] = c.batches;
+    j["naive_batches"] = c.naive_batches;
+    j["warmup"] = c.warmup;
+    j["repeats"] = repeats;
+    j["gbps"] = tools::Round(gbps, 3);
+    j["tcp_gbps"] = tools::Round(tcp_gbps, 3);
+    j["ratio"] = tools::Round(ratio, 3);
+    j["naive_gbps"] = tools::Round(naive_gbps, 3);
+    j["x_naive"] = tools::Round(x_naive, 2);
+    j["gbps_runs"] = Rounded(df.gbps);
+    j["tcp_gbps_runs"] = Rounded(tcp.gbps);
+    j["naive_gbps_runs"] = Rounded(naive.gbps);
+    j["producer_cpu_s_per_gb"] = tools::Round(Median(df.tx_cpu), 3);
+    j["consumer_cpu_s_per_gb"] = tools::Round(Median(df.rx_cpu), 3);
+    j["tcp_sender_cpu_s_per_gb"] = tools::Round(Median(tcp.tx_cpu), 3);
+    j["tcp_receiver_cpu_s_per_gb"] = tools::Round(Median(tcp.rx_cpu), 3);
+    j["naive_server_cpu_s_per_gb"] = tools::Round(Median(naive.tx_cpu), 3);
+    j["naive_client_cpu_s_per_gb"] = tools::Round(Median(naive.rx_cpu), 3);
+    j["producer_faults_per_frame"] = std::llround(Median(df.tx_faults));
+    j["consumer_faults_per_frame"] = std::llround(Median(df.rx_faults));
+    j["naive_client_faults_per_frame"] = std::llround(Median(naive.rx_faults));
+    j["slots"] = c.slots;
+    j["prefetch"] = c.prefetch;
+    j["tcp_sndbuf"] = sndbuf;
+    j["tcp_rcvbuf"] = rcvbuf;
+    j["tcp_buf_autotuned"] = c.tcp_buf == 0;
+    j["contract_gbps"] = tools::Round(contract_gbps, 3);
+    j["contract_ratio"] = tools::Round(contract_ratio, 3);
+    j["contract_gbps_runs"] = Rounded(df_contract.gbps);
+    j["journal_us_per_batch"] = tools::Round(journal_us, 2);
+    j["journal_records_per_batch"] = tools::Round(journal_per, 2);
+    std::printf("%s\n", tools::JsonLine(j).c_str());
     return 0;
   }
   std::printf("gRPC over loopback, %.1f MB frames (%lld x 1x28x28 float32 + int64 labels),\n"
@@ -723,6 +712,37 @@ int RunGrpc(const Args& args) {
   std::printf("  runs GB/s      datafeed %s, with the contract %s, raw TCP %s, naive %s\n", List(df.gbps).c_str(),
               List(df_contract.gbps).c_str(), List(tcp.gbps).c_str(), List(naive.gbps).c_str());
   return 0;
+}
+
+}  // namespace
+
+Subcommand AddGrpc(CLI::App& bench) {
+  struct Options {
+    Config config;
+    int64_t repeats = 3;
+    bool json = false;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = bench.add_subcommand(
+      "grpc",
+      "GB/s of the gRPC stream over loopback (producer and consumer processes, 25.7 MB frames) vs raw TCP "
+      "and a naive copying gRPC service in the same run");
+  cmd->footer("Example:\n  datafeed-bench grpc --batches 60 --repeats 1 --json");
+  Config& c = o->config;
+  cmd->add_flag("--json", o->json, "print the results as one JSON line");
+  cmd->add_option("--batches", c.batches, "counted frames, datafeed and raw TCP")->check(tools::WholeNumber(1));
+  cmd->add_option("--naive-batches", c.naive_batches, "counted frames, naive gRPC (slower)")
+      ->check(tools::WholeNumber(1));
+  cmd->add_option("--warmup", c.warmup, "frames before the count starts")->check(tools::WholeNumber(1));
+  cmd->add_option("--batch", c.batch, "samples per frame (1x28x28 float32 + int64 label each)")
+      ->check(tools::WholeNumber(1, 1 << 20));
+  cmd->add_option("--repeats", o->repeats, "interleaved runs of each side; medians are reported")
+      ->check(tools::WholeNumber(1));
+  cmd->add_option("--slots", c.slots, "the producer's ring slots")->check(tools::WholeNumber(1, 1024));
+  cmd->add_option("--prefetch", c.prefetch, "the consumer's read-ahead")->check(tools::WholeNumber(1, 1024));
+  cmd->add_option("--tcp-buf", c.tcp_buf, "raw TCP: SO_SNDBUF/SO_RCVBUF (0: kernel autotuning)")
+      ->check(tools::WholeNumber(0, 1 << 30));
+  return {cmd, [o] { return RunGrpc(o->config, o->repeats, o->json); }};
 }
 
 }  // namespace datafeed::bench

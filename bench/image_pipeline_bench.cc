@@ -55,6 +55,7 @@
 #include "bench_util.h"
 #include "datafeed/producer/sample_rng.h"
 #include "pipeline_bench.h"
+#include "datafeed/tools/json_line.h"
 
 #ifndef DATAFEED_BENCH_SOURCE_DIR
 #define DATAFEED_BENCH_SOURCE_DIR "bench"
@@ -277,38 +278,26 @@ Rate RunBareLoop(BareLoop& k, int threads, double seconds, bool* failed) {
 
 }  // namespace
 
-int RunImagePipeline(const Args& args) {
-  const bool json = args.Flag("json");
-  const std::string preset = args.Str("preset", "imagenet-train");
-  std::string folder = args.Str("image-folder", "");
-  const int64_t threads = args.Int("threads", 1);
-  const int64_t batch = args.Int("batch", 128);
-  const int64_t images = args.Int("images", 1200);
-  const double seconds = args.Double("seconds", 3.0);
-  const int64_t repeats = args.Int("repeats", 3);
-  const std::string decode = args.Str("decode", "exact");
-  const std::string interp = args.Str("bare-interp", "area");
-  const bool scaling = args.Flag("scaling");
-  const bool torchvision = args.Flag("torchvision");
-  const int64_t tv_count = args.Int("tv-count", 300);
-  const std::string python = args.Str("python", "/usr/bin/python3");
-  const std::string tv_script =
-      args.Str("tv-script", std::string(DATAFEED_BENCH_SOURCE_DIR) + "/torchvision_pipeline.py");
-  for (const auto& k : args.Unused()) {
-    std::fprintf(stderr, "datafeed-bench pipeline: unknown option --%s (with --preset)\n", k.c_str());
-    return 2;
-  }
-  if (preset != "imagenet-train" && preset != "imagenet-eval") {
-    std::fprintf(stderr, "datafeed-bench pipeline: --preset is imagenet-train or imagenet-eval\n");
-    return 2;
-  }
-  if (threads < 1 || threads > 256 || batch < threads || images < batch || seconds <= 0 ||
-      repeats < 1 || (decode != "exact" && decode != "reduced") ||
-      (interp != "area" && interp != "linear")) {
+int RunImagePipeline(const PipelineOptions& o) {
+  const bool json = o.json;
+  const std::string preset = o.preset;
+  std::string folder = o.image_folder;
+  const int64_t threads = o.threads;
+  const int64_t batch = o.Given("--batch") ? o.batch : 128;
+  const int64_t images = o.images;
+  const double seconds = o.seconds;
+  const int64_t repeats = o.repeats;
+  const std::string decode = o.decode;
+  const std::string interp = o.bare_interp;
+  const bool scaling = o.scaling;
+  const bool torchvision = o.torchvision;
+  const int64_t tv_count = o.Given("--tv-count") ? o.tv_count : 300;
+  const std::string python = o.python;
+  const std::string tv_script = o.tv_script;
+  if (threads > 256 || batch < threads || images < batch) {
     std::fprintf(stderr,
-                 "datafeed-bench pipeline: need --threads 1..256, --batch >= --threads, --images >= "
-                 "--batch, --seconds > 0, --repeats >= 1, --decode exact|reduced, --bare-interp "
-                 "area|linear\n");
+                 "datafeed-bench pipeline: with --preset/--image-folder, need --threads <= 256, --batch >= "
+                 "--threads, --images >= --batch\n");
     return 2;
   }
   auto spec = Pipeline::Preset(preset);
@@ -397,46 +386,47 @@ int RunImagePipeline(const Args& args) {
   for (size_t i = 0; i < df.runs.size(); ++i) pairs.runs.push_back(df.runs[i] / cv.runs[i]);
   const double thread_s = stats.elapsed_s * n;
   auto share = [&](double s) { return thread_s > 0 ? 100.0 * s / thread_s : 0.0; };
-  std::vector<std::pair<std::string, std::string>> kv = {
-      {"bench", Quote("pipeline")},
-      {"preset", Quote(preset)},
-      {"stages", Quote(pipeline->Describe())},
-      {"decode", Quote(decode)},
-      {"bare_interp", Quote(interp)},
-      {"images", std::to_string(ds->size())},
-      {"mean_jpeg_bytes", Num(gen.mean_bytes, 0)},
-      {"mean_size", Quote(Num(gen.mean_height, 0) + "x" + Num(gen.mean_width, 0))},
-      {"batch", std::to_string(batch)},
-      {"threads", std::to_string(n)},
-      {"repeats", std::to_string(repeats)},
-      {"samples_per_s", Num(rate, 0)},
-      {"samples_per_s_per_thread", Num(rate / n, 0)},
-      {"bare_samples_per_s", Num(bare, 0)},
-      {"ratio", Num(rate / bare)},
-      {"ratio_runs", "[" + pairs.Text(3, ", ") + "]"},
-      {"samples_per_cpu_s", Num(df.cpu_median(), 0)},
-      {"bare_samples_per_cpu_s", Num(cv.cpu_median(), 0)},
-      {"cpu_ratio", Num(df.cpu_median() / cv.cpu_median())},
-      {"read_pct", Num(share(stats.read_s), 1)},
-      {"decode_pct", Num(share(stats.decode_s), 1)},
-      {"transform_pct", Num(share(stats.transform_s), 1)},
-  };
+  const double tv_cpu = tv.json.contains("samples_per_cpu_s") && tv.json["samples_per_cpu_s"].is_number()
+                            ? tv.json["samples_per_cpu_s"].get<double>()
+                            : 0.0;
+  tools::JsonObject j;
+  j["bench"] = "pipeline";
+  j["preset"] = preset;
+  j["stages"] = pipeline->Describe();
+  j["decode"] = decode;
+  j["bare_interp"] = interp;
+  j["images"] = ds->size();
+  j["mean_jpeg_bytes"] = std::llround(gen.mean_bytes);
+  j["mean_size"] = Num(gen.mean_height, 0) + "x" + Num(gen.mean_width, 0);
+  j["batch"] = batch;
+  j["threads"] = n;
+  j["repeats"] = repeats;
+  j["samples_per_s"] = std::llround(rate);
+  j["samples_per_s_per_thread"] = std::llround(rate / n);
+  j["bare_samples_per_s"] = std::llround(bare);
+  j["ratio"] = tools::Round(rate / bare, 3);
+  j["ratio_runs"] = pairs.Rounded(3);
+  j["samples_per_cpu_s"] = std::llround(df.cpu_median());
+  j["bare_samples_per_cpu_s"] = std::llround(cv.cpu_median());
+  j["cpu_ratio"] = tools::Round(df.cpu_median() / cv.cpu_median(), 3);
+  j["read_pct"] = tools::Round(share(stats.read_s), 1);
+  j["decode_pct"] = tools::Round(share(stats.decode_s), 1);
+  j["transform_pct"] = tools::Round(share(stats.transform_s), 1);
   if (scaling) {
-    kv.push_back({"samples_per_s_1thread", Num(df1.median(), 0)});
-    kv.push_back({"scaling", Num(rate / df1.median())});
-    kv.push_back({"bare_samples_per_s_1thread", Num(cv1.median(), 0)});
-    kv.push_back({"bare_scaling", Num(bare / cv1.median())});
+    j["samples_per_s_1thread"] = std::llround(df1.median());
+    j["scaling"] = tools::Round(rate / df1.median(), 3);
+    j["bare_samples_per_s_1thread"] = std::llround(cv1.median());
+    j["bare_scaling"] = tools::Round(bare / cv1.median(), 3);
   }
   if (tv.samples_per_s > 0) {
-    kv.push_back({"torchvision_samples_per_s", Num(tv.samples_per_s, 0)});
-    kv.push_back({"x_torchvision", Num(rate / n / tv.samples_per_s, 2)});
-    const double tv_cpu = std::strtod(JsonField(tv.json, "samples_per_cpu_s").value_or("0").c_str(), nullptr);
-    kv.push_back({"torchvision_samples_per_cpu_s", Num(tv_cpu, 0)});
-    if (tv_cpu > 0) kv.push_back({"x_torchvision_cpu", Num(df.cpu_median() / tv_cpu, 2)});
+    j["torchvision_samples_per_s"] = std::llround(tv.samples_per_s);
+    j["x_torchvision"] = tools::Round(rate / n / tv.samples_per_s, 2);
+    j["torchvision_samples_per_cpu_s"] = std::llround(tv_cpu);
+    if (tv_cpu > 0) j["x_torchvision_cpu"] = tools::Round(df.cpu_median() / tv_cpu, 2);
   }
   if (json) {
     if (!tv.note.empty()) std::fprintf(stderr, "datafeed-bench pipeline: %s\n", tv.note.c_str());
-    std::printf("%s\n", JsonLine(kv).c_str());
+    std::printf("%s\n", tools::JsonLine(j).c_str());
     return 0;
   }
   std::printf("pipeline %s (%s), decode %s, batch %lld, %d thread%s, %zu JPEGs",
@@ -467,8 +457,6 @@ int RunImagePipeline(const Args& args) {
       std::printf("  torchvision  %8.0f samples/s per core (ImageFolder + PIL + transforms, one "
                   "process, 1 torch thread, %lld images)\n",
                   tv.samples_per_s, static_cast<long long>(tv_count));
-      const double tv_cpu =
-          std::strtod(JsonField(tv.json, "samples_per_cpu_s").value_or("0").c_str(), nullptr);
       std::printf("               datafeed per thread is %.2fx torchvision per core; per CPU "
                   "second %.0f vs %.0f: %.2fx\n",
                   rate / n / tv.samples_per_s, df.cpu_median(), tv_cpu,

@@ -46,7 +46,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +55,8 @@
 
 #include "bench_util.h"
 #include "pipeline_bench.h"
+#include "datafeed/tools/cli.h"
+#include "datafeed/tools/json_line.h"
 #include "datafeed/producer/dataset.h"
 #include "datafeed/producer/producer.h"
 #include "datafeed/producer/transform.h"
@@ -161,22 +162,13 @@ std::string Repeated::Text(int precision, const char* sep) const {
   return s;
 }
 
-// ---- torchvision ----------------------------------------------------------
-
-// The value of "key": in a flat JSON line, as text (strings unquoted).
-std::optional<std::string> JsonField(const std::string& line, const std::string& key) {
-  const std::string k = "\"" + key + "\": ";
-  const size_t at = line.find(k);
-  if (at == std::string::npos) return std::nullopt;
-  size_t b = at + k.size();
-  if (b < line.size() && line[b] == '"') {
-    const size_t e = line.find('"', b + 1);
-    if (e == std::string::npos) return std::nullopt;
-    return line.substr(b + 1, e - b - 1);
-  }
-  const size_t e = line.find_first_of(",}", b);
-  return line.substr(b, e == std::string::npos ? std::string::npos : e - b);
+std::vector<double> Repeated::Rounded(int decimals) const {
+  std::vector<double> out;
+  for (double v : runs) out.push_back(tools::Round(v, decimals));
+  return out;
 }
+
+// ---- torchvision ----------------------------------------------------------
 
 TorchvisionRun RunTorchvision(const std::string& python, const std::string& script,
                               const std::string& script_args) {
@@ -206,8 +198,10 @@ TorchvisionRun RunTorchvision(const std::string& python, const std::string& scri
     if (output.compare(b, 1, "{") == 0) last = output.substr(b, e - b);
     b = e + 1;
   }
-  const auto rate = JsonField(last, "samples_per_s");
-  if (rc != 0 || !rate) {
+  const nlohmann::json parsed = nlohmann::json::parse(last, nullptr, /*allow_exceptions=*/false);
+  const bool has_rate = parsed.is_object() && parsed.contains("samples_per_s") &&
+                        parsed["samples_per_s"].is_number();
+  if (rc != 0 || !has_rate) {
     while (!output.empty() && output.back() == '\n') output.pop_back();
     const size_t tail = output.rfind('\n');
     r.note = "torchvision run failed (torch/torchvision missing?): " +
@@ -215,8 +209,8 @@ TorchvisionRun RunTorchvision(const std::string& python, const std::string& scri
              "; no torchvision figure";
     return r;
   }
-  r.samples_per_s = std::strtod(rate->c_str(), nullptr);
-  r.json = last;
+  r.samples_per_s = parsed["samples_per_s"].get<double>();
+  r.json = parsed;
   return r;
 }
 
@@ -296,37 +290,32 @@ Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
   return out;
 }
 
-int RunPipeline(const Args& args) {
-  if (args.Has("preset") || args.Has("image-folder")) return RunImagePipeline(args);
-  const bool json = args.Flag("json");
-  const int64_t threads = args.Int("threads", 1);
-  const int64_t batch = args.Int("batch", 8192);
-  const std::string spec = args.Str("pipeline", kReferencePipeline);
-  const int64_t dataset_size = args.Int("samples", 60000);
-  const double seconds = args.Double("seconds", 3.0);
-  const int64_t repeats = args.Int("repeats", 3);
-  const std::string transport = args.Str("transport", "inproc");
-  const bool shuffle = args.Flag("shuffle");
-  const bool scaling = args.Flag("scaling");
-  const bool torchvision = args.Flag("torchvision");
-  const int64_t tv_count = args.Int("tv-count", 2000);
-  const bool tv_random_sigma = args.Flag("tv-random-sigma");
-  const std::string python = args.Str("python", "/usr/bin/python3");
-  const std::string tv_script =
-      args.Str("tv-script", std::string(DATAFEED_BENCH_SOURCE_DIR) + "/torchvision_pipeline.py");
-  for (const auto& k : args.Unused()) {
-    std::fprintf(stderr, "datafeed-bench pipeline: unknown option --%s\n", k.c_str());
-    return 2;
+int RunPipeline(const PipelineOptions& o) {
+  if (o.Given("--preset") || o.Given("--image-folder")) return RunImagePipeline(o);
+  for (const char* flag : {"--images", "--decode", "--bare-interp"}) {
+    if (o.Given(flag)) {
+      std::fprintf(stderr, "datafeed-bench pipeline: %s is for decoded images; add --preset or --image-folder\n",
+                   flag);
+      return 2;
+    }
   }
-  if (transport != "inproc" && transport != "shm") {
-    std::fprintf(stderr, "datafeed-bench pipeline: --transport is inproc or shm\n");
-    return 2;
-  }
-  if (threads < 1 || threads > 1024 || batch < threads || dataset_size < batch || seconds <= 0 ||
-      repeats < 1 || tv_count < 1) {
-    std::fprintf(stderr,
-                 "datafeed-bench pipeline: need --threads 1..1024, --batch >= --threads, --samples "
-                 ">= --batch, --seconds > 0, --repeats >= 1, --tv-count >= 1\n");
+  const bool json = o.json;
+  const int64_t threads = o.threads;
+  const int64_t batch = o.Given("--batch") ? o.batch : 8192;
+  const std::string spec = o.Given("--pipeline") ? o.pipeline : kReferencePipeline;
+  const int64_t dataset_size = o.samples;
+  const double seconds = o.seconds;
+  const int64_t repeats = o.repeats;
+  const std::string transport = o.transport;
+  const bool shuffle = o.shuffle;
+  const bool scaling = o.scaling;
+  const bool torchvision = o.torchvision;
+  const int64_t tv_count = o.Given("--tv-count") ? o.tv_count : 2000;
+  const bool tv_random_sigma = o.tv_random_sigma;
+  const std::string python = o.python;
+  const std::string tv_script = o.tv_script;
+  if (batch < threads || dataset_size < batch) {
+    std::fprintf(stderr, "datafeed-bench pipeline: need --batch >= --threads and --samples >= --batch\n");
     return 2;
   }
 
@@ -412,45 +401,46 @@ int RunPipeline(const Args& args) {
   auto share = [&](double s) { return thread_s > 0 ? 100.0 * s / thread_s : 0.0; };
   const std::string stages = pipeline->Describe();
 
-  std::vector<std::pair<std::string, std::string>> kv = {
-      {"bench", Quote("pipeline")},
-      {"pipeline", Quote(spec)},
-      {"stages", Quote(stages)},
-      {"baseline_matches_pipeline", reference ? "true" : "false"},
-      {"batch", std::to_string(batch)},
-      {"threads", std::to_string(n)},
-      {"dataset_samples", std::to_string(dataset_size)},
-      {"transport", Quote(transport)},
-      {"shuffle", shuffle ? "true" : "false"},
-      {"seconds_per_run", Num(seconds, 2)},
-      {"repeats", std::to_string(repeats)},
-      {"samples_per_s", Num(rate, 0)},
-      {"samples_per_s_per_thread", Num(rate / n, 0)},
-      {"kernel_samples_per_s", Num(kernel_rate, 0)},
-      {"ratio", Num(ratio)},
-      {"ratio_runs", "[" + pairs.Text(3, ", ") + "]"},
-      {"samples_per_cpu_s", Num(df.cpu_median(), 0)},
-      {"kernel_samples_per_cpu_s", Num(cv.cpu_median(), 0)},
-      {"cpu_ratio", Num(cpu_ratio)},
-      {"loan_blocked_s", Num(loan_blocked_s, 4)},
-      {"read_pct", Num(share(stats.read_s), 1)},
-      {"transform_pct", Num(share(stats.transform_s), 1)},
-      {"publish_pct", Num(share(stats.publish_s), 1)},
-  };
+  tools::JsonObject j;
+  j["bench"] = "pipeline";
+  j["pipeline"] = spec;
+  j["stages"] = stages;
+  j["baseline_matches_pipeline"] = reference;
+  j["batch"] = batch;
+  j["threads"] = n;
+  j["dataset_samples"] = dataset_size;
+  j["transport"] = transport;
+  j["shuffle"] = shuffle;
+  j["seconds_per_run"] = tools::Round(seconds, 2);
+  j["repeats"] = repeats;
+  j["samples_per_s"] = std::llround(rate);
+  j["samples_per_s_per_thread"] = std::llround(rate / n);
+  j["kernel_samples_per_s"] = std::llround(kernel_rate);
+  j["ratio"] = tools::Round(ratio, 3);
+  j["ratio_runs"] = pairs.Rounded(3);
+  j["samples_per_cpu_s"] = std::llround(df.cpu_median());
+  j["kernel_samples_per_cpu_s"] = std::llround(cv.cpu_median());
+  j["cpu_ratio"] = tools::Round(cpu_ratio, 3);
+  j["loan_blocked_s"] = tools::Round(loan_blocked_s, 4);
+  j["read_pct"] = tools::Round(share(stats.read_s), 1);
+  j["transform_pct"] = tools::Round(share(stats.transform_s), 1);
+  j["publish_pct"] = tools::Round(share(stats.publish_s), 1);
   if (scaling) {
-    kv.push_back({"samples_per_s_1thread", Num(df1.median(), 0)});
-    kv.push_back({"scaling", Num(rate / df1.median())});
-    kv.push_back({"kernel_samples_per_s_1thread", Num(cv1.median(), 0)});
-    kv.push_back({"kernel_scaling", Num(kernel_rate / cv1.median())});
+    j["samples_per_s_1thread"] = std::llround(df1.median());
+    j["scaling"] = tools::Round(rate / df1.median(), 3);
+    j["kernel_samples_per_s_1thread"] = std::llround(cv1.median());
+    j["kernel_scaling"] = tools::Round(kernel_rate / cv1.median(), 3);
   }
+  const std::string tv_blur =
+      tv.json.contains("blur") && tv.json["blur"].is_string() ? tv.json["blur"].get<std::string>() : "?";
   if (tv.samples_per_s > 0) {
-    kv.push_back({"torchvision_samples_per_s", Num(tv.samples_per_s, 0)});
-    kv.push_back({"torchvision_blur", Quote(JsonField(tv.json, "blur").value_or("?"))});
-    kv.push_back({"x_torchvision", Num(rate / n / tv.samples_per_s, 1)});
+    j["torchvision_samples_per_s"] = std::llround(tv.samples_per_s);
+    j["torchvision_blur"] = tv_blur;
+    j["x_torchvision"] = tools::Round(rate / n / tv.samples_per_s, 1);
   }
   if (json) {
     if (!tv.note.empty()) std::fprintf(stderr, "datafeed-bench pipeline: %s\n", tv.note.c_str());
-    std::printf("%s\n", JsonLine(kv).c_str());
+    std::printf("%s\n", tools::JsonLine(j).c_str());
     return 0;
   }
 
@@ -488,7 +478,7 @@ int RunPipeline(const Args& args) {
       std::printf("  torchvision  %9.0f samples/s (one process, torch.set_num_threads(1), %lld\n"
                   "                                 images: PIL -> ToTensor -> Normalize -> %s)\n",
                   tv.samples_per_s, static_cast<long long>(tv_count),
-                  JsonField(tv.json, "blur").value_or("?").c_str());
+                  tv_blur.c_str());
       std::printf("               datafeed per thread is %.1fx torchvision per core\n",
                   rate / n / tv.samples_per_s);
     } else {
@@ -496,6 +486,74 @@ int RunPipeline(const Args& args) {
     }
   }
   return 0;
+}
+
+Subcommand AddPipeline(CLI::App& bench) {
+  auto o = std::make_shared<PipelineOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "pipeline",
+      "Producer samples/s for the reference MNIST pipeline into a transport vs the bare OpenCV loop "
+      "(convertTo + sepFilter2D) on the same threads and images; with --preset or --image-folder, the "
+      "producer on a generated ImageNet-like JPEG folder (or DIR) vs the bare TurboJPEG + cv::resize loop");
+  cmd->footer(
+      "Examples:\n"
+      "  datafeed-bench pipeline --threads 2 --torchvision\n"
+      "  datafeed-bench pipeline --preset imagenet-train --decode reduced --scaling --json");
+  o->cmd = cmd;
+  o->tv_script = std::string(DATAFEED_BENCH_SOURCE_DIR) + "/torchvision_pipeline.py";
+  cmd->add_flag("--json", o->json, "print the results as one JSON line");
+  cmd->add_option("--threads", o->threads, "producer threads (and the bare loop's)")
+      ->check(tools::WholeNumber(1, 1024));
+  cmd->add_option("--batch", o->batch, "samples per batch")
+      ->check(tools::WholeNumber(1))
+      ->default_str("8192; 128 with --preset/--image-folder");
+  cmd->add_option("--seconds", o->seconds, "seconds per run")->check(tools::PositiveNumber());
+  cmd->add_option("--repeats", o->repeats, "runs of each side, interleaved; medians are reported")
+      ->check(tools::WholeNumber(1));
+  cmd->add_flag("--scaling", o->scaling, "also run 1 thread and report the scaling");
+  const char* kTorchvision = "torchvision (the same pipeline in Python, one process)";
+  cmd->add_flag("--torchvision", o->torchvision, "also time torchvision_pipeline.py per core")
+      ->group(kTorchvision);
+  cmd->add_option("--tv-count", o->tv_count, "images torchvision processes")
+      ->check(tools::WholeNumber(1))
+      ->default_str("2000; 300 with --preset/--image-folder")
+      ->group(kTorchvision);
+  cmd->add_option("--python", o->python, "the interpreter with torch and torchvision")->group(kTorchvision);
+  cmd->add_option("--tv-script", o->tv_script, "torchvision_pipeline.py")->group(kTorchvision);
+  const char* kImages = "Decoded images (--preset or --image-folder)";
+  cmd->add_option("--preset", o->preset, "the pipeline: imagenet-train or imagenet-eval")
+      ->check(tools::OneOf({"imagenet-train", "imagenet-eval"}))
+      ->group(kImages);
+  cmd->add_option("--image-folder", o->image_folder, "an image folder instead of the generated JPEGs")
+      ->check(CLI::ExistingDirectory)
+      ->group(kImages);
+  cmd->add_option("--images", o->images, "generated JPEGs")->check(tools::WholeNumber(1))->group(kImages);
+  cmd->add_option("--decode", o->decode, "exact or reduced (the producer's --decode)")
+      ->check(tools::OneOf({"exact", "reduced"}))
+      ->group(kImages);
+  cmd->add_option("--bare-interp", o->bare_interp, "the bare loop's cv::resize: area or linear")
+      ->check(tools::OneOf({"area", "linear"}))
+      ->group(kImages);
+  const char* kMnist = "MNIST (without --preset or --image-folder)";
+  std::vector<CLI::Option*> mnist_only;
+  mnist_only.push_back(cmd->add_option("--pipeline", o->pipeline, "transform spec")
+                           ->default_str(kReferencePipeline)
+                           ->group(kMnist));
+  mnist_only.push_back(cmd->add_option("--samples", o->samples, "synthetic MNIST samples")
+                           ->check(tools::WholeNumber(1))
+                           ->group(kMnist));
+  mnist_only.push_back(cmd->add_option("--transport", o->transport, "inproc or shm")
+                           ->check(tools::OneOf({"inproc", "shm"}))
+                           ->group(kMnist));
+  mnist_only.push_back(cmd->add_flag("--shuffle", o->shuffle, "shuffle the samples")->group(kMnist));
+  mnist_only.push_back(
+      cmd->add_flag("--tv-random-sigma", o->tv_random_sigma, "torchvision draws the blur's sigma per sample")
+          ->group(kMnist));
+  for (CLI::Option* flag : mnist_only) {
+    flag->excludes("--preset");
+    flag->excludes("--image-folder");
+  }
+  return {cmd, [o] { return RunPipeline(*o); }};
 }
 
 }  // namespace datafeed::bench

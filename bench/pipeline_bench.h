@@ -5,9 +5,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "bench_util.h"
 #include "datafeed/producer/dataset.h"
@@ -33,6 +34,8 @@ struct Repeated {
   double median() const { return Median(runs); }
   double cpu_median() const { return Median(cpu_runs); }
   std::string Text(int precision = 0, const char* sep = " ") const;
+  // The runs with `decimals` places, for a JSON line.
+  std::vector<double> Rounded(int decimals) const;
 };
 
 struct ProducerRun {
@@ -56,18 +59,47 @@ Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
 // why there is none.
 struct TorchvisionRun {
   double samples_per_s = 0;
-  std::string json;
-  std::string note;  // why there is no figure, when samples_per_s is 0
+  nlohmann::json json;  // the line it printed, parsed
+  std::string note;     // why there is no figure, when samples_per_s is 0
 };
 // Runs `python script script_args` (args already shell-quoted) and reads
 // the JSON line it prints.
 TorchvisionRun RunTorchvision(const std::string& python, const std::string& script,
                               const std::string& script_args);
-// The value of "key": in a flat JSON line, as text (strings unquoted).
-std::optional<std::string> JsonField(const std::string& line, const std::string& key);
+
+// The flags of `datafeed-bench pipeline`, both forms: the MNIST pipeline
+// (the default) and decoded images (--preset / --image-folder). Flags whose
+// default differs between the forms are read through Given().
+struct PipelineOptions {
+  const CLI::App* cmd = nullptr;  // the subcommand, to ask which flags were given
+  bool Given(const char* flag) const { return cmd->count(flag) > 0; }
+
+  bool json = false;
+  int64_t threads = 1;
+  int64_t batch = 0;  // 8192 (MNIST) or 128 (images) unless given
+  double seconds = 3.0;
+  int64_t repeats = 3;
+  bool scaling = false;
+  bool torchvision = false;
+  int64_t tv_count = 0;  // 2000 (MNIST) or 300 (images) unless given
+  std::string python = "/usr/bin/python3";
+  std::string tv_script;
+  // MNIST form.
+  std::string pipeline;
+  int64_t samples = 60000;
+  std::string transport = "inproc";
+  bool shuffle = false;
+  bool tv_random_sigma = false;
+  // Image form.
+  std::string preset = "imagenet-train";
+  std::string image_folder;
+  int64_t images = 1200;
+  std::string decode = "exact";
+  std::string bare_interp = "area";
+};
 
 // `datafeed-bench pipeline --preset NAME` / `--image-folder DIR`.
-int RunImagePipeline(const Args& args);
+int RunImagePipeline(const PipelineOptions& o);
 
 }  // namespace datafeed::bench
 

@@ -18,11 +18,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "bench_util.h"
+#include "datafeed/tools/cli.h"
+#include "datafeed/tools/json_line.h"
 #include "datafeed/transport/transport.h"
 
 namespace datafeed::bench {
@@ -247,28 +250,22 @@ Result<Pass> ThroughputPass(const std::shared_ptr<const BatchLayout>& layout,
   return pass;
 }
 
-}  // namespace
+struct ShmOptions {
+  bool json = false;
+  int64_t batches = 300, warmup = 20, batch = 8192, slots = 4, lat_frames = 20000;
+  int64_t spin_us = ReaderOptions{}.spin_us;
+  double idle_seconds = 2.0;
+  std::string fill = "generate";
+  int64_t contract_rounds = 3;
+};
 
-int RunShm(const Args& args) {
-  const bool json = args.Flag("json");
-  const int64_t batches = args.Int("batches", 300);
-  const int64_t warmup = args.Int("warmup", 20);
-  const int64_t batch = args.Int("batch", 8192);
-  const int64_t slots = args.Int("slots", 4);
-  const int64_t lat_frames = args.Int("lat-frames", 20000);
-  const int64_t spin_us = args.Int("spin-us", ReaderOptions{}.spin_us);
-  const double idle_seconds = args.Double("idle-seconds", 2.0);
-  const std::string fill = args.Str("fill", "generate");
-  const int64_t contract_rounds = args.Int("contract-rounds", 3);
-  if (fill != "generate" && fill != "copy") {
-    std::fprintf(stderr, "datafeed-bench shm: --fill is generate or copy\n");
-    return 2;
-  }
+int RunShm(const ShmOptions& o) {
+  const bool json = o.json;
+  const int64_t batches = o.batches, warmup = o.warmup, batch = o.batch, slots = o.slots;
+  const int64_t lat_frames = o.lat_frames, spin_us = o.spin_us, contract_rounds = o.contract_rounds;
+  const double idle_seconds = o.idle_seconds;
+  const std::string fill = o.fill;
   const bool generate = fill == "generate";
-  for (const auto& k : args.Unused()) {
-    std::fprintf(stderr, "datafeed-bench shm: unknown option --%s\n", k.c_str());
-    return 2;
-  }
 
   auto layout = std::make_shared<const BatchLayout>(
       BatchLayout::Make({{"image", DType::kFloat32, {batch, 1, 28, 28}},
@@ -403,29 +400,30 @@ int RunShm(const Args& args) {
       static_cast<double>(p1 - p0);
   const double ratio = res.gbps / memcpy_gbps;
   if (json) {
-    std::printf("%s\n", JsonLine({{"bench", Quote("shm")},
-                                  {"frame_bytes", std::to_string(layout->frame_bytes())},
-                                  {"batches", std::to_string(res.batches)},
-                                  {"slots", std::to_string(slots)},
-                                  {"fill", Quote(fill)},
-                                  {"gbps", Num(res.gbps)},
-                                  {"memcpy_gbps", Num(memcpy_gbps)},
-                                  {"ratio", Num(ratio)},
-                                  {"producer_gbps", Num(producer_gbps)},
-                                  {"concurrent_limit_gbps", Num(concurrent_gbps)},
-                                  {"concurrent_ratio", Num(res.gbps / concurrent_gbps)},
-                                  {"lat_p50_us", Num(res.hot_p50, 2)},
-                                  {"lat_p99_us", Num(res.hot_p99, 2)},
-                                  {"lat_sleeping_p50_us", Num(res.cold_p50, 2)},
-                                  {"lat_sleeping_p99_us", Num(res.cold_p99, 2)},
-                                  {"spin_us", std::to_string(spin_us)},
-                                  {"idle_reader_cpu_pct", Num(res.idle_cpu_pct, 4)},
-                                  {"plain_gbps", Num(plain_med)},
-                                  {"contract_gbps", Num(contract_med)},
-                                  {"contract_ratio", Num(contract_ratio)},
-                                  {"journal_us_per_batch", Num(journal_us, 2)},
-                                  {"journal_records_per_batch", Num(journal_records, 2)}})
-                          .c_str());
+    tools::JsonObject j;
+    j["bench"] = "shm";
+    j["frame_bytes"] = layout->frame_bytes();
+    j["batches"] = res.batches;
+    j["slots"] = slots;
+    j["fill"] = fill;
+    j["gbps"] = tools::Round(res.gbps, 3);
+    j["memcpy_gbps"] = tools::Round(memcpy_gbps, 3);
+    j["ratio"] = tools::Round(ratio, 3);
+    j["producer_gbps"] = tools::Round(producer_gbps, 3);
+    j["concurrent_limit_gbps"] = tools::Round(concurrent_gbps, 3);
+    j["concurrent_ratio"] = tools::Round(res.gbps / concurrent_gbps, 3);
+    j["lat_p50_us"] = tools::Round(res.hot_p50, 2);
+    j["lat_p99_us"] = tools::Round(res.hot_p99, 2);
+    j["lat_sleeping_p50_us"] = tools::Round(res.cold_p50, 2);
+    j["lat_sleeping_p99_us"] = tools::Round(res.cold_p99, 2);
+    j["spin_us"] = spin_us;
+    j["idle_reader_cpu_pct"] = tools::Round(res.idle_cpu_pct, 4);
+    j["plain_gbps"] = tools::Round(plain_med, 3);
+    j["contract_gbps"] = tools::Round(contract_med, 3);
+    j["contract_ratio"] = tools::Round(contract_ratio, 3);
+    j["journal_us_per_batch"] = tools::Round(journal_us, 2);
+    j["journal_records_per_batch"] = tools::Round(journal_records, 2);
+    std::printf("%s\n", tools::JsonLine(j).c_str());
   } else {
     std::printf("shm ring, %lld x %.1f MB frames, %lld slots, producer and consumer processes\n",
                 static_cast<long long>(res.batches), static_cast<double>(layout->frame_bytes()) / 1e6,
@@ -448,6 +446,34 @@ int RunShm(const Args& args) {
                 journal_records);
   }
   return 0;
+}
+
+}  // namespace
+
+Subcommand AddShm(CLI::App& bench) {
+  auto o = std::make_shared<ShmOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "shm",
+      "producer and consumer processes over the shared-memory ring: GB/s vs memcpy, 4 KB handoff latency, "
+      "idle reader CPU, the delivery contract's cost");
+  cmd->footer("Example:\n  datafeed-bench shm --batch 1024 --slots 8 --json");
+  cmd->add_flag("--json", o->json, "print the results as one JSON line");
+  cmd->add_option("--batches", o->batches, "counted throughput batches")->check(tools::WholeNumber(1));
+  cmd->add_option("--warmup", o->warmup, "batches before the count starts")->check(tools::WholeNumber(1));
+  cmd->add_option("--batch", o->batch, "samples per batch (1x28x28 float32 + int64 label each)")
+      ->check(tools::WholeNumber(1, 1 << 20));
+  cmd->add_option("--slots", o->slots, "ring slots")->check(tools::WholeNumber(1, 1024));
+  cmd->add_option("--lat-frames", o->lat_frames, "4 KB frames for the handoff latency")
+      ->check(tools::WholeNumber(1));
+  cmd->add_option("--spin-us", o->spin_us, "the reader's spin before it sleeps")->check(tools::WholeNumber(0));
+  cmd->add_option("--idle-seconds", o->idle_seconds, "how long the idle reader is watched")
+      ->check(tools::PositiveNumber());
+  cmd->add_option("--fill", o->fill, "generate (computed, written once) or copy (memcpy from a source)")
+      ->check(tools::OneOf({"generate", "copy"}));
+  cmd->add_option("--contract-rounds", o->contract_rounds,
+                  "alternated passes with and without the delivery contract")
+      ->check(tools::WholeNumber(1));
+  return {cmd, [o] { return RunShm(*o); }};
 }
 
 }  // namespace datafeed::bench

@@ -35,8 +35,9 @@
 #include "datafeed/producer/dataset.h"
 #include "datafeed/producer/producer.h"
 #include "datafeed/producer/transform.h"
+#include "datafeed/tools/cli.h"
+#include "datafeed/tools/json_line.h"
 #include "datafeed/torch/tensors.h"
-#include "datafeed/transport/flags.h"
 #include "datafeed/transport/transport.h"
 #include "mnist_model.h"
 
@@ -70,7 +71,7 @@ class Source {
  public:
   ~Source() { Stop(); }
 
-  Status OpenFeed(const EndpointFlags& endpoint, const ConsumerOptions& options) {
+  Status OpenFeed(const tools::EndpointFlags& endpoint, const ConsumerOptions& options) {
     DATAFEED_ASSIGN_OR_RETURN(Endpoint ep, endpoint.Resolve());
     DATAFEED_ASSIGN_OR_RETURN(consumer_, Consumer::Open(ep, options));
     return Status::OK();
@@ -177,28 +178,11 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    out += c;
-  }
-  return out + "\"";
-}
-
-std::string JsonNumber(double v, const char* fmt = "%.6g") {
-  if (!(v == v)) return "null";  // NaN: not measured
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), fmt, v);
-  return buf;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  EndpointFlags endpoint;
-  GrpcClientFlags grpc;
+  tools::EndpointFlags endpoint;
+  tools::GrpcClientFlags grpc;
   std::string source = "local", mnist_dir, split = "train", device_name = "cpu";
   std::string pipeline_spec = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)";
   int64_t threads = 0, torch_threads = 0, steps = 50, batch_size = 8192, ceiling_steps = 3;
@@ -206,36 +190,68 @@ int main(int argc, char** argv) {
   double consumer_log_s = 0;
   bool json = false, pin_memory = true;
 
-  Flags flags("mnist_train",
-              "Trains PyTorch's MNIST CNN (Adadelta, nll_loss) on batches from datafeed and\n"
-              "compares the step time with the step time on a resident batch (the ceiling).");
-  flags.String("source", &source, "local (in-process producer) or feed (a datafeed-producer process)");
-  endpoint.Add(flags, "feed: endpoint");
-  grpc.Add(flags);
-  flags.String("mnist", &mnist_dir, "local: MNIST IDX directory (datafeed-make-mnist --out DIR makes one)");
-  flags.String("split", &split, "local: MNIST file prefix, train or t10k");
-  flags.String("pipeline", &pipeline_spec,
-               "local: transform spec; feed: what the producer runs (only reported, as 'blur')");
-  flags.Int("threads", &threads, "local: producer threads (0: one per core)");
-  flags.Int("torch-threads", &torch_threads, "libtorch intra-op threads (0: one per core)");
-  flags.Int("batch-size", &batch_size, "local: samples per batch (feed: the producer's --batch-size)");
-  flags.Int("steps", &steps, "training steps after the ceiling (0: until the stream ends)");
-  flags.Int("ceiling-steps", &ceiling_steps,
-            "steps timed on one resident batch first, after one warm-up step (0: skip)");
-  flags.Int("log-every", &log_every, "print a progress line to stderr every this many steps (0: never)");
-  flags.Int("prefetch", &prefetch, "batches the consumer reads ahead");
-  flags.Int("seed", &seed, "seed for weights, dropout and (local) shuffling");
-  flags.Int("timeout-ms", &timeout_ms, "fail when no batch arrives for this long");
-  flags.Int("connect-timeout-ms", &connect_ms, "feed: wait this long for the producer to appear");
-  flags.Double("consumer-log-s", &consumer_log_s, "seconds between the consumer's own stats lines (0: none)");
-  flags.String("device", &device_name, "cpu or cuda[:N] (cuda needs a CUDA-enabled libtorch)");
-  flags.Bool("pin-memory", &pin_memory, "cuda: stage batches in pinned memory for asynchronous copies");
-  flags.Bool("json", &json, "print the results as one JSON line on stdout (progress stays on stderr)");
-  ParseFlagsOrExit(flags, argc, argv);
+  CLI::App app{"Trains PyTorch's MNIST CNN (Adadelta, nll_loss) on batches from datafeed and\n"
+               "compares the step time with the step time on a resident batch (the ceiling).",
+               "mnist_train"};
+  tools::Configure(app, {
+      "mnist_train --source local --mnist data/mnist --threads 4 --steps 100",
+      "mnist_train --source feed --endpoint shm://feed0 --batch-size 8192 --json",
+      "DATAFEED_ENDPOINT=auto://prep-host:5000 mnist_train --source feed --device cuda",
+  });
+  app.add_option("--source", source, "local (in-process producer) or feed (a datafeed-producer process)")
+      ->check(tools::OneOf({"local", "feed"}));
+  endpoint.Add(app, "--source feed: where the producer serves (shm://NAME, grpc://HOST:PORT or auto://HOST:PORT)");
+  grpc.Add(app);
+  const char* kLocal = "--source local";
+  app.add_option("--mnist", mnist_dir, "MNIST IDX directory (datafeed-make-mnist --out DIR makes one)")
+      ->group(kLocal);
+  app.add_option("--split", split, "MNIST file prefix, train or t10k")->group(kLocal);
+  app.add_option("--threads", threads, "producer threads (0: one per core)")
+      ->check(tools::WholeNumber(0, 4096))
+      ->group(kLocal);
+  app.add_option("--pipeline", pipeline_spec,
+                 "local: transform spec; feed: what the producer runs (only reported, as 'blur')");
+  app.add_option("--batch-size", batch_size, "local: samples per batch (feed: the producer's --batch-size)")
+      ->check(tools::WholeNumber(1));
+  const char* kTraining = "Training";
+  app.add_option("--torch-threads", torch_threads, "libtorch intra-op threads (0: one per core)")
+      ->check(tools::WholeNumber(0, 4096))
+      ->group(kTraining);
+  app.add_option("--steps", steps, "training steps after the ceiling (0: until the stream ends)")
+      ->check(tools::WholeNumber(0))
+      ->group(kTraining);
+  app.add_option("--ceiling-steps", ceiling_steps,
+                 "steps timed on one resident batch first, after one warm-up step (0: skip)")
+      ->check(tools::WholeNumber(0))
+      ->group(kTraining);
+  app.add_option("--seed", seed, "seed for weights, dropout and (local) shuffling")
+      ->check(tools::WholeNumber())
+      ->group(kTraining);
+  app.add_option("--device", device_name, "cpu or cuda[:N] (cuda needs a CUDA-enabled libtorch)")->group(kTraining);
+  app.add_flag("--pin-memory,!--no-pin-memory", pin_memory,
+               "cuda: stage batches in pinned memory for asynchronous copies")
+      ->group(kTraining);
+  const char* kConsumer = "Consumer";
+  app.add_option("--prefetch", prefetch, "batches the consumer reads ahead")
+      ->check(tools::WholeNumber(0, 1024))
+      ->group(kConsumer);
+  app.add_option("--timeout-ms", timeout_ms, "fail when no batch arrives for this long")
+      ->check(tools::WholeNumber(0))
+      ->group(kConsumer);
+  app.add_option("--connect-timeout-ms", connect_ms, "feed: wait this long for the producer to appear")
+      ->check(tools::WholeNumber(0))
+      ->group(kConsumer);
+  const char* kOutput = "Output";
+  app.add_option("--log-every", log_every, "print a progress line to stderr every this many steps (0: never)")
+      ->check(tools::WholeNumber(0))
+      ->group(kOutput);
+  app.add_option("--consumer-log-s", consumer_log_s, "seconds between the consumer's own stats lines (0: none)")
+      ->check(tools::Number(0))
+      ->group(kOutput);
+  app.add_flag("--json", json, "print the results as one JSON line on stdout (progress stays on stderr)")
+      ->group(kOutput);
+  if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
 
-  if (source != "local" && source != "feed") {
-    Die(Status::InvalidArgument("--source must be local or feed, got '" + source + "'"));
-  }
   if (torch_threads <= 0) torch_threads = std::max(1u, std::thread::hardware_concurrency());
   at::set_num_threads(static_cast<int>(torch_threads));
 
@@ -276,7 +292,7 @@ int main(int argc, char** argv) {
     po.producer_id = static_cast<uint64_t>(getpid());
     if (Status st = src.OpenLocal(mnist_dir, split, pipeline_spec, po, co); !st.ok()) Die(st);
   }
-  const bool blur_known = source == "local" || flags.Given("pipeline");
+  const bool blur_known = source == "local" || app.count("--pipeline") > 0;
   const bool blur = pipeline_spec.find("gaussian_blur") != std::string::npos;
   const int producer_threads =
       source == "local" ? (threads > 0 ? static_cast<int>(threads)
@@ -381,25 +397,29 @@ int main(int argc, char** argv) {
   const double loss_first = std::accumulate(losses.begin(), losses.begin() + k, 0.0) / k;
   const double loss_last = std::accumulate(losses.end() - k, losses.end(), 0.0) / k;
   if (json) {
-    std::printf(
-        "{\"source\": %s, \"transport\": %s, \"endpoint\": %s, \"pipeline\": %s, \"blur\": %s, "
-        "\"device\": %s, \"torch_threads\": %lld, \"producer_threads\": %s, \"batch\": %lld, "
-        "\"steps\": %lld, \"step_s\": %s, \"ceiling_step_s\": %s, \"ratio\": %s, "
-        "\"step_median_s\": %s, \"ceiling_median_s\": %s, \"ratio_median\": %s, "
-        "\"data_wait_frac\": %s, \"samples_per_s\": %s, \"loss_first\": %s, \"loss_last\": %s}\n",
-        JsonString(source).c_str(), JsonString(src.transport()).c_str(),
-        JsonString(src.consumer().endpoint()).c_str(),
-        blur_known ? JsonString(pipeline_spec).c_str() : "null",
-        blur_known ? (blur ? "true" : "false") : "null", JsonString(device.device.str()).c_str(),
-        static_cast<long long>(torch_threads),
-        producer_threads > 0 ? std::to_string(producer_threads).c_str() : "null",
-        static_cast<long long>(batch), static_cast<long long>(step), JsonNumber(step_s).c_str(),
-        JsonNumber(ceiling_step_s).c_str(), JsonNumber(ratio, "%.4f").c_str(),
-        JsonNumber(step_median_s).c_str(), JsonNumber(ceiling_median_s).c_str(),
-        JsonNumber(ceiling_median_s / step_median_s, "%.4f").c_str(),
-        JsonNumber(wait_frac, "%.4f").c_str(),
-        JsonNumber(static_cast<double>(batch) / step_s, "%.1f").c_str(),
-        JsonNumber(loss_first, "%.4f").c_str(), JsonNumber(loss_last, "%.4f").c_str());
+    // Figures not measured (NaN: no ceiling steps) print as null.
+    tools::JsonObject j;
+    j["source"] = source;
+    j["transport"] = src.transport();
+    j["endpoint"] = src.consumer().endpoint();
+    j["pipeline"] = blur_known ? tools::JsonObject(pipeline_spec) : tools::JsonObject();
+    j["blur"] = blur_known ? tools::JsonObject(blur) : tools::JsonObject();
+    j["device"] = device.device.str();
+    j["torch_threads"] = torch_threads;
+    j["producer_threads"] = producer_threads > 0 ? tools::JsonObject(producer_threads) : tools::JsonObject();
+    j["batch"] = batch;
+    j["steps"] = step;
+    j["step_s"] = step_s;
+    j["ceiling_step_s"] = ceiling_step_s;
+    j["ratio"] = tools::Round(ratio, 4);
+    j["step_median_s"] = step_median_s;
+    j["ceiling_median_s"] = ceiling_median_s;
+    j["ratio_median"] = tools::Round(ceiling_median_s / step_median_s, 4);
+    j["data_wait_frac"] = tools::Round(wait_frac, 4);
+    j["samples_per_s"] = tools::Round(static_cast<double>(batch) / step_s, 1);
+    j["loss_first"] = tools::Round(loss_first, 4);
+    j["loss_last"] = tools::Round(loss_last, 4);
+    std::printf("%s\n", tools::JsonLine(j).c_str());
   } else {
     std::printf("mnist_train: %s over %s, batch %lld, %lld steps: %.4f s/step, %.0f samples/s, "
                 "data wait %.1f%%\n",

@@ -9,6 +9,8 @@ DATAFEED_DEBIAN_PACKAGES=(
   libtorch-dev libboost-dev libopencv-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libarchive-dev   # JPEG decoding (TurboJPEG and libjpeg APIs), WebDataset tar shards
   libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libssl-dev
+  libcli11-dev help2man   # the programs' command line (CLI11), their man pages
+  file man-db             # tests/install/deb_test.sh looks into the Debian package
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -15,7 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "datafeed/consumer/consumer.h"
-#include "datafeed/transport/flags.h"
+#include "datafeed/tools/cli.h"
+#include "datafeed/tools/json_line.h"
 
 using namespace datafeed;
 using Clock = std::chrono::steady_clock;
@@ -78,37 +80,56 @@ Result<Checkpoint> ReadCheckpoint(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  EndpointFlags endpoint;
-  GrpcClientFlags grpc;
+  tools::EndpointFlags endpoint;
+  tools::GrpcClientFlags grpc;
   int64_t max_batches = 0, connect_ms = 10'000, timeout_ms = 30'000, prefetch = 1;
   double report_s = 1.0;
   bool json = false;
   bool keep_uint8 = false;
   std::string checkpoint_path, record_path;
   int64_t checkpoint_every = 0, step_ms = 0;
-  Flags flags("datafeed-consume",
-              "Reads batches from a producer until the stream ends, checks each one\n"
-              "(frame verified; float tensors finite) and prints throughput.");
-  endpoint.Add(flags);
-  flags.Int("batches", &max_batches, "stop after this many batches (0: until the stream ends)");
-  flags.Int("connect-timeout-ms", &connect_ms, "wait this long for the producer to appear");
-  flags.Int("timeout-ms", &timeout_ms, "give up when no batch arrives for this long");
-  flags.Int("prefetch", &prefetch, "batches read ahead on a background thread (0: none)");
-  flags.Double("report-s", &report_s, "seconds between progress lines (0: none)");
-  flags.Bool("json", &json, "print the summary as one JSON line");
-  flags.Bool("keep-uint8", &keep_uint8,
-             "split pipelines: do not run the consumer's finish (uint8 -> float32) on each batch");
-  flags.String("checkpoint", &checkpoint_path,
-               "a trainer's checkpoint file: restored at start when it exists, written every "
-               "--checkpoint-every batches and at the end (the delivery contract: a restart gets exactly the "
-               "batches after it)");
-  flags.Int("checkpoint-every", &checkpoint_every, "batches between checkpoints (0: only at the end)");
-  flags.String("record", &record_path,
-               "append one line per batch: 'epoch batch_index index...' (the batch's sample indices, from the "
-               "producer's --with-index tensor); cut back to the checkpoint's length when restoring");
-  flags.Int("step-ms", &step_ms, "sleep this long per batch, as a trainer's step would");
-  grpc.Add(flags);
-  ParseFlagsOrExit(flags, argc, argv);
+  CLI::App app{"Reads batches from a producer until the stream ends, checks each one\n"
+               "(frame verified; float tensors finite) and prints throughput.",
+               "datafeed-consume"};
+  tools::Configure(app, {
+      "datafeed-consume --endpoint shm://feed0",
+      "DATAFEED_ENDPOINT=auto://prep-host:5000 datafeed-consume --json",
+      "datafeed-consume --endpoint grpc://prep-host:5000 --tls-ca ca.pem --reconnect",
+      "datafeed-consume --endpoint shm://feed0 --checkpoint ck.json --checkpoint-every 10 --record seen.txt",
+  });
+  endpoint.Add(app);
+  app.add_option("--batches", max_batches, "stop after this many batches (0: until the stream ends)")
+      ->check(tools::WholeNumber(0));
+  app.add_option("--connect-timeout-ms", connect_ms, "wait this long for the producer to appear")
+      ->check(tools::WholeNumber(0));
+  app.add_option("--timeout-ms", timeout_ms, "give up when no batch arrives for this long")
+      ->check(tools::WholeNumber(0));
+  app.add_option("--prefetch", prefetch, "batches read ahead on a background thread (0: none)")
+      ->check(tools::WholeNumber(0, 1024));
+  app.add_option("--step-ms", step_ms, "sleep this long per batch, as a trainer's step would")
+      ->check(tools::WholeNumber(0));
+  app.add_flag("--keep-uint8", keep_uint8,
+               "split pipelines: do not run the consumer's finish (uint8 -> float32) on each batch");
+  const char* kCheckpoints = "Checkpoints";
+  app.add_option("--checkpoint", checkpoint_path,
+                 "a trainer's checkpoint file: restored at start when it exists, written every "
+                 "--checkpoint-every batches and at the end (the delivery contract: a restart gets exactly the "
+                 "batches after it)")
+      ->group(kCheckpoints);
+  app.add_option("--checkpoint-every", checkpoint_every, "batches between checkpoints (0: only at the end)")
+      ->check(tools::WholeNumber(0))
+      ->group(kCheckpoints);
+  app.add_option("--record", record_path,
+                 "append one line per batch: 'epoch batch_index index...' (the batch's sample indices, from the "
+                 "producer's --with-index tensor); cut back to the checkpoint's length when restoring")
+      ->group(kCheckpoints);
+  const char* kOutput = "Output";
+  app.add_option("--report-s", report_s, "seconds between progress lines (0: none)")
+      ->check(tools::Number(0))
+      ->group(kOutput);
+  app.add_flag("--json", json, "print the summary as one JSON line")->group(kOutput);
+  grpc.Add(app);
+  if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
 
   ConsumerOptions co;
   co.reader.connect_timeout_ms = connect_ms;
@@ -264,14 +285,20 @@ int main(int argc, char** argv) {
   // this tool reading the bytes).
   const double wait_frac = (*consumer)->stats().wait_fraction();
   if (json) {
-    std::printf("{\"endpoint\": \"%s\", \"transport\": \"%s\", \"batches\": %llu, \"samples\": %llu, \"seconds\": %.3f, "
-                "\"batches_per_s\": %.2f, \"samples_per_s\": %.0f, \"gbps\": %.3f, \"wait_frac\": %.4f, "
-                "\"bytes_per_batch\": %.0f, \"finished_tensors\": %llu, \"checksum\": %llu}\n",
-                (*consumer)->endpoint().c_str(), SchemeName((*consumer)->transport()),
-                static_cast<unsigned long long>(batches),
-                static_cast<unsigned long long>(samples), s, bps, sps, gbps, wait_frac,
-                batches > 0 ? static_cast<double>(bytes) / static_cast<double>(batches) : 0.0,
-                static_cast<unsigned long long>(finished), static_cast<unsigned long long>(sink));
+    tools::JsonObject j;
+    j["endpoint"] = (*consumer)->endpoint();
+    j["transport"] = SchemeName((*consumer)->transport());
+    j["batches"] = batches;
+    j["samples"] = samples;
+    j["seconds"] = tools::Round(s, 3);
+    j["batches_per_s"] = tools::Round(bps, 2);
+    j["samples_per_s"] = std::llround(sps);
+    j["gbps"] = tools::Round(gbps, 3);
+    j["wait_frac"] = tools::Round(wait_frac, 4);
+    j["bytes_per_batch"] = batches > 0 ? bytes / batches : 0;
+    j["finished_tensors"] = finished;
+    j["checksum"] = sink;
+    std::printf("%s\n", tools::JsonLine(j).c_str());
   } else {
     std::printf("consumed %llu batches (%llu samples, %.1f MB) from %s (%s) in %.2f s\n",
                 static_cast<unsigned long long>(batches), static_cast<unsigned long long>(samples),

@@ -103,8 +103,22 @@ pack() {
   cp "$bundle_lib" "$stage/bundle_lib.sh"
   cp "$here/standalone/CMakeLists.txt" "$stage/CMakeLists.txt"
   local d
-  for d in transport/include producer/include consumer/include consumer/torch/include; do
+  for d in transport/include producer/include consumer/include consumer/torch/include tools/include; do
     cp -r "$src/$d/datafeed/." "$stage/include/datafeed/"
+  done
+  # The header-only libraries datafeed/tools/*.h include.
+  local header found include_dirs="$build/examples/gpu/bundle_include_dirs.txt"
+  [[ -f "$include_dirs" ]] || die "$include_dirs is missing; configure $build again (cmake -S $src -B $build)"
+  for header in CLI/CLI.hpp nlohmann/json.hpp; do
+    found=""
+    while read -r d; do
+      if [[ -n "$d" && -f "$d/$header" ]]; then
+        cp -r "$d/${header%%/*}" "$stage/include/"
+        found=1
+        break
+      fi
+    done <"$include_dirs"
+    [[ -n "$found" ]] || die "$header is not in any of $(tr '\n' ' ' <"$include_dirs") (apt-get install libcli11-dev nlohmann-json3-dev)"
   done
   cp "$src"/consumer/torch/src/*.cc "$stage/src/consumer/torch/"
   cp "$src/examples/mnist_model.h" "$src/examples/mnist_model.cc" "$src/examples/mnist_train.cc" \

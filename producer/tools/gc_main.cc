@@ -5,18 +5,19 @@
 // same when it starts.
 #include <cstdio>
 
-#include "datafeed/transport/flags.h"
+#include "datafeed/tools/cli.h"
 #include "datafeed/transport/transport.h"
 
 using namespace datafeed;
 
 int main(int argc, char** argv) {
   bool dry_run = false;
-  Flags flags("datafeed-gc",
-              "Removes this user's shared-memory segments (/dev/shm/datafeed.*) whose producer is dead\n"
-              "and says which; segments of live producers are left alone.");
-  flags.Bool("dry-run", &dry_run, "only list what would be removed");
-  ParseFlagsOrExit(flags, argc, argv);
+  CLI::App app{"Removes this user's shared-memory segments (/dev/shm/datafeed.*) whose producer is dead\n"
+               "and says which; segments of live producers are left alone.",
+               "datafeed-gc"};
+  tools::Configure(app, {"datafeed-gc", "datafeed-gc --dry-run"});
+  app.add_flag("--dry-run", dry_run, "only list what would be removed");
+  if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
   Result<std::vector<std::string>> names = dry_run ? ListStaleShmSegments() : RemoveStaleShmSegments();
   if (!names.ok()) {
     std::fprintf(stderr, "datafeed-gc: %s\n", names.status().ToString().c_str());

@@ -1,79 +1,49 @@
 // datafeed-make-mnist: writes a deterministic synthetic MNIST-format IDX pair.
 //
 //   datafeed-make-mnist --out DIR [--count N] [--seed S] [--prefix train]
-#include <cerrno>
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "datafeed/producer/dataset.h"
+#include "datafeed/tools/cli.h"
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: datafeed-make-mnist --out DIR [--count N] [--seed S] [--prefix PREFIX]\n"
-    "\n"
-    "Writes DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte: N synthetic\n"
-    "28x28 digit images in MNIST's IDX format, identical for the same N and S.\n"
-    "  --out DIR        output directory (created if missing)\n"
-    "  --count N        number of samples (default 60000)\n"
-    "  --seed S         RNG seed (default 0)\n"
-    "  --prefix PREFIX  file name prefix, e.g. train or t10k (default train)\n";
-
-bool ParseU64(const char* s, unsigned long long* out) {
-  if (s == nullptr || *s == '\0' || *s == '-') return false;
-  errno = 0;
-  char* end = nullptr;
-  *out = std::strtoull(s, &end, 10);
-  return errno == 0 && *end == '\0';
-}
-
-}  // namespace
+using namespace datafeed;
 
 int main(int argc, char** argv) {
   std::string out;
   std::string prefix = "train";
-  unsigned long long count = 60000;
-  unsigned long long seed = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (arg == "--out" && value != nullptr) {
-      out = value;
-    } else if (arg == "--prefix" && value != nullptr) {
-      prefix = value;
-    } else if (arg == "--count" && ParseU64(value, &count)) {
-    } else if (arg == "--seed" && ParseU64(value, &seed)) {
-    } else {
-      std::fprintf(stderr, "datafeed-make-mnist: bad or incomplete argument '%s'\n%s",
-                   arg.c_str(), kUsage);
-      return 2;
-    }
-    ++i;
-  }
-  if (out.empty()) {
-    std::fprintf(stderr, "datafeed-make-mnist: --out is required\n%s", kUsage);
-    return 2;
-  }
+  int64_t count = 60000;
+  int64_t seed = 0;
+  CLI::App app{"Writes DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte: N synthetic\n"
+               "28x28 digit images in MNIST's IDX format, identical for the same N and S.",
+               "datafeed-make-mnist"};
+  tools::Configure(app, {
+      "datafeed-make-mnist --out data/mnist",
+      "datafeed-make-mnist --out data/mnist --count 10000 --prefix t10k --seed 1",
+  });
+  app.add_option("--out", out, "output directory (created if missing)")->required();
+  app.add_option("--count", count, "number of samples")->check(tools::WholeNumber(0));
+  app.add_option("--seed", seed, "RNG seed")->check(tools::WholeNumber(0));
+  app.add_option("--prefix", prefix, "file name prefix, e.g. train or t10k");
+  if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
+
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   if (ec) {
-    std::fprintf(stderr, "datafeed-make-mnist: cannot create %s: %s\n", out.c_str(),
-                 ec.message().c_str());
+    std::fprintf(stderr, "datafeed-make-mnist: cannot create %s: %s\n", out.c_str(), ec.message().c_str());
     return 1;
   }
-  const datafeed::Status st = datafeed::WriteSyntheticMnist(out, prefix, count, seed);
+  const Status st =
+      WriteSyntheticMnist(out, prefix, static_cast<size_t>(count), static_cast<uint64_t>(seed));
   if (!st.ok()) {
     std::fprintf(stderr, "datafeed-make-mnist: %s\n", st.ToString().c_str());
     return 1;
   }
-  std::printf("wrote %llu samples (seed %llu) to %s/%s and %s/%s\n", count, seed, out.c_str(),
-              datafeed::MnistImagesFileName(prefix).c_str(), out.c_str(),
-              datafeed::MnistLabelsFileName(prefix).c_str());
+  std::printf("wrote %lld samples (seed %lld) to %s/%s and %s/%s\n", static_cast<long long>(count),
+              static_cast<long long>(seed), out.c_str(), MnistImagesFileName(prefix).c_str(), out.c_str(),
+              MnistLabelsFileName(prefix).c_str());
   return 0;
 }

@@ -8,11 +8,12 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "datafeed/producer/dataset.h"
 #include "datafeed/producer/producer.h"
-#include "datafeed/transport/flags.h"
+#include "datafeed/tools/cli.h"
 #include "datafeed/transport/transport.h"
 
 using namespace datafeed;
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  EndpointFlags endpoint_flags;
+  tools::EndpointFlags endpoint_flags;
   std::string mnist_dir, split = "train", folder, image_list, image_root, webdataset;
   std::string pipeline_spec, preset, bad_samples = "fill", decode = "exact", wds_label_ext = "cls";
   bool finish_on_consumer = false;
@@ -68,78 +69,154 @@ int main(int argc, char** argv) {
   double consumer_timeout_s = 30.0;
   int64_t finish_grace_ms = 2000;
 
-  Flags flags("datafeed-producer",
-              "Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
-              "(float32 'image' [B,C,H,W] and int64 'label' [B]) on an endpoint.\n"
-              "Stops cleanly on SIGINT/SIGTERM.");
-  endpoint_flags.Add(flags,
-                     "where to serve: shm://NAME (this host only), or grpc://HOST:PORT / auto://HOST:PORT\n"
-                     "                             (gRPC for remote consumers plus shared memory for local ones;\n"
-                     "                             HOST is the address to listen on, e.g. 0.0.0.0)\n"
-                     "                            ");
-  flags.String("mnist", &mnist_dir, "MNIST IDX directory (see datafeed-make-mnist)");
-  flags.String("split", &split, "MNIST file prefix: train or t10k");
-  flags.String("image-folder", &folder, "image folder root: ROOT/<class>/**/<image> (torchvision's ImageFolder)");
-  flags.String("image-list", &image_list, "list file of 'path,label' lines");
-  flags.String("image-root", &image_root, "--image-list: folder the paths are relative to (default: the list's folder)");
-  flags.String("webdataset", &webdataset, "WebDataset tar shards, e.g. 'shards/train-{000000..000146}.tar'");
-  flags.String("wds-label-ext", &wds_label_ext, "--webdataset: extension of the label member");
-  flags.Int("channels", &channels, "image datasets: 3 (RGB, torchvision's default), 1 (gray) or 4 (RGBA)");
-  flags.Int("height", &height, "image datasets: require every image to be this tall (default: any size)");
-  flags.Int("width", &width, "image datasets: require every image to be this wide (default: any size)");
-  flags.String("pipeline", &pipeline_spec,
-               "transform spec; a '|' splits it: the consumer runs the part after it\n"
-               "                             (default for --mnist: to_tensor,normalize(0.1307,0.3081),gaussian_blur(11))");
-  flags.String("preset", &preset, "a named pipeline instead of --pipeline: imagenet-train or imagenet-eval");
-  flags.Bool("finish-on-consumer", &finish_on_consumer,
-             "ship uint8 images and let consumers run the trailing to_tensor[,normalize] (puts a '|' before to_tensor)");
-  flags.String("decode", &decode,
-               "exact (pixels as PIL decodes them) or reduced (JPEG DCT scaled down to what the\n"
-               "                             pipeline's first resize/random_resized_crop keeps: faster, not bit-exact)");
-  flags.Int("batch-size", &batch_size, "samples per batch");
-  flags.Int("threads", &threads, "worker threads (0: one per core)");
-  flags.Int("max-in-flight", &max_in_flight, "batches filled at once");
-  flags.Int("seed", &seed, "seed for shuffling and random transforms");
-  flags.Int("epochs", &epochs, "epochs to serve (0: endless)");
-  flags.Bool("shuffle", &shuffle, "shuffle every epoch");
-  flags.Bool("drop-last", &drop_last, "drop each epoch's short last batch");
-  flags.Int("shard", &shard, "this producer's shard index (--webdataset: of the tar shards)");
-  flags.Int("num-shards", &num_shards, "number of shards (producers)");
-  flags.Bool("unordered", &unordered, "publish batches as they finish, not in order");
-  flags.String("bad-samples", &bad_samples,
-               "a sample that cannot be read, decoded or transformed: fill (left out, the batch\n"
-               "                             filled with another; for now a zero image labelled -100), zero\n"
-               "                             (a zero image labelled -100) or fail (stop). Always counted and logged");
-  flags.Double("max-bad-fraction", &max_bad_fraction,
-               "stop when more than this fraction of the samples so far were bad (1: never)");
-  flags.Bool("strict", &strict, "the same as --bad-samples fail");
-  flags.Int("slots", &slots, "shared-memory slots (batches buffered)");
-  flags.Int("slot-bytes", &slot_bytes, "bytes per slot (0: exactly one batch)");
-  flags.Int("linger-ms", &linger_ms, "at the end, wait this long for consumers to take what was published");
-  flags.Double("progress-s", &progress_s, "seconds between progress lines (0: none)");
-  flags.String("tls-cert", &tls_cert, "gRPC: serve TLS with this certificate chain (PEM)");
-  flags.String("tls-key", &tls_key, "gRPC: private key of --tls-cert (PEM)");
-  flags.String("tls-client-ca", &tls_client_ca, "gRPC: require client certificates signed by this CA (mTLS)");
-  flags.String("auth-token-file", &auth_token_file,
-               "gRPC: require this bearer token (the file's first line) on every call; use with TLS over a network");
-  flags.Bool("insecure", &insecure,
-             "gRPC: serve plaintext on an address other than loopback (anyone who reaches the port reads the stream)");
-  flags.Int("max-streams", &max_streams, "gRPC: the most batch streams at once");
-  flags.Int("max-streams-per-peer", &max_streams_per_peer, "gRPC: the most batch streams from one address");
-  flags.String("shm-name", &shm_name, "gRPC/auto: name of the shared-memory ring behind the endpoint");
-  flags.Int("keepalive-ms", &keepalive_ms, "gRPC: keepalive ping interval");
-  flags.Bool("quiet", &quiet, "no progress lines");
-  flags.String("state-dir", &state_dir,
-               "journal the run's positions here: killed and restarted with the same flags, the producer goes on "
-               "where it was (without it, a restart starts the run again and consumers are told so)");
-  flags.Double("consumer-timeout", &consumer_timeout_s,
-               "seconds a consumer may hold batches without asking for the next one before they go to other "
-               "consumers; also how long a consumer that lost its connection keeps them while it reconnects");
-  flags.Bool("with-index", &with_index, "add an int64 [B] tensor 'index' with each sample's dataset index");
-  flags.Int("finish-grace-ms", &finish_grace_ms,
-            "after every batch was acknowledged, wait this long for a trainer restoring a checkpoint before "
-            "ending the stream");
-  ParseFlagsOrExit(flags, argc, argv);
+  CLI::App app{"Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
+               "(float32 'image' [B,C,H,W] and int64 'label' [B]) on an endpoint.\n"
+               "Stops cleanly on SIGINT/SIGTERM.",
+               "datafeed-producer"};
+  tools::Configure(app, {
+      "datafeed-producer --mnist data/mnist --endpoint shm://feed0 --batch-size 8192 --epochs 0 --shuffle",
+      "datafeed-producer --image-folder /data/train --preset imagenet-train --endpoint auto://0.0.0.0:5000 "
+      "--epochs 90 --shuffle --state-dir /var/lib/datafeed/run1 --tls-cert server.pem --tls-key server.key "
+      "--auth-token-file token",
+      "datafeed-producer --config producer.toml --threads 8",
+      "DATAFEED_ENDPOINT=grpc://0.0.0.0:5000 datafeed-producer --mnist data/mnist --insecure",
+  });
+  tools::AddConfigFile(app);
+  endpoint_flags.Add(app,
+                     "where to serve: shm://NAME (this host only), or grpc://HOST:PORT / auto://HOST:PORT "
+                     "(gRPC for remote consumers plus shared memory for local ones; HOST is the address to "
+                     "listen on, e.g. 0.0.0.0)");
+
+  const char* kDataset = "Dataset (give exactly one of --mnist, --image-folder, --image-list, --webdataset)";
+  app.add_option("--mnist", mnist_dir, "MNIST IDX directory (see datafeed-make-mnist)")->group(kDataset);
+  app.add_option("--split", split, "MNIST file prefix: train or t10k")->group(kDataset);
+  app.add_option("--image-folder", folder, "image folder root: ROOT/<class>/**/<image> (torchvision's ImageFolder)")
+      ->group(kDataset);
+  app.add_option("--image-list", image_list, "list file of 'path,label' lines")->group(kDataset);
+  app.add_option("--image-root", image_root,
+                 "--image-list: folder the paths are relative to (default: the list's folder)")
+      ->group(kDataset);
+  app.add_option("--webdataset", webdataset, "WebDataset tar shards, e.g. 'shards/train-{000000..000146}.tar'")
+      ->group(kDataset);
+  app.add_option("--wds-label-ext", wds_label_ext, "--webdataset: extension of the label member")->group(kDataset);
+  app.add_option("--channels", channels, "image datasets: 3 (RGB, torchvision's default), 1 (gray) or 4 (RGBA)")
+      ->check(tools::OneOf({"1", "3", "4"}))
+      ->group(kDataset);
+  app.add_option("--height", height, "image datasets: require every image to be this tall (0: any size)")
+      ->check(tools::WholeNumber(0))
+      ->group(kDataset);
+  app.add_option("--width", width, "image datasets: require every image to be this wide (0: any size)")
+      ->check(tools::WholeNumber(0))
+      ->group(kDataset);
+
+  const char* kPipeline = "Pipeline";
+  app.add_option("--pipeline", pipeline_spec,
+                 "transform spec; a '|' splits it: the consumer runs the part after it (default for --mnist: "
+                 "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11))")
+      ->group(kPipeline);
+  app.add_option("--preset", preset, "a named pipeline instead of --pipeline: imagenet-train or imagenet-eval")
+      ->group(kPipeline);
+  app.add_flag("--finish-on-consumer", finish_on_consumer,
+               "ship uint8 images and let consumers run the trailing to_tensor[,normalize] (puts a '|' before "
+               "to_tensor)")
+      ->group(kPipeline);
+  app.add_option("--decode", decode,
+                 "exact (pixels as PIL decodes them) or reduced (JPEG DCT scaled down to what the pipeline's "
+                 "first resize/random_resized_crop keeps: faster, not bit-exact)")
+      ->check(tools::OneOf({"exact", "reduced"}))
+      ->group(kPipeline);
+  app.add_option("--bad-samples", bad_samples,
+                 "a sample that cannot be read, decoded or transformed: fill (left out, the batch filled with "
+                 "another; for now a zero image labelled -100), zero (a zero image labelled -100) or fail "
+                 "(stop). Always counted and logged")
+      ->group(kPipeline);
+  app.add_option("--max-bad-fraction", max_bad_fraction,
+                 "stop when more than this fraction of the samples so far were bad (1: never)")
+      ->check(tools::Number(0, 1))
+      ->group(kPipeline);
+  app.add_flag("--strict", strict, "the same as --bad-samples fail")->group(kPipeline);
+
+  const char* kBatches = "Batches";
+  app.add_option("--batch-size", batch_size, "samples per batch")->check(tools::WholeNumber(1))->group(kBatches);
+  app.add_option("--threads", threads, "worker threads (0: one per core)")
+      ->check(tools::WholeNumber(0, 4096))
+      ->group(kBatches);
+  app.add_option("--max-in-flight", max_in_flight, "batches filled at once")
+      ->check(tools::WholeNumber(1))
+      ->group(kBatches);
+  app.add_option("--seed", seed, "seed for shuffling and random transforms")
+      ->check(tools::WholeNumber())
+      ->group(kBatches);
+  app.add_option("--epochs", epochs, "epochs to serve (0: endless)")->check(tools::WholeNumber(0))->group(kBatches);
+  app.add_flag("--shuffle", shuffle, "shuffle every epoch")->group(kBatches);
+  app.add_flag("--drop-last", drop_last, "drop each epoch's short last batch")->group(kBatches);
+  app.add_option("--shard", shard, "this producer's shard index (--webdataset: of the tar shards)")
+      ->check(tools::WholeNumber(0))
+      ->group(kBatches);
+  app.add_option("--num-shards", num_shards, "number of shards (producers)")
+      ->check(tools::WholeNumber(1))
+      ->group(kBatches);
+  app.add_flag("--unordered", unordered, "publish batches as they finish, not in order")->group(kBatches);
+  app.add_flag("--with-index", with_index, "add an int64 [B] tensor 'index' with each sample's dataset index")
+      ->group(kBatches);
+
+  const char* kDelivery = "Delivery";
+  app.add_option("--state-dir", state_dir,
+                 "journal the run's positions here: killed and restarted with the same flags, the producer goes "
+                 "on where it was (without it, a restart starts the run again and consumers are told so)")
+      ->group(kDelivery);
+  app.add_option("--consumer-timeout", consumer_timeout_s,
+                 "seconds a consumer may hold batches without asking for the next one before they go to other "
+                 "consumers; also how long a consumer that lost its connection keeps them while it reconnects")
+      ->check(tools::PositiveNumber())
+      ->group(kDelivery);
+  app.add_option("--finish-grace-ms", finish_grace_ms,
+                 "after every batch was acknowledged, wait this long for a trainer restoring a checkpoint before "
+                 "ending the stream")
+      ->check(tools::WholeNumber(0))
+      ->group(kDelivery);
+  app.add_option("--linger-ms", linger_ms, "at the end, wait this long for consumers to take what was published")
+      ->check(tools::WholeNumber(0))
+      ->group(kDelivery);
+
+  const char* kShm = "Shared memory";
+  app.add_option("--slots", slots, "shared-memory slots (batches buffered)")
+      ->check(tools::WholeNumber(1))
+      ->group(kShm);
+  app.add_option("--slot-bytes", slot_bytes, "bytes per slot (0: exactly one batch)")
+      ->check(tools::WholeNumber(0))
+      ->group(kShm);
+  app.add_option("--shm-name", shm_name, "gRPC/auto: name of the shared-memory ring behind the endpoint")
+      ->group(kShm);
+
+  const char* kGrpc = "gRPC (server)";
+  app.add_option("--tls-cert", tls_cert, "serve TLS with this certificate chain (PEM)")->group(kGrpc);
+  app.add_option("--tls-key", tls_key, "private key of --tls-cert (PEM)")->group(kGrpc);
+  app.add_option("--tls-client-ca", tls_client_ca, "require client certificates signed by this CA (mTLS)")
+      ->group(kGrpc);
+  app.add_option("--auth-token-file", auth_token_file,
+                 "require this bearer token (the file's first line) on every call; use with TLS over a network")
+      ->group(kGrpc);
+  app.add_flag("--insecure", insecure,
+               "serve plaintext on an address other than loopback (anyone who reaches the port reads the stream)")
+      ->group(kGrpc);
+  app.add_option("--max-streams", max_streams, "the most batch streams at once")
+      ->check(tools::WholeNumber(1, 100'000))
+      ->group(kGrpc);
+  app.add_option("--max-streams-per-peer", max_streams_per_peer, "the most batch streams from one address")
+      ->check(tools::WholeNumber(1, 100'000))
+      ->group(kGrpc);
+  // gRPC takes the interval (and twice it, the timeout) as an int.
+  app.add_option("--keepalive-ms", keepalive_ms, "keepalive ping interval")
+      ->check(tools::WholeNumber(1, 1'000'000'000))
+      ->group(kGrpc);
+
+  const char* kOutput = "Output";
+  app.add_option("--progress-s", progress_s, "seconds between progress lines (0: none)")
+      ->check(tools::Number(0))
+      ->group(kOutput);
+  app.add_flag("--quiet", quiet, "no progress lines")->group(kOutput);
+  if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
 
   auto endpoint = endpoint_flags.Resolve();
   if (!endpoint.ok()) return Die(endpoint.status());
@@ -160,7 +237,7 @@ int main(int argc, char** argv) {
   if (num_shards < 1 || shard < 0 || shard >= num_shards) {
     return Die(Status::InvalidArgument("--shard must be in [0, --num-shards)"));
   }
-  if (!mnist_dir.empty() && (flags.Given("height") || flags.Given("width") || flags.Given("channels"))) {
+  if (!mnist_dir.empty() && (app.count("--height") > 0 || app.count("--width") > 0 || app.count("--channels") > 0)) {
     return Die(Status::InvalidArgument("--height, --width and --channels are for image datasets; "
                                        "MNIST images are 28x28x1"));
   }
@@ -228,7 +305,7 @@ int main(int argc, char** argv) {
   if (!pipeline.ok()) return Die(pipeline.status().WithContext("--pipeline"));
   auto bad_policy = ParseBadSamples(strict ? "fail" : bad_samples);
   if (!bad_policy.ok()) return Die(bad_policy.status().WithContext("--bad-samples"));
-  if (strict && flags.Given("bad-samples") && *bad_policy != BadSamples::kFail) {
+  if (strict && app.count("--bad-samples") > 0 && *bad_policy != BadSamples::kFail) {
     return Die(Status::InvalidArgument("--strict is --bad-samples fail; give one of them"));
   }
   if (decode != "exact" && decode != "reduced") {
@@ -253,9 +330,6 @@ int main(int argc, char** argv) {
   po.decode = decode == "reduced" ? DecodeMode::kReduced : DecodeMode::kExact;
   po.producer_id = static_cast<uint64_t>(getpid());
   po.with_index = with_index;
-  if (!(consumer_timeout_s > 0)) {
-    return Die(Status::InvalidArgument("--consumer-timeout must be a positive number of seconds"));
-  }
 
   // The writer's slots are sized for a full batch.
   auto layout = MakeBatchLayout(*dataset, *pipeline, static_cast<size_t>(batch_size), with_index);

@@ -23,10 +23,11 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 
+#include "datafeed/tools/cli.h"
 #include "datafeed/transport/endpoint.h"
-#include "datafeed/transport/flags.h"
 #include "datafeed/transport/frame.h"
 #include "datafeed/transport/transport.h"
 
@@ -51,13 +52,14 @@ int main(int argc, char** argv) {
   std::string endpoint_uri = "shm://dtype-writer";
   int64_t batches = 3, slots = 4, linger_ms = 5000;
   double hold_s = 0;
-  Flags flags("dtype_writer", "Publishes batches with every dtype (tests/python).");
-  flags.String("endpoint", &endpoint_uri, "where to publish");
-  flags.Int("batches", &batches, "batches to publish (k = 0, 1, ...)");
-  flags.Int("slots", &slots, "shared-memory slots");
-  flags.Int("linger-ms", &linger_ms, "at the end, wait this long for consumers");
-  flags.Double("hold-s", &hold_s, "stay alive this long after the last batch");
-  ParseFlagsOrExit(flags, argc, argv);
+  CLI::App app{"Publishes batches with every dtype (tests/python).", "dtype_writer"};
+  tools::Configure(app);
+  app.add_option("--endpoint", endpoint_uri, "where to publish");
+  app.add_option("--batches", batches, "batches to publish (k = 0, 1, ...)")->check(tools::WholeNumber(0));
+  app.add_option("--slots", slots, "shared-memory slots")->check(tools::WholeNumber(1));
+  app.add_option("--linger-ms", linger_ms, "at the end, wait this long for consumers")->check(tools::WholeNumber(0));
+  app.add_option("--hold-s", hold_s, "stay alive this long after the last batch")->check(tools::Number(0));
+  if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
 
   auto endpoint = ParseEndpoint(endpoint_uri);
   if (!endpoint.ok()) return Die(endpoint.status());

@@ -71,7 +71,7 @@ def test_bundled_binaries_load_only_bundled_libraries(bundle):
     env = clean_env(root, manifest)
     producer = root / "python" / "datafeed" / "bin" / "datafeed-producer"
     r = subprocess.run([str(producer), "--help"], env=env, capture_output=True, text=True)
-    assert r.returncode == 0 and "usage: datafeed-producer" in r.stdout, r.stderr
+    assert r.returncode == 0 and "Usage: datafeed-producer" in r.stdout, r.stderr
     for elf in (producer, root / "python" / "datafeed" / "libdatafeed_c.so"):
         r = subprocess.run(["ldd", str(elf)], env=env, capture_output=True, text=True, check=True)
         lines = [line.strip() for line in r.stdout.splitlines() if "=>" in line]

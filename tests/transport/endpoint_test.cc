@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include "datafeed/transport/flags.h"
 #include "datafeed/transport/transport.h"
 
 namespace datafeed {
@@ -54,37 +53,6 @@ TEST(Endpoint, RejectsMalformedUrisWithAHint) {
     EXPECT_NE(r.status().message().find(c.hint), std::string::npos)
         << c.uri << " -> " << r.status().message();
   }
-}
-
-TEST(EndpointFlags, ProgramsShareTheEndpointFlagsAndTheirDefault) {
-  EnvGuard guard;
-  auto parse = [](std::vector<std::string> args, EndpointFlags* e, GrpcClientFlags* g) {
-    Flags flags("prog", "test");
-    e->Add(flags);
-    g->Add(flags);
-    std::vector<char*> argv{const_cast<char*>("prog")};
-    for (auto& a : args) argv.push_back(a.data());
-    return flags.Parse(static_cast<int>(argv.size()), argv.data());
-  };
-  EndpointFlags e;
-  GrpcClientFlags g;
-  ASSERT_TRUE(parse({}, &e, &g).ok());
-  EXPECT_EQ(e.Resolve().value().ToString(), kDefaultEndpoint);  // nothing given, nothing set
-  setenv("DATAFEED_ENDPOINT", "shm://fromenv", 1);
-  EXPECT_EQ(e.Resolve().value().name, "fromenv");
-
-  EndpointFlags given;
-  GrpcClientFlags tls;
-  ASSERT_TRUE(parse({"--endpoint", "auto://h:5000", "--transport", "grpc", "--tls-ca", "ca.pem",
-                     "--compression", "gzip", "--reconnect"},
-                    &given, &tls)
-                  .ok());
-  EXPECT_EQ(given.Resolve().value().scheme, Scheme::kGrpc);
-  ReaderOptions ro;
-  tls.ApplyTo(&ro);
-  EXPECT_EQ(ro.grpc.tls_ca, "ca.pem");
-  EXPECT_EQ(ro.grpc.compression, "gzip");
-  EXPECT_TRUE(ro.reconnect);
 }
 
 TEST(Endpoint, EnvironmentSuppliesAndOverrides) {
