@@ -90,8 +90,13 @@ const char* SchemeName(Scheme scheme) {
 std::string Endpoint::ToString() const {
   std::string out = std::string(SchemeName(scheme)) + "://";
   if (!IsHostScheme(scheme)) return out + name;
-  if (name.find(':') != std::string::npos) return out + "[" + name + "]:" + std::to_string(port);
-  return out + name + ":" + std::to_string(port);
+  auto host_port = [](const std::string& host, int port) {
+    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    return host + ":" + std::to_string(port);
+  };
+  out += host_port(name, port);
+  for (const HostPort& hp : more) out += "," + host_port(hp.host, hp.port);
+  return out;
 }
 
 Status ValidateName(std::string_view name) {
@@ -141,7 +146,22 @@ Result<Endpoint> ParseEndpoint(std::string_view uri) {
   }
   if (scheme == "grpc" || scheme == "auto") {
     ep.scheme = scheme == "grpc" ? Scheme::kGrpc : Scheme::kAuto;
-    DATAFEED_RETURN_NOT_OK(ParseHostPort(rest, uri, &ep));
+    // Several producers: HOST:PORT,HOST:PORT,...
+    std::string_view first = rest.substr(0, rest.find(','));
+    DATAFEED_RETURN_NOT_OK(ParseHostPort(first, uri, &ep));
+    for (size_t at = first.size(); at < rest.size();) {
+      const size_t next = rest.find(',', at + 1);
+      const std::string_view item = rest.substr(at + 1, next == std::string_view::npos ? std::string_view::npos
+                                                                                        : next - at - 1);
+      if (item.empty()) {
+        return Status::InvalidArgument("endpoint '" + std::string(uri) +
+                                       "': an empty producer in the list; separate HOST:PORT entries with one ','");
+      }
+      Endpoint one;
+      DATAFEED_RETURN_NOT_OK(ParseHostPort(item, uri, &one));
+      ep.more.push_back({one.name, one.port});
+      at = next == std::string_view::npos ? rest.size() : next;
+    }
     return ep;
   }
   return Status::InvalidArgument("endpoint '" + std::string(uri) + "' has unknown scheme '" +

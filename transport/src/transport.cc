@@ -55,7 +55,12 @@ Result<std::unique_ptr<BatchWriter>> OpenWriter(const Endpoint& endpoint,
     case Scheme::kShm: return internal::OpenShmWriter(endpoint.name, options);
     case Scheme::kInProc: return internal::OpenInProcWriter(endpoint.name, options);
     case Scheme::kGrpc:
-    case Scheme::kAuto: return internal::OpenGrpcWriter(endpoint, options);
+    case Scheme::kAuto:
+      if (!endpoint.more.empty()) {
+        return Status::InvalidArgument(endpoint.ToString() + ": a producer serves one address; the list of "
+                                       "several producers is for consumers");
+      }
+      return internal::OpenGrpcWriter(endpoint, options);
   }
   return Status::Internal("unknown scheme");
 }
@@ -66,7 +71,11 @@ Result<std::unique_ptr<BatchReader>> OpenReader(const Endpoint& endpoint,
     case Scheme::kShm: return internal::OpenShmReader(endpoint.name, options);
     case Scheme::kInProc: return internal::OpenInProcReader(endpoint.name, options);
     case Scheme::kGrpc:
-    case Scheme::kAuto: return internal::OpenAutoReader(endpoint, options);
+    case Scheme::kAuto:
+      if (!endpoint.more.empty() || !internal::IsAddressLiteral(endpoint.name)) {
+        return internal::OpenMultiReader(endpoint, options);
+      }
+      return internal::OpenAutoReader(endpoint, options);
   }
   return Status::Internal("unknown scheme");
 }

@@ -46,6 +46,22 @@ Result<std::unique_ptr<BatchWriter>> OpenGrpcWriter(const Endpoint& endpoint,
 Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint,
                                                     const ReaderOptions& options);
 
+// What a producer's handshake says about it: a reader of several producers
+// asks before it opens one. In auto/auto_reader.cc.
+struct ProducerProbe {
+  uint64_t producer_id = 0;
+  RunInfo run;  // fingerprint 0: the producer has no run
+};
+Result<ProducerProbe> ProbeProducer(const Endpoint& endpoint, const ReaderOptions& options, Deadline deadline);
+
+// Several producers at once: an endpoint listing several (endpoint.more),
+// or a HOST that is a DNS name (it may resolve to several producers, and is
+// resolved again every ReaderOptions::resolve_every_ms). In
+// multi/multi_reader.cc.
+Result<std::unique_ptr<BatchReader>> OpenMultiReader(const Endpoint& endpoint, const ReaderOptions& options);
+// An IP address (v4 or v6) or "localhost": one producer, no DNS.
+bool IsAddressLiteral(const std::string& host);
+
 }  // namespace datafeed::internal
 
 #endif  // DATAFEED_TRANSPORT_SRC_TRANSPORTS_INTERNAL_H_

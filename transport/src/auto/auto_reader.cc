@@ -68,4 +68,21 @@ Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, co
   return OpenGrpcStreamReader(endpoint, options, std::move(channel), deadline);
 }
 
+Result<ProducerProbe> ProbeProducer(const Endpoint& endpoint, const ReaderOptions& options, Deadline deadline) {
+  DATAFEED_ASSIGN_OR_RETURN(auto channel, MakeChannel(endpoint, options.grpc));
+  std::string token;
+  if (!options.grpc.auth_token_file.empty()) {
+    DATAFEED_ASSIGN_OR_RETURN(token, ReadAuthToken(options.grpc.auth_token_file));
+  }
+  DATAFEED_ASSIGN_OR_RETURN(pb::HandshakeResponse hs,
+                            DoHandshake(channel, endpoint, pb::TRANSPORT_GRPC, deadline, token));
+  ProducerProbe probe;
+  probe.producer_id = hs.producer_id();
+  probe.run.fingerprint = hs.fingerprint();
+  probe.run.shard = hs.shard();
+  probe.run.num_shards = std::max<uint32_t>(1, hs.num_shards());
+  probe.run.batches_per_epoch = hs.batches_per_epoch();
+  return probe;
+}
+
 }  // namespace datafeed::internal

@@ -19,7 +19,7 @@ namespace datafeed::internal {
 // when a TLS file cannot be read; connecting happens on the first call.
 Result<std::shared_ptr<grpc::Channel>> MakeChannel(const Endpoint& endpoint, const GrpcOptions& options);
 
-// Tells the producer this host's identity and the transport it prefers,
+// Tells the producer this host's digest and the transport it prefers,
 // waiting until `deadline` for a producer that is still starting, and
 // returns the producer's choice (TRANSPORT_SHM with the ring's name, or
 // TRANSPORT_GRPC). Fails with Unavailable when no producer answers in time,

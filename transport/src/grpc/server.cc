@@ -111,7 +111,15 @@ class ControlService final : public pb::DataFeed::Service {
                          pb::HandshakeResponse* resp) override {
     if (!s_->WaitReady()) return NotStarted();
     if (!Authorized(*ctx, s_->token)) return Unauthenticated();
-    return AnswerHandshake(s_->digest, s_->shm_name, s_->producer_id, s_->slot_bytes, *req, resp);
+    grpc::Status st = AnswerHandshake(s_->digest, s_->shm_name, s_->producer_id, s_->slot_bytes, *req, resp);
+    if (st.ok() && s_->ledger != nullptr) {
+      const RunInfo& run = s_->ledger->run();
+      resp->set_fingerprint(run.fingerprint);
+      resp->set_shard(run.shard);
+      resp->set_num_shards(run.num_shards);
+      resp->set_batches_per_epoch(run.batches_per_epoch);
+    }
+    return st;
   }
 
   grpc::Status GetStats(grpc::ServerContext* ctx, const pb::StatsRequest*, pb::StatsResponse* resp) override {

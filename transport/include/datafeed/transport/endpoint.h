@@ -3,6 +3,9 @@
 //   shm://NAME          shared-memory ring NAME on this host
 //   grpc://HOST:PORT    gRPC stream
 //   auto://HOST:PORT    handshake over gRPC; shared memory when colocated
+//   grpc://H1:P1,H2:P2  (or auto://) a consumer reads several producers at
+//                       once; a HOST that is a DNS name may resolve to many
+//                       producers (a Kubernetes headless Service)
 //   inproc://NAME       in-process queue (tests, single-process pipelines)
 //
 // DATAFEED_ENDPOINT supplies the endpoint where a program was given none.
@@ -13,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "datafeed/transport/status.h"
 
@@ -30,8 +34,15 @@ struct Endpoint {
   // auto only: the consumer insists on shared memory (DATAFEED_TRANSPORT=shm
   // on a HOST:PORT endpoint); the handshake fails if it is not colocated.
   bool force_shm = false;
+  // grpc/auto, consumers only: the producers after the first (name, port).
+  struct HostPort {
+    std::string host;
+    int port = 0;
+  };
+  std::vector<HostPort> more;
 
-  // The URI form, e.g. "shm://feed0" or "grpc://[::1]:5000".
+  // The URI form, e.g. "shm://feed0", "grpc://[::1]:5000" or
+  // "auto://h1:5000,h2:5000".
   std::string ToString() const;
 };
 

@@ -172,6 +172,14 @@ class BatchWriter {
 // then takes and hands out the next one. A reader that reads ahead uses the
 // two steps itself: Take() claims a batch (leased, not yet the trainer's),
 // Hand() gives it to the trainer, Ack() acknowledges what was handed out.
+// One producer a reader reads (BatchReader::links()).
+struct ProducerLink {
+  std::string endpoint;    // where it was reached, e.g. "auto://10.0.0.3:5000"
+  Scheme transport = Scheme::kGrpc;  // kShm or kGrpc: what the handshake chose
+  uint64_t batches = 0;    // batches taken from it
+  std::string state;       // "reading", "ended", or "lost: <why>"
+};
+
 class BatchReader {
  public:
   virtual ~BatchReader() = default;
@@ -198,8 +206,13 @@ class BatchReader {
   // the same way. Thread-safe, idempotent.
   virtual void Cancel() = 0;
   // The transport batches actually arrive on: kShm or kGrpc for an auto://
-  // endpoint, after its handshake chose.
+  // endpoint, after its handshake chose; kAuto for a reader of several
+  // producers that arrive on both (see links()).
   virtual Scheme transport() const = 0;
+  // The producers this reader reads, one entry each (several for an
+  // endpoint listing several producers or a name that resolves to several).
+  // Empty for a reader of one.
+  virtual std::vector<ProducerLink> links() const { return {}; }
 };
 
 // Shared-memory ring sizing. Defaults fit one batch of 8192 float32 28x28
@@ -307,6 +320,16 @@ struct ReaderOptions {
   // grpc and auto, whichever transport the handshake picks again.
   bool reconnect = false;
   int64_t reconnect_timeout_ms = 30'000;
+  // Several producers (an endpoint listing several, or a DNS name): how
+  // often the names are resolved again, so producers that appear are read
+  // too (0: never).
+  int64_t resolve_every_ms = 30'000;
+  // Several producers: batches of a later epoch wait until every producer
+  // still sending has sent this consumer a batch of that epoch too (so an
+  // epoch ends when every producer has ended it), but never longer than
+  // this without hearing from the laggard (a producer that died or stopped
+  // sending is not waited for).
+  int64_t epoch_barrier_ms = 5'000;
 };
 
 // Shared-memory segments (/dev/shm/datafeed.*) of this user whose producer
