@@ -4,9 +4,10 @@
 //       publish COUNT batches (ids 0..COUNT-1), print "published COUNT", then
 //       close and linger (or sleep forever: "sleep"); "gate": wait for
 //       SIGUSR1 before publishing
-//   datafeed_test_peer consume URI [announce]            print each batch's id
+//   datafeed_test_peer consume URI [announce] [gate]     print each batch's id
 //       until end of stream; exit 0 at end of stream, 3 on a bad batch, 4 on
-//       error; "announce": first print "attached" once the reader is open
+//       error; "announce": first print "attached" once the reader is open;
+//       "gate": after the first batch, wait for SIGUSR1 before reading on
 //   datafeed_test_peer hold URI                          take one batch, print
 //       its id, then sleep forever holding it
 //
@@ -154,6 +155,15 @@ int main(int argc, char** argv) {
     if (sleep_after) for (;;) pause();
     return (*w)->Close().ok() ? 0 : 4;
   }
+  bool announce = false, gate = false;
+  for (int i = 3; i < argc; ++i) {
+    announce = announce || std::string(argv[i]) == "announce";
+    gate = gate || std::string(argv[i]) == "gate";
+  }
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  if (gate) sigprocmask(SIG_BLOCK, &usr1, nullptr);  // before anyone can send it
   ReaderOptions ro;
   ro.connect_timeout_ms = 20'000;
   auto r = OpenReader(ep, ro);
@@ -161,11 +171,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
     return 4;
   }
-  if (argc > 3 && std::string(argv[3]) == "announce") {
+  if (announce) {
     std::printf("attached\n");
     std::fflush(stdout);
   }
-  for (;;) {
+  for (bool first = true;; first = false) {
     auto v = (*r)->Next(Deadline::AfterMillis(20'000));
     if (v.status().IsEndOfStream()) return 0;
     if (!v.ok()) {
@@ -180,5 +190,9 @@ int main(int argc, char** argv) {
     std::printf("%llu\n", static_cast<unsigned long long>(v->meta().first_index));
     std::fflush(stdout);
     if (mode == "hold") for (;;) pause();
+    if (gate && first) {
+      int sig = 0;
+      sigwait(&usr1, &sig);
+    }
   }
 }
