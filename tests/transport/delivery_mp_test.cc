@@ -34,6 +34,7 @@ using testing::CheckRunBatch;
 using testing::KeyOf;
 using testing::KeyTally;
 using testing::Peer;
+using testing::ServeThread;
 using testing::TestRun;
 using testing::UniqueName;
 
@@ -82,31 +83,6 @@ std::unique_ptr<BatchReader> Reader(const std::string& uri, const ReaderOptions&
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? std::move(r).value() : nullptr;
 }
-
-// Serves the writer's run on a thread (ServeRun) and closes the writer when
-// every batch was acknowledged, as a producer does.
-class ServeThread {
- public:
-  explicit ServeThread(BatchWriter& w) : w_(w), thread_([this] {
-    status_ = testing::ServeRun(w_, stop_);
-    if (status_.ok()) status_ = w_.Close();
-  }) {}
-  ~ServeThread() {
-    stop_.store(true);
-    if (thread_.joinable()) thread_.join();
-  }
-  // Waits for the end of the run (ServeRun stops on its own).
-  Status Join() {
-    thread_.join();
-    return status_;
-  }
-
- private:
-  BatchWriter& w_;
-  std::atomic<bool> stop_{false};
-  Status status_;
-  std::thread thread_;
-};
 
 // Hands out batches until the end of the stream, checking each one's
 // identity and content. `limit`: stop after that many.
@@ -182,7 +158,8 @@ TEST_P(DeliveryMp, AKilledConsumersUnacknowledgedBatchesGoToTheLiveConsumer) {
   auto live = Reader(w->endpoint());
   ASSERT_NE(live, nullptr);
   const std::vector<BatchKey> got = ReadKeys(*live, run);
-  EXPECT_TRUE(serve.Join().ok());
+  const Status ended = serve.Join();
+  EXPECT_TRUE(ended.ok()) << ended.ToString();
   // It acknowledged its first two batches (by asking for the third); the
   // third, and whatever it had read ahead, went back to the queue.
   KeyTally tally;
@@ -216,7 +193,8 @@ TEST_P(DeliveryMp, AStalledConsumerLosesItsLeasesAndIsToldSoWhenItComesBack) {
   ASSERT_NE(live, nullptr);
   KeyTally tally;
   tally.Add(ReadKeys(*live, run), "live consumer");
-  EXPECT_TRUE(serve.Join().ok());
+  const Status ended = serve.Join();
+  EXPECT_TRUE(ended.ok()) << ended.ToString();
   EXPECT_EQ(tally.Check(AllKeys(run)), "");
   Result<BatchView> back = stalled->Next(Deadline::AfterMillis(10'000));
   if (back.ok()) {
@@ -247,7 +225,8 @@ TEST(DeliveryReconnect, ABrokenGrpcConnectionResumesTheSessionWithoutGapOrDuplic
   tally.Add(ReadKeys(*r, run, 10), "before the second cut");
   proxy.Cut();
   tally.Add(ReadKeys(*r, run), "after the cuts");
-  EXPECT_TRUE(serve.Join().ok());
+  const Status ended = serve.Join();
+  EXPECT_TRUE(ended.ok()) << ended.ToString();
   EXPECT_EQ(tally.Check(AllKeys(run)), "");
   EXPECT_GE(proxy.accepted(), 3) << "the consumer did not reconnect after each cut";
 }

@@ -7,11 +7,15 @@
 #define DATAFEED_TESTS_TRANSPORT_RUN_UTIL_H_
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "datafeed/transport/transport.h"
@@ -114,6 +118,53 @@ inline Status ServeRun(BatchWriter& w, const std::atomic<bool>& stop, std::atomi
     if (w.WaitForWork(Deadline::AfterMillis(100)) == BatchWriter::Work::kDone) return Status::OK();
   }
 }
+
+// Serves the writer's run on a thread (ServeRun) and closes the writer once
+// every batch was acknowledged, as a producer does.
+class ServeThread {
+ public:
+  explicit ServeThread(BatchWriter& w) : w_(w), thread_([this] { Serve(); }) {}
+  ~ServeThread() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  // The run's end: OK once every batch was acknowledged and the writer
+  // closed. A run that does not end within `limit_ms` (a batch nobody
+  // acknowledges) is stopped: DeadlineExceeded.
+  Status Join(int64_t limit_ms = 30'000) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_for(lock, std::chrono::milliseconds(limit_ms), [&] { return done_; })) {
+        stop_.store(true);
+      }
+    }
+    thread_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    return timed_out_ ? Status::DeadlineExceeded("the run did not end within " + std::to_string(limit_ms) +
+                                                 " ms (a batch was never acknowledged)")
+                      : status_;
+  }
+
+ private:
+  void Serve() {
+    Status st = ServeRun(w_, stop_);
+    if (st.ok()) st = w_.Close();
+    std::lock_guard<std::mutex> lock(mu_);
+    timed_out_ = st.code() == StatusCode::kCancelled;
+    status_ = st;
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  BatchWriter& w_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool timed_out_ = false;
+  Status status_;
+  std::thread thread_;
+};
 
 // Keys counted across consumers: Check() says what is missing or repeated.
 class KeyTally {
