@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 #include <arpa/inet.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -67,46 +70,99 @@ TEST(GrpcHandshake, ChoosesSharedMemoryOnThisHostAndGrpcWhenForced) {
   EXPECT_EQ((*shm)->transport(), Scheme::kShm);
 }
 
+// Counts consumers that have their first batch; they wait for each other.
+class FirstBatchGate {
+ public:
+  explicit FirstBatchGate(int consumers) : left_(consumers) {}
+  // A consumer has its first batch.
+  void Arrive() {
+    std::lock_guard<std::mutex> lock(mu_);
+    --left_;
+    cv_.notify_all();
+  }
+  // Waits until every consumer arrived (false after 20 s).
+  bool WaitAll() {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, 20s, [&] { return left_ <= 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int left_;
+};
+
 TEST(GrpcHandshake, MixedConsumersShareTheStreamExactlyOnce) {
+  // Shared-memory and gRPC consumers, in this process and in others, read
+  // one stream at once. Each takes one batch and then waits until all have
+  // one, so every consumer, and so each transport, demonstrably carries
+  // batches (a consumer that has its batch stops claiming, and the ones
+  // still waiting take the next); then they all read to the end together.
   auto w = Writer("auto://127.0.0.1:0");
   std::vector<std::unique_ptr<BatchReader>> readers;
   readers.push_back(std::move(Reader(w->endpoint())).value());            // shared memory
   readers.push_back(std::move(Reader(w->endpoint(), {}, "grpc")).value());  // gRPC stream
-  Peer remote({"consume", w->endpoint(), "announce"});  // another process; auto picks shm
-  Peer remote_grpc({"consume", "grpc://" + w->endpoint().substr(7), "announce"});
+  ASSERT_EQ(readers[0]->transport(), Scheme::kShm);
+  ASSERT_EQ(readers[1]->transport(), Scheme::kGrpc);
+  Peer remote({"consume", w->endpoint(), "announce", "gate"});  // another process; auto picks shm
+  Peer remote_grpc({"consume", "grpc://" + w->endpoint().substr(7), "announce", "gate"});
+  ASSERT_EQ(remote.ReadLine(), "attached");
+  ASSERT_EQ(remote_grpc.ReadLine(), "attached");
+  FirstBatchGate in_process(2);
+  std::atomic<bool> released{false};
   std::vector<std::vector<uint64_t>> got(2);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < readers.size(); ++i) {
     threads.emplace_back([&, i] {
       for (;;) {
-        auto v = readers[i]->Next(Deadline::AfterMillis(10000));
+        auto v = readers[i]->Next(Deadline::AfterMillis(20'000));
         if (!v.ok()) {
           EXPECT_TRUE(v.status().IsEndOfStream()) << v.status().ToString();
           return;
         }
         EXPECT_EQ(CheckBatch(*v), "");
         got[i].push_back(v->meta().first_index);
+        if (got[i].size() == 1) {
+          v = Status::Cancelled("dropped");  // holds no slot while it waits
+          in_process.Arrive();
+          while (!released.load()) std::this_thread::sleep_for(1ms);
+        }
       }
     });
   }
   constexpr uint64_t kBatches = 400;
-  ASSERT_EQ(remote.ReadLine(), "attached");
-  ASSERT_EQ(remote_grpc.ReadLine(), "attached");
-  for (uint64_t id = 0; id < kBatches; ++id) Publish(*w, id);
-  ASSERT_TRUE(w->Close().ok());
+  std::thread producer([&] {
+    for (uint64_t id = 0; id < kBatches; ++id) Publish(*w, id);
+    ASSERT_TRUE(w->Close().ok());
+  });
   std::multiset<uint64_t> all;
-  for (auto* p : {&remote, &remote_grpc}) {
-    for (const auto& line : p->ReadAll()) all.insert(std::stoull(line));
-    EXPECT_EQ(p->Wait(), 0);
+  std::vector<size_t> remote_counts;
+  std::vector<std::string> remote_first = {remote.ReadLine(), remote_grpc.ReadLine()};
+  for (const auto& line : remote_first) EXPECT_FALSE(line.empty()) << "a consumer process got no batch";
+  EXPECT_TRUE(in_process.WaitAll()) << "an in-process consumer got no batch";
+  released = true;
+  remote.Signal(SIGUSR1);
+  remote_grpc.Signal(SIGUSR1);
+  for (size_t p = 0; p < 2; ++p) {
+    Peer& peer = p == 0 ? remote : remote_grpc;
+    std::vector<std::string> lines = peer.ReadAll();
+    lines.insert(lines.begin(), remote_first[p]);
+    for (const auto& line : lines) {
+      if (!line.empty()) all.insert(std::stoull(line));
+    }
+    remote_counts.push_back(lines.size());
+    EXPECT_EQ(peer.Wait(), 0);
   }
+  producer.join();
   for (auto& t : threads) t.join();
   for (auto& g : got) all.insert(g.begin(), g.end());
   ASSERT_EQ(all.size(), kBatches);
   uint64_t expect = 0;
   for (uint64_t id : all) EXPECT_EQ(id, expect++);
-  // Which consumer wins each batch is up to the scheduler; say who got what.
-  ::testing::Test::RecordProperty("shm_reader_batches", static_cast<int>(got[0].size()));
-  ::testing::Test::RecordProperty("grpc_reader_batches", static_cast<int>(got[1].size()));
+  EXPECT_GE(got[0].size() + remote_counts[0], 1u) << "shared memory carried nothing";
+  EXPECT_GE(got[1].size() + remote_counts[1], 1u) << "the gRPC stream carried nothing";
+  ::testing::Test::RecordProperty("shm_batches", static_cast<int>(got[0].size() + remote_counts[0]));
+  ::testing::Test::RecordProperty("grpc_batches", static_cast<int>(got[1].size() + remote_counts[1]));
 }
 
 TEST(GrpcFaults, KilledProducerIsReportedWithinTwoSeconds) {
@@ -297,15 +353,48 @@ TEST(GrpcFaults, ConsumersWaitingBeforeTheProducerStartsAreServed) {
   auto w = Writer("auto://" + address, o);
   ASSERT_NE(w, nullptr);
   for (auto& t : waiting) t.join();
-  for (uint64_t id = 0; id < 2; ++id) Publish(*w, id);
-  std::set<uint64_t> got;
-  for (auto& r : readers) {
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
-    auto v = (*r)->Next(Deadline::AfterMillis(10'000));
-    ASSERT_TRUE(v.ok()) << v.status().ToString();
-    got.insert(v->meta().first_index);
+  for (auto& r : readers) ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // Both read at once: which of them takes which batch is the scheduler's
+  // business (the stream's handler may take several ahead of the ring
+  // reader), so each takes its first batch and waits for the other, and
+  // batches are published until both have one.
+  FirstBatchGate gate(2);
+  std::atomic<bool> released{false};
+  std::vector<std::vector<uint64_t>> got(readers.size());
+  std::vector<std::thread> reading;
+  for (size_t i = 0; i < readers.size(); ++i) {
+    reading.emplace_back([&, i] {
+      for (;;) {
+        auto v = (*readers[i])->Next(Deadline::AfterMillis(20'000));
+        if (!v.ok()) {
+          EXPECT_TRUE(v.status().IsEndOfStream()) << v.status().ToString();
+          return;
+        }
+        got[i].push_back(v->meta().first_index);
+        if (got[i].size() == 1) {
+          gate.Arrive();
+          while (!released.load()) std::this_thread::sleep_for(1ms);
+        }
+      }
+    });
   }
-  EXPECT_EQ(got, (std::set<uint64_t>{0, 1}));
+  constexpr uint64_t kBatches = 20;
+  std::thread producer([&] {
+    for (uint64_t id = 0; id < kBatches; ++id) Publish(*w, id);
+    ASSERT_TRUE(w->Close().ok());
+  });
+  EXPECT_TRUE(gate.WaitAll()) << "a waiting consumer was not served";
+  released = true;
+  producer.join();
+  for (auto& t : reading) t.join();
+  std::multiset<uint64_t> all;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_FALSE(got[i].empty()) << (i == 0 ? "the auto (shm)" : "the gRPC") << " consumer got nothing";
+    all.insert(got[i].begin(), got[i].end());
+  }
+  ASSERT_EQ(all.size(), kBatches);
+  uint64_t expect = 0;
+  for (uint64_t id : all) EXPECT_EQ(id, expect++);
 }
 
 TEST(GrpcFaults, AStreamTheProducerRefusesFailsOpenReader) {

@@ -46,12 +46,17 @@ class Peer {
     EXPECT_EQ(line.rfind("serving ", 0), 0u) << line;
     return line.substr(line.find(' ') + 1);
   }
-  // Next line of the peer's stdout, or "" at EOF.
+  // Next line of the peer's stdout (whatever its length), or "" at EOF.
   std::string ReadLine() {
+    std::string s;
     char buf[256];
-    if (!fgets(buf, sizeof buf, out_)) return "";
-    std::string s(buf);
-    if (!s.empty() && s.back() == '\n') s.pop_back();
+    while (fgets(buf, sizeof buf, out_)) {
+      s += buf;
+      if (s.back() == '\n') {
+        s.pop_back();
+        break;
+      }
+    }
     return s;
   }
   std::vector<std::string> ReadAll() {
