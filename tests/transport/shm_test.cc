@@ -199,7 +199,9 @@ TEST(ShmSegment, FrameLargerThanASlotIsRefusedWithTheFix) {
 
 TEST(ShmSegment, BadNamesAreRejected) {
   for (const std::string& bad : std::vector<std::string>{"a/b", "..", ".hidden", "", "sp ace", std::string(201, 'x')}) {
-    auto w = OpenWriter(Endpoint{Scheme::kShm, bad, 0}, WriterOptions{});
+    Endpoint ep;
+    ep.name = bad;
+    auto w = OpenWriter(ep, WriterOptions{});
     EXPECT_EQ(w.status().code(), StatusCode::kInvalidArgument) << "'" << bad << "'";
   }
 }

@@ -787,10 +787,17 @@ Result<Welcome> Ledger::OpenRestoreLocked(const Hello& hello, uint64_t session) 
       (void)AppendLocked(kRecDelivered, ref, key.epoch, key.index);
     }
     if (p.position > c.log.size()) {
+      // The batches the checkpoint has that the producer gave to others,
+      // as far as its tail names them.
+      std::vector<BatchKey> repeated;
+      for (uint64_t q = std::max<uint64_t>(c.log.size(), tail_start); q < p.position; ++q) {
+        repeated.push_back(p.tail[q - tail_start]);
+      }
       return Status::DataLoss(
           options_.name + ": the checkpoint says consumer " + Hex(c.id) + " consumed " + std::to_string(p.position) +
-          " batches but the producer knows of only " + std::to_string(c.log.size()) +
-          " deliveries to it: its later batches were taken back (it held them without asking for more, or was "
+          " batches but the producer knows of only " + std::to_string(c.log.size()) + " deliveries to it" +
+          (repeated.empty() ? std::string() : " (not " + ToString(repeated) + ")") +
+          ": its later batches were taken back (it held them without asking for more, or was "
           "gone, for longer than the consumer timeout) and went to other consumers, so restoring this checkpoint "
           "would repeat them. Raise --consumer-timeout, or restore an earlier checkpoint");
     }
@@ -892,7 +899,11 @@ Status Ledger::Delivered(uint64_t session, const BatchKey& key) {
   DATAFEED_RETURN_NOT_OK(AppendLocked(kRecDelivered, ref, key.epoch, key.index));
   if (Debug()) std::fprintf(stderr, "ledger: deliver %s to ref %u at %zu\n", ToString(key).c_str(), ref, consumers_[ref - 1]->log.size());
   SetLocked(slot, kOwned, ref);
-  consumers_[ref - 1]->log.push_back(key);
+  Consumer& c = *consumers_[ref - 1];
+  // A consumer that held nothing was waiting in Next(): the timeout counts
+  // from this lease, not from its last Next() (a wait for a batch is no stall).
+  if (c.log.size() <= c.acked) it->second->last_active = std::max(it->second->last_active, LedgerClock::now());
+  c.log.push_back(key);
   ++stats_.delivered;
   return Status::OK();
 }

@@ -50,6 +50,9 @@ struct StreamControl {
   grpc::ServerContext* ctx = nullptr;
   // When the send in progress began (0: none), for the writer's watchdog.
   std::atomic<int64_t> writing_since_ns{0};
+  // One Write at a time on the stream: frames from the handler's thread,
+  // confirmations from the upstream thread.
+  std::mutex write_mu;
 };
 
 struct ServerState {
@@ -154,6 +157,11 @@ class StreamService final : public grpc::Service {
             this)));
   }
 
+  static bool WriteLocked(StreamControl& control, Stream* stream, const WireFrame& frame) {
+    std::lock_guard<std::mutex> lock(control.write_mu);
+    return stream->Write(frame);
+  }
+
   grpc::Status Serve(grpc::ServerContext* ctx, Stream* stream) {
     if (!s_->WaitReady()) return NotStarted();
     if (!Authorized(*ctx, s_->token)) return Unauthenticated();
@@ -238,6 +246,14 @@ class StreamService final : public grpc::Service {
         if (ledger != nullptr && session != 0) {
           ledger->Progress(session, msg.acked(), msg.active() ? LedgerClock::now() : LedgerClock::time_point{});
         }
+        if (msg.confirm()) {
+          // Recorded (and journaled) above: tell the consumer, whose Next()
+          // waits for it.
+          WireFrame confirmed;
+          confirmed.confirms = true;
+          confirmed.acked = msg.acked();
+          if (!WriteLocked(control, stream, confirmed)) break;
+        }
         std::lock_guard<std::mutex> lock(control.mu);
         if (msg.active()) control.paused = false;
         if (msg.close()) control.closing = true;
@@ -279,7 +295,7 @@ class StreamService final : public grpc::Service {
           revoked.revoked = true;
           revoked.revoked_from = control.revoked_from;
           lock.unlock();
-          if (!stream->Write(revoked)) {
+          if (!WriteLocked(control, stream, revoked)) {
             result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));
             break;
           }
@@ -324,7 +340,7 @@ class StreamService final : public grpc::Service {
       // Blocks while the consumer is slow (HTTP/2 flow control): the slot
       // stays claimed, so the ring, not memory, absorbs the backlog.
       control.writing_since_ns.store(std::chrono::steady_clock::now().time_since_epoch().count());
-      const bool sent = stream->Write(frame);
+      const bool sent = WriteLocked(control, stream, frame);
       control.writing_since_ns.store(0);
       if (!sent) {
         result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));
@@ -342,7 +358,7 @@ class StreamService final : public grpc::Service {
       // answers is cut off by Server::Shutdown's deadline (the writer's linger).
       WireFrame end;
       end.end = true;
-      if (stream->Write(end)) {
+      if (WriteLocked(control, stream, end)) {
         clean = true;
       } else {
         result = ToGrpc(Status::Cancelled("the consumer stopped receiving"));

@@ -114,6 +114,14 @@ Status SerializationTraits<WireFrame, void>::Serialize(const WireFrame& msg, Byt
     bb->Swap(&out);
     return Status::OK;
   }
+  if (msg.confirms) {
+    uint8_t buf[11];
+    const size_t n = datafeed::internal::EncodeVarintField(0x30, msg.acked, buf);
+    Slice slice(buf, n);
+    ByteBuffer out(&slice, 1);
+    bb->Swap(&out);
+    return Status::OK;
+  }
   if (msg.revoked) {
     uint8_t buf[2 + 11];
     buf[0] = 0x20;  // field 4 (varint) = true
@@ -197,6 +205,16 @@ Status DeserializeImpl(ByteBuffer* bb, WireFrame* msg) {
     }
     msg->revoked = true;
     msg->revoked_from = from;
+    return Status::OK;
+  }
+  if (tag == 0x30) {  // acked: a confirmation
+    uint64_t acked = 0;
+    uint8_t extra = 0;
+    if (!read_varint(&acked) || next_byte(&extra)) {
+      return Status(StatusCode::DATA_LOSS, "malformed confirmation message");
+    }
+    msg->confirms = true;
+    msg->acked = acked;
     return Status::OK;
   }
   if (tag != 0x0A) {

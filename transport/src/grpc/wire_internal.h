@@ -71,6 +71,10 @@ struct WireFrame {
   // delivery position `revoked_from` on were taken back.
   bool revoked = false;
   uint64_t revoked_from = 0;
+  // Both sides: a confirmation, not a batch: the producer recorded the
+  // consumer's acknowledgements below `acked`.
+  bool confirms = false;
+  uint64_t acked = 0;
 };
 
 // The header of a `Frame` message carrying `frame_bytes` bytes.

@@ -82,7 +82,6 @@ ShmSegment::~ShmSegment() {
   if (owner_) Unlink();
   if (base_ != nullptr) ::munmap(base_, mapped_bytes_);
   if (fd_ >= 0) ::close(fd_);  // drops our OFD locks
-  if (replaced_fd_ >= 0) ::close(replaced_fd_);
 }
 
 void ShmSegment::Unlink() {
@@ -202,22 +201,35 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name, 
   seg->producer_id_ = c->producer_id;
 
   // Into place. An existing segment is replaced only by whoever takes its
-  // producer lock, so two producers on one stale name cannot both win.
-  if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+  // producer lock while the name still points to it, so two producers on
+  // one stale name cannot both win.
+  for (int attempt = 0;; ++attempt) {
+    if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) break;
     if (errno != EEXIST) return Status::FromErrno(errno, uri + ": cannot publish the segment as " + path);
     const int old = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (old >= 0 && !TryLockByte(old, 0)) {
+    if (old < 0) continue;  // removed meanwhile: publish ours
+    if (!TryLockByte(old, 0)) {
       ::close(old);
       return Status::AlreadyExists(uri + " is served by a live producer; stop it or use another name");
     }
-    // Its producer is dead (or the name vanished meanwhile): ours replaces
-    // it. Its lock stays held (replaced_fd_) for as long as we live, so a
-    // producer that opened the stale segment before our rename cannot take
-    // it too and replace ours.
-    seg->replaced_fd_ = old;
-    if (::rename(tmp_path.c_str(), path.c_str()) != 0) {
-      return Status::FromErrno(errno, uri + ": cannot replace the stale segment " + path);
+    // Its producer is dead. Ours replaces it, unless another producer
+    // replaced it between our open and our lock: then the name points to a
+    // live segment, which the next round finds locked.
+    struct stat held {}, named {};
+    const bool still = ::fstat(old, &held) == 0 && ::stat(path.c_str(), &named) == 0 &&
+                       held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+    if (!still) {
+      ::close(old);
+      if (attempt >= 16) return Status::Unavailable(uri + ": the segment's name keeps changing; try again");
+      continue;
     }
+    const bool renamed = ::rename(tmp_path.c_str(), path.c_str()) == 0;
+    const int rename_errno = errno;
+    // Our lock on the stale segment goes now: consumers still attached to it
+    // see its producer gone and reattach to ours.
+    ::close(old);
+    if (!renamed) return Status::FromErrno(rename_errno, uri + ": cannot replace the stale segment " + path);
+    break;
   }
   guard.armed = false;
   seg->owner_ = true;
@@ -331,7 +343,7 @@ Result<std::vector<std::string>> StaleSegments(bool remove) {
     const std::string name = e->d_name;
     if (name.rfind("datafeed.", 0) != 0) continue;
     const std::string path = kShmDir + name;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const int fd = ::open(path.c_str(), (remove ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) continue;
     struct stat st {};
     // Its producer holds byte 0 for as long as it lives (a segment still
@@ -340,9 +352,15 @@ Result<std::vector<std::string>> StaleSegments(bool remove) {
     // A segment being built is locked a moment after its temporary name
     // exists: leave young ones alone.
     if (stale && name.find(".tmp-") != std::string::npos && ::time(nullptr) - st.st_mtime < 60) stale = false;
+    if (stale && remove) {
+      // Removed under its lock, and only while the name still points to it:
+      // a producer that replaced it meanwhile keeps its new segment.
+      struct stat named {};
+      stale = TryLockByte(fd, 0) && ::stat(path.c_str(), &named) == 0 && named.st_dev == st.st_dev &&
+              named.st_ino == st.st_ino && ::unlink(path.c_str()) == 0;
+    }
     ::close(fd);
     if (!stale) continue;
-    if (remove && ::unlink(path.c_str()) != 0) continue;
     out.push_back(name);
   }
   ::closedir(dir);

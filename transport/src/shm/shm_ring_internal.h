@@ -174,7 +174,6 @@ class ShmSegment {
 
   std::string name_;
   int fd_ = -1;
-  int replaced_fd_ = -1;  // the stale segment we replaced: its lock stays ours
   uint8_t* base_ = nullptr;
   size_t mapped_bytes_ = 0;
   ShmControl* control_ = nullptr;

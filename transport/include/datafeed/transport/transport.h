@@ -312,7 +312,9 @@ struct ReaderOptions {
   // a dead producer is reported).
   int64_t liveness_check_ms = 100;
   GrpcOptions grpc;
-  // gRPC: frames received ahead of Next() (each holds one frame of memory).
+  // gRPC: frames received ahead of Next() (each holds one frame of
+  // memory). The producer may send grpc_prefetch + 2 frames beyond what
+  // Next() took (at most 64), all leased to this consumer.
   int grpc_prefetch = 1;
   // When the producer goes away (killed and restarted, a broken stream),
   // reconnect (with backoff: 50 ms doubling to 2 s) for up to
