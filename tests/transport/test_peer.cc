@@ -22,6 +22,11 @@
 //       "end" at the end of the stream or "error CODE: MESSAGE" (exit 4);
 //       stall=N: after the N-th batch stop calling Next() (holding its
 //       leases) and sleep forever
+//   datafeed_test_peer race URI gc|nogc                  print "ready", wait for
+//       SIGUSR1, then ("gc": first remove this user's stale segments, as
+//       datafeed-producer does when it starts) open a producer on URI and
+//       print "serving URI" and sleep forever holding it, or print
+//       "refused STATUS" and exit 5
 // A URI without a scheme is a shared-memory name.
 #include <signal.h>
 #include <unistd.h>
@@ -120,6 +125,29 @@ int main(int argc, char** argv) {
   Endpoint ep = ResolveEndpoint(uri).value();
   if (mode == "serve") return Serve(ep, Options(argc, argv, 3));
   if (mode == "read") return Read(ep, Options(argc, argv, 3));
+  if (mode == "race") {
+    const bool gc = argc > 3 && std::string(argv[3]) == "gc";
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, nullptr);
+    std::printf("ready\n");
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&usr1, &sig);
+    if (gc) (void)RemoveStaleShmSegments();
+    WriterOptions o;
+    o.shm.slot_count = 1;
+    o.shm.slot_bytes = 4096;
+    auto w = OpenWriter(ep, o);
+    if (!w.ok()) {
+      std::printf("refused %s\n", w.status().ToString().c_str());
+      return 5;
+    }
+    std::printf("serving %s\n", (*w)->endpoint().c_str());
+    std::fflush(stdout);
+    for (;;) pause();
+  }
   if (mode == "produce") {
     const uint64_t count = std::strtoull(argv[3], nullptr, 10);
     WriterOptions o;

@@ -4,6 +4,7 @@
 // opens shared memory and the shm transport never speaks gRPC.
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <thread>
 #include <utility>
@@ -63,6 +64,14 @@ Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, co
         shm.status().code() == StatusCode::kAborted) {
       if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + (endpoint.force_shm ? " (shared memory was forced)" : ""));
       return shm;
+    }
+    // Anything but a missing segment means the handshake named one this
+    // consumer will not map (another user's, open to others, not a name):
+    // the producer or its host is not what it should be. Its stream is as
+    // trustworthy as the producer itself, so read that, but say why.
+    if (shm.status().code() != StatusCode::kNotFound) {
+      std::fprintf(stderr, "datafeed: %s: not reading the shared memory its handshake named (%s); reading its gRPC "
+                   "stream instead\n", Uri(endpoint).c_str(), shm.status().ToString().c_str());
     }
   }
   return OpenGrpcStreamReader(endpoint, options, std::move(channel), deadline);

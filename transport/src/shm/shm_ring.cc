@@ -1,5 +1,6 @@
 #include "shm/shm_ring_internal.h"
 
+#include "datafeed/transport/endpoint.h"
 #include "datafeed/transport/transport.h"
 
 #include <dirent.h>
@@ -60,6 +61,19 @@ bool LockHeldOn(int fd, off_t byte) {
   return fl.l_type != F_UNLCK;
 }
 
+// A collector (StaleSegments) holds this byte while it removes a segment,
+// besides the producer byte 0: a producer that finds byte 0 held can tell a
+// collector, which lets go in microseconds, from a live producer. Past the
+// readers' bytes 1..kShmMaxReaders.
+constexpr off_t kCollectorByte = 1 + static_cast<off_t>(kShmMaxReaders);
+
+// Whether `path` names the file open as `fd`.
+bool NamesFile(const std::string& path, int fd) {
+  struct stat mine {}, there {};
+  return ::fstat(fd, &mine) == 0 && ::lstat(path.c_str(), &there) == 0 && mine.st_ino == there.st_ino &&
+         mine.st_dev == there.st_dev;
+}
+
 uint64_t RandomU64() {
   std::random_device rd;
   return (uint64_t{rd()} << 32) ^ rd();
@@ -89,11 +103,7 @@ void ShmSegment::Unlink() {
   unlinked_ = true;
   // Only if the name still refers to our segment: never remove a successor's.
   const std::string path = kShmDir + ShmObjectName(name_);
-  struct stat mine {}, there {};
-  if (::fstat(fd_, &mine) == 0 && ::stat(path.c_str(), &there) == 0 && mine.st_ino == there.st_ino &&
-      mine.st_dev == there.st_dev) {
-    ::unlink(path.c_str());
-  }
+  if (NamesFile(path, fd_)) ::unlink(path.c_str());
 }
 
 bool ShmSegment::LockHeld(off_t byte) const { return LockHeldOn(fd_, byte); }
@@ -117,6 +127,7 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name, 
   const std::string uri = ShmUri(name);
   const std::string object = ShmObjectName(name);
   const std::string path = kShmDir + object;
+  DATAFEED_RETURN_NOT_OK(ValidateName(name).WithContext(uri));
   if (slot_count < 1 || slot_count > kShmMaxSlots) {
     return Status::InvalidArgument(uri + ": slot count " + std::to_string(slot_count) +
                                    " is out of range; use 1 to " + std::to_string(kShmMaxSlots));
@@ -201,32 +212,51 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Create(const std::string& name, 
   seg->producer_id_ = c->producer_id;
 
   // Into place. An existing segment is replaced only by whoever takes its
-  // producer lock while the name still points to it, so two producers on
-  // one stale name cannot both win.
-  for (int attempt = 0;; ++attempt) {
+  // producer lock and then finds the name still refers to it, so two
+  // producers on one stale name cannot both win; a name that changed
+  // meanwhile (a collector removed the stale segment, another producer put
+  // its own there) is looked at again, never replaced blindly.
+  const Deadline give_up = Deadline::AfterMillis(2000);
+  for (;;) {
     if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) break;
     if (errno != EEXIST) return Status::FromErrno(errno, uri + ": cannot publish the segment as " + path);
-    const int old = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (old < 0) continue;  // removed meanwhile: publish ours
+    const int old = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (old < 0) {
+      if (errno == ENOENT && !give_up.expired()) continue;  // gone meanwhile: the name is free again
+      const int err = errno;
+      struct stat st {};
+      if (err == EACCES && ::lstat(path.c_str(), &st) == 0 && st.st_uid != ::getuid()) {
+        return Status::FailedPrecondition(uri + ": " + path + " exists and belongs to uid " +
+                                          std::to_string(st.st_uid) + "; use another name");
+      }
+      return Status::FromErrno(err, uri + ": cannot open the existing " + path + " to see whether it is stale");
+    }
     if (!TryLockByte(old, 0)) {
+      // Its producer holds it, or a collector removing it does (then the
+      // name is free in a moment). A collector holds kCollectorByte from
+      // before it takes byte 0 until after it let both go, so: collector
+      // byte free and the name still ours to see means a producer.
+      const bool collector = LockHeldOn(old, kCollectorByte);
+      const bool same = NamesFile(path, old);
       ::close(old);
+      if ((collector || !same) && !give_up.expired()) {
+        if (collector) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
       return Status::AlreadyExists(uri + " is served by a live producer; stop it or use another name");
     }
-    // Its producer is dead. Ours replaces it, unless another producer
-    // replaced it between our open and our lock: then the name points to a
-    // live segment, which the next round finds locked.
-    struct stat held {}, named {};
-    const bool still = ::fstat(old, &held) == 0 && ::stat(path.c_str(), &named) == 0 &&
-                       held.st_dev == named.st_dev && held.st_ino == named.st_ino;
-    if (!still) {
+    if (!NamesFile(path, old)) {  // replaced or removed between our open and our lock
       ::close(old);
-      if (attempt >= 16) return Status::Unavailable(uri + ": the segment's name keeps changing; try again");
+      if (give_up.expired()) return Status::Unavailable(uri + ": " + path + " kept changing; try again");
       continue;
     }
+    // Its producer is dead: ours replaces it. Then our lock on the stale
+    // segment goes: consumers still attached to it see its producer gone and
+    // reattach to ours (held for as long as we lived, it kept them waiting
+    // on a dead ring). A producer or collector that takes it later finds
+    // that the name no longer refers to it (NamesFile) and leaves ours alone.
     const bool renamed = ::rename(tmp_path.c_str(), path.c_str()) == 0;
     const int rename_errno = errno;
-    // Our lock on the stale segment goes now: consumers still attached to it
-    // see its producer gone and reattach to ours.
     ::close(old);
     if (!renamed) return Status::FromErrno(rename_errno, uri + ": cannot replace the stale segment " + path);
     break;
@@ -241,13 +271,16 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Open(const std::string& name, De
   const std::string uri = ShmUri(name);
   const std::string object = ShmObjectName(name);
   const std::string path = kShmDir + object;
+  // The name may come from a handshake: never a path.
+  DATAFEED_RETURN_NOT_OK(ValidateName(name).WithContext(uri));
   std::unique_ptr<ShmSegment> seg;
   Status last;
   for (;;) {
     seg.reset(new ShmSegment());
     seg->name_ = name;
     last = Status::OK();
-    seg->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    // O_NONBLOCK: whatever anyone put under the name (a fifo), open returns.
+    seg->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st {};
     if (seg->fd_ < 0) {
       if (errno != ENOENT) return Status::FromErrno(errno, uri + ": cannot open " + path);
@@ -287,7 +320,8 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Open(const std::string& name, De
       const uint64_t producer_id = c->producer_id;
       ::munmap(head, ControlBytes());
       if (magic != kShmMagic) {
-        if ((magic & 0xFFFFFFFFFFFFull) == (kShmMagic & 0xFFFFFFFFFFFFull) || version != kShmVersion) {
+        // "DDFSHM" and two version digits: another datafeed build's segment.
+        if ((magic & 0xFFFFFFFFFFFFull) == (kShmMagic & 0xFFFFFFFFFFFFull)) {
           return Status::FailedPrecondition(uri + ": segment version " + std::to_string(version) +
                                             " but this reader speaks " + std::to_string(kShmVersion) +
                                             "; use matching datafeed builds");
@@ -334,6 +368,15 @@ Result<std::unique_ptr<ShmSegment>> ShmSegment::Open(const std::string& name, De
 namespace {
 
 // This user's datafeed.* files in /dev/shm whose producer lock is free.
+//
+// Removing one races a producer replacing it (ShmSegment::Create): had the
+// collector only looked at the lock and then unlinked the name, a producer
+// that took the stale segment's lock and renamed its own segment over the
+// name in between would lose its live segment to the unlink (and a second
+// producer could then take the name). So the collector takes the lock
+// itself (kCollectorByte first, then byte 0: no producer can replace the
+// segment while it holds byte 0), checks that the name still refers to that
+// segment, unlinks it, and lets go.
 Result<std::vector<std::string>> StaleSegments(bool remove) {
   std::vector<std::string> out;
   DIR* dir = ::opendir(kShmDir);
@@ -343,25 +386,26 @@ Result<std::vector<std::string>> StaleSegments(bool remove) {
     const std::string name = e->d_name;
     if (name.rfind("datafeed.", 0) != 0) continue;
     const std::string path = kShmDir + name;
-    const int fd = ::open(path.c_str(), (remove ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) continue;
+    // Anyone can put a fifo under such a name: opening it without
+    // O_NONBLOCK would wait for a writer forever (and with it every
+    // datafeed-producer that starts). Regular files of ours only.
     struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != me) continue;
+    const int fd = ::open(path.c_str(), (remove ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
     // Its producer holds byte 0 for as long as it lives (a segment still
     // being built too: it is locked before it gets a name anyone looks at).
-    bool stale = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == me && !LockHeldOn(fd, 0);
+    bool stale = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == me;
     // A segment being built is locked a moment after its temporary name
     // exists: leave young ones alone.
     if (stale && name.find(".tmp-") != std::string::npos && ::time(nullptr) - st.st_mtime < 60) stale = false;
+    if (stale && !remove) stale = !LockHeldOn(fd, 0);
     if (stale && remove) {
-      // Removed under its lock, and only while the name still points to it:
-      // a producer that replaced it meanwhile keeps its new segment.
-      struct stat named {};
-      stale = TryLockByte(fd, 0) && ::stat(path.c_str(), &named) == 0 && named.st_dev == st.st_dev &&
-              named.st_ino == st.st_ino && ::unlink(path.c_str()) == 0;
+      stale = TryLockByte(fd, kCollectorByte) && TryLockByte(fd, 0) && NamesFile(path, fd) &&
+              ::unlink(path.c_str()) == 0;
     }
-    ::close(fd);
-    if (!stale) continue;
-    out.push_back(name);
+    ::close(fd);  // lets go of both locks
+    if (stale) out.push_back(name);
   }
   ::closedir(dir);
   return out;

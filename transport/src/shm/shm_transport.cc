@@ -37,6 +37,21 @@ constexpr milliseconds kMinSessionWait{10'000};
 
 std::string MiBString(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
 
+// Slot words the producer reports as overwritten, one line each; later ones
+// are only counted (in the next line that is printed, if any).
+constexpr uint64_t kReportedOverwrites = 16;
+
+// Writes a batch's whole header into its slot from private memory. Nothing
+// is read back from the slot: anyone of this user can write it while the
+// batch is being filled (BatchLayout::UpdateMeta on the slot would follow
+// offsets found there).
+void WriteSlotHeader(const BatchLayout& layout, uint8_t* slot, const BatchMeta& meta) {
+  thread_local std::vector<uint8_t> header;
+  header.resize(layout.header_bytes());
+  layout.WriteHeader(header.data(), meta);
+  std::memcpy(slot, header.data(), header.size());
+}
+
 bool Claimed(SlotState s) {
   return s == SlotState::kReading || s == SlotState::kHanded || s == SlotState::kReleased;
 }
@@ -57,9 +72,11 @@ Result<pb::SessionWelcome> MailboxCall(ShmSegment* seg, const pb::SessionHello& 
   for (;;) {
     uint32_t owner = 0;
     if (mb.owner.compare_exchange_strong(owner, me)) break;
-    if (owner >= 1 && owner - 1 < kShmMaxReaders && !seg->ReaderAlive(static_cast<int>(owner - 1)) &&
-        mb.owner.compare_exchange_strong(owner, me)) {
-      break;  // its holder died mid-request
+    // Its holder died mid-request, or the word names no reader at all
+    // (written by something other than a reader): not a hold.
+    const bool no_reader = owner - 1 >= kShmMaxReaders;
+    if ((no_reader || !seg->ReaderAlive(static_cast<int>(owner - 1))) && mb.owner.compare_exchange_strong(owner, me)) {
+      break;
     }
     if (!seg->ProducerAlive()) return Status::Unavailable(uri + ": the producer died");
     if (deadline.expired()) return Status::DeadlineExceeded(uri + ": the producer's session mailbox stayed busy");
@@ -122,9 +139,9 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     if (lingered_.exchange(true)) return;
     ShmControl* c = seg_->control();
     const Deadline linger = Deadline::AfterMillis(linger_ms_);
-    while (c->claim_seq.load() < c->publish_seq.load() && !linger.expired()) {
+    while (c->claim_seq.load() < published_.load() && !linger.expired()) {
       const uint32_t seen = c->space_futex.load();
-      if (c->claim_seq.load() >= c->publish_seq.load()) break;
+      if (c->claim_seq.load() >= published_.load()) break;
       c->writer_waiters.fetch_add(1);
       ShmSegment::Wait(&c->space_futex, seen, std::min<nanoseconds>(linger.remaining(), milliseconds(10)));
       c->writer_waiters.fetch_sub(1);
@@ -154,7 +171,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     ShmControl* c = seg_->control();
     const size_t n = seg_->slot_count();
     for (;;) {
-      if (c->closed.load(std::memory_order_acquire)) {
+      if (closed_.load(std::memory_order_acquire)) {
         return Status::FailedPrecondition(ShmUri(seg_->name()) + ": Loan after Close");
       }
       const uint32_t seen = c->space_futex.load();
@@ -166,9 +183,8 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
           if (WordState(w) == SlotState::kFree &&
               c->slot_word[i].compare_exchange_strong(w, MakeWord(SlotState::kLoaned, 0, 0),
                                                       std::memory_order_acq_rel)) {
-            uint8_t* frame = seg_->slot(i);
-            layout->WriteHeader(frame, BatchMeta{});
-            return LoanAccess::Make(this, i, frame, std::move(layout));
+            // The header is written at Publish (WriteSlotHeader).
+            return LoanAccess::Make(this, i, seg_->slot(i), std::move(layout));
           }
         }
         // Released slots become free once recorded.
@@ -193,7 +209,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     ShmControl* c = seg_->control();
     const size_t i = LoanAccess::Token(batch);
     std::lock_guard<std::mutex> publish_lock(publish_mu_);
-    if (c->closed.load(std::memory_order_relaxed)) {
+    if (closed_.load(std::memory_order_relaxed)) {
       return Status::FailedPrecondition(ShmUri(seg_->name()) + ": Publish after Close");
     }
     BatchMeta meta = batch.meta();
@@ -214,18 +230,26 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
       }
       DATAFEED_RETURN_NOT_OK(st);
     }
-    const uint64_t seq = c->publish_seq.load(std::memory_order_relaxed);
+    // Our own count, not publish_seq read back from the segment.
+    const uint64_t seq = published_.load(std::memory_order_relaxed);
     meta.sequence = seq;
     meta.producer_id = meta.producer_id ? meta.producer_id : seg_->producer_id();
-    BatchLayout::UpdateMeta(LoanAccess::Frame(batch), meta);
+    WriteSlotHeader(batch.layout(), LoanAccess::Frame(batch), meta);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      slots_[i] = SlotRec{seq, key, tracked, false};
+      // A batch still in the slot was never claimed: someone marked the
+      // slot free and we loaned it again.
+      if (!slots_[i].recorded) TakeBackLocked(i, MakeWord(SlotState::kLoaned, 0, 0));
+      slots_[i] = SlotRec{seq, key, tracked, false, -1};
     }
     // By construction seq - claim_seq <= slot_count (an unclaimed batch pins
-    // its slot); queue[seq % n] is therefore no longer needed by anyone.
+    // its slot), plus one for each reader killed between its claim and
+    // advancing claim_seq (its slot is freed; its sequence was claimed);
+    // queue[seq % n] is therefore no longer needed by anyone. (A reader
+    // checks the slot word's sequence anyway.)
     c->queue[seq % seg_->slot_count()].store(static_cast<uint32_t>(i), std::memory_order_relaxed);
     c->slot_word[i].store(MakeWord(SlotState::kReady, 0, seq), std::memory_order_release);
+    published_.store(seq + 1, std::memory_order_release);
     c->publish_seq.store(seq + 1, std::memory_order_seq_cst);
     LoanAccess::Release(batch);
     c->data_futex.fetch_add(1, std::memory_order_seq_cst);
@@ -237,7 +261,8 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     ShmControl* c = seg_->control();
     std::lock_guard<std::mutex> lock(publish_mu_);
     if (ledger_) ledger_->SetClosed();
-    if (c->closed.exchange(1) == 0) {
+    if (!closed_.exchange(true)) {
+      c->closed.store(1);
       c->data_futex.fetch_add(1);
       ShmSegment::Wake(&c->data_futex, INT_MAX);
       c->space_futex.fetch_add(1);
@@ -290,8 +315,9 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   struct SlotRec {
     uint64_t seq = 0;
     BatchKey key;
-    bool tracked = false;   // the batch has an identity the ledger knows
-    bool recorded = false;  // its claim was recorded (or given back)
+    bool tracked = false;  // the batch has an identity the ledger knows
+    bool recorded = true;  // its claim was recorded (or given back); true: no batch waits in the slot
+    int owner = -1;        // the reader whose claim was recorded; -1: none (the slot was freed)
   };
   // What the producer knows of a reader id.
   struct ReaderRec {
@@ -312,11 +338,60 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     }
   }
 
+  // Whether slot i's word `w` is one the protocol can leave there, given
+  // what this producer did with the slot (slots_[i]) and which readers have
+  // sessions. Anything else was written by something other than this
+  // producer or a reader's claim. mu_ held.
+  bool PossibleLocked(size_t i, uint64_t w, uint64_t complete) const {
+    const SlotRec& rec = slots_[i];
+    const SlotState st = WordState(w);
+    if (Claimed(st)) {
+      const size_t k = static_cast<size_t>(WordOwner(w));
+      if (k >= kShmMaxReaders || WordSeq(w) != (rec.seq & kSeqMask)) return false;
+      // A claim not yet recorded is by a reader with a session (readers
+      // open one before they take anything); a recorded one by its reader.
+      return rec.recorded ? static_cast<int>(k) == rec.owner : readers_[k].active;
+    }
+    if (rec.recorded) return st == SlotState::kFree || st == SlotState::kLoaned;
+    // Published, not claimed yet: READY until a reader claims it, which it
+    // does before claim_seq passes it.
+    return w == MakeWord(SlotState::kReady, 0, rec.seq) && rec.seq >= complete;
+  }
+
+  // Slot i held `w`, which PossibleLocked() rules out: the batch in it (if
+  // any) goes back to the ledger, the slot is freed (unless it is LOANED:
+  // that may be this producer's own loan of a slot someone marked free) and
+  // it is said and counted. mu_ held.
+  void TakeBackLocked(size_t i, uint64_t w) {
+    SlotRec& rec = slots_[i];
+    const bool had_batch = !rec.recorded;
+    if (had_batch) {
+      rec.recorded = true;
+      if (rec.tracked && ledger_) ledger_->Returned(rec.key);
+    }
+    rec.owner = -1;
+    const SlotState st = WordState(w);
+    if (st != SlotState::kLoaned && st != SlotState::kFree) FreeSlot(i, w);
+    const uint64_t n = ++overwritten_;
+    if (n > kReportedOverwrites) return;
+    const std::string path = "/dev/shm/" + ShmObjectName(seg_->name());
+    std::fprintf(stderr,
+                 "datafeed: %s: slot %zu held 0x%016llx, a word neither this producer nor a reader's claim leaves "
+                 "there (something else writes into %s); the slot is taken back%s (%llu so far%s)\n",
+                 endpoint().c_str(), i, static_cast<unsigned long long>(w), path.c_str(),
+                 !had_batch ? "" : rec.tracked && ledger_ ? " and its batch made again" : " and its batch lost",
+                 static_cast<unsigned long long>(n), n == kReportedOverwrites ? "; further ones are not reported" : "");
+  }
+
   // Records every complete claim in sequence order, gives back claims that
-  // may not be kept, and frees released slots. mu_ held.
+  // may not be kept, frees released slots and takes back slots whose word
+  // nobody could have written. mu_ held.
   void RecordClaimsLocked() {
     ShmControl* c = seg_->control();
-    const uint64_t complete = c->claim_seq.load(std::memory_order_acquire);
+    // Claims below claim_seq are complete. Readers write claim_seq: never
+    // believed beyond what was published.
+    const uint64_t complete =
+        std::min(c->claim_seq.load(std::memory_order_acquire), published_.load(std::memory_order_acquire));
     struct Claim {
       uint64_t seq;
       size_t slot;
@@ -326,18 +401,18 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     for (size_t i = 0; i < slots_.size(); ++i) {
       const uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
       const SlotState st = WordState(w);
-      if (!Claimed(st)) continue;
       SlotRec& rec = slots_[i];
-      if (rec.recorded) {
-        if (st == SlotState::kReleased) FreeSlot(i, w);
+      if (!PossibleLocked(i, w, complete)) {
+        // Not while readers may still meet its sequence: freeing the slot
+        // then would let the ring hold more unclaimed sequences than slots.
+        // They skip a word they cannot claim, so it comes to this soon.
+        if (!rec.recorded && rec.seq >= complete) continue;
+        TakeBackLocked(i, w);
         continue;
       }
-      if (WordSeq(w) != (rec.seq & kSeqMask) || static_cast<size_t>(WordOwner(w)) >= kShmMaxReaders) {
-        // Not what this producer published there: someone wrote the slot
-        // word. Its batch goes back; the slot is taken back.
-        rec.recorded = true;
-        if (rec.tracked && ledger_) ledger_->Returned(rec.key);
-        FreeSlot(i, w);
+      if (!Claimed(st)) continue;
+      if (rec.recorded) {
+        if (st == SlotState::kReleased) FreeSlot(i, w);
         continue;
       }
       if (rec.seq >= complete) continue;  // claimed, claim_seq not advanced yet: next time
@@ -348,6 +423,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
       SlotRec& rec = slots_[cl.slot];
       ReaderRec& r = readers_[static_cast<size_t>(cl.reader)];
       rec.recorded = true;
+      rec.owner = cl.reader;
       bool keep = true;
       if (ledger_ && rec.tracked && !r.relay) {
         ShmReaderEntry& e = Entry(cl.reader);
@@ -388,6 +464,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
         rec.recorded = true;
         if (ledger_ && rec.tracked && !r.relay) ledger_->Returned(rec.key);
       }
+      rec.owner = -1;
       FreeSlot(i, w);
     }
     r = ReaderRec{};
@@ -513,7 +590,16 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
         // keep their memory until released.
         for (size_t i = 0; i < slots_.size(); ++i) {
           const uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
-          if (WordState(w) == SlotState::kReading && WordOwner(w) == k) FreeSlot(i, w);
+          if (WordState(w) != SlotState::kReading || WordOwner(w) != k) continue;
+          SlotRec& rec = slots_[i];
+          if (!rec.recorded) {
+            // Claimed after the revocation was decided, not recorded yet:
+            // nobody's now.
+            rec.recorded = true;
+            if (rec.tracked && !r.relay) ledger_->Returned(rec.key);
+          }
+          rec.owner = -1;
+          FreeSlot(i, w);
         }
         std::fprintf(stderr,
                      "datafeed: %s: consumer %016llx did not ask for a batch for longer than the consumer timeout; "
@@ -552,6 +638,12 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   std::vector<SlotRec> slots_;
   std::function<void(const Revocation&)> sink_;
   std::atomic<size_t> hint_{0};
+  // What this producer published and whether it closed, in its own memory:
+  // publish_seq and closed in the segment are for readers, and anyone of
+  // this user can write them.
+  std::atomic<uint64_t> published_{0};
+  std::atomic<bool> closed_{false};
+  uint64_t overwritten_ = 0;  // slot words taken back (mu_)
   std::atomic<bool> stop_{false};
   std::atomic<bool> lingered_{false};
   std::thread service_;
@@ -656,9 +748,25 @@ class ShmReader final : public BatchReader {
         const uint32_t seen = c->data_futex.load(std::memory_order_seq_cst);
         const uint64_t claim = c->claim_seq.load(std::memory_order_acquire);
         const uint64_t published = c->publish_seq.load(std::memory_order_acquire);
+        // claim_seq never passes publish_seq, and the ring holds at most a
+        // slot per unclaimed sequence (plus one per reader that died between
+        // its claim and advancing claim_seq). Else skipping ahead one by one
+        // could take 2^48 steps, or wait for ever.
+        if (claim > published || published - claim > n + kShmMaxReaders) {
+          return Status::DataLoss(ShmUri(seg->name()) + ": the ring's counters cannot be (sequence " +
+                                  std::to_string(claim) + " claimed, " + std::to_string(published) +
+                                  " published, " + std::to_string(n) +
+                                  " slots): something other than datafeed writes into /dev/shm/" +
+                                  ShmObjectName(seg->name()) + "; restart the producer");
+        }
         if (claim < published) {
           const uint32_t i = c->queue[claim % n].load(std::memory_order_relaxed);
-          if (i >= n) return Status::DataLoss(ShmUri(seg->name()) + ": corrupt ring queue entry");
+          if (i >= n) {
+            return Status::DataLoss(ShmUri(seg->name()) + ": ring queue entry " + std::to_string(claim % n) +
+                                    " names slot " + std::to_string(i) + " of " + std::to_string(n) +
+                                    ": something other than datafeed writes into /dev/shm/" +
+                                    ShmObjectName(seg->name()));
+          }
           uint64_t w = c->slot_word[i].load(std::memory_order_acquire);
           if (WordState(w) == SlotState::kReady && WordSeq(w) == (claim & kSeqMask)) {
             const uint64_t mine = MakeWord(SlotState::kReading, me, claim);
@@ -860,6 +968,12 @@ class ShmReader final : public BatchReader {
           }
           last = w.status();
         } else if (!seg.ok()) {
+          // A name that is not one, a segment this consumer does not trust:
+          // waiting will not change them.
+          if (seg.status().code() == StatusCode::kInvalidArgument ||
+              seg.status().code() == StatusCode::kFailedPrecondition) {
+            return seg.status().WithContext("reconnecting");
+          }
           last = seg.status();
         }
       } else {
