@@ -429,10 +429,14 @@ struct Producer::Impl {
     if (static_cast<double>(n) > options.max_bad_fraction * seen) {
       char frac[64];
       std::snprintf(frac, sizeof frac, "%.4g", options.max_bad_fraction);
+      // One snapshot of the counts, so the total and its parts agree even
+      // while other workers are still counting bad samples of their own.
+      const uint64_t nr = bad_read.load(), nd = bad_decode.load(), ns = bad_size.load(),
+                     nt = bad_transform.load();
       Fail(Status::DataLoss(
-          std::to_string(n) + " bad samples (" + std::to_string(bad_read.load()) + " unreadable, " +
-          std::to_string(bad_decode.load()) + " undecodable, " + std::to_string(bad_size.load()) +
-          " of the wrong size, " + std::to_string(bad_transform.load()) +
+          std::to_string(std::max<uint64_t>(n, nr + nd + ns + nt)) + " bad samples (" +
+          std::to_string(nr) + " unreadable, " + std::to_string(nd) + " undecodable, " +
+          std::to_string(ns) + " of the wrong size, " + std::to_string(nt) +
           " refused by the pipeline) of " + std::to_string(static_cast<uint64_t>(seen)) +
           " samples is more than max_bad_fraction " + frac +
           " (--max-bad-fraction) allows; fix or remove the files, or raise the fraction. Last "

@@ -550,16 +550,19 @@ Ledger::Work Ledger::WaitForWork(Deadline deadline) {
   for (;;) {
     if (!remake_.empty() && !HoldingLocked()) return Work::kRemake;
     const auto now = LedgerClock::now();
-    // A producer restarted on a journal waits out the grace period before it
-    // ends: trainers that died with it come back and may restore checkpoints.
-    bool done = DoneLocked() && !(replayed_ && now < hold_until_);
+    // A producer restarted on a journal does not end while consumers that
+    // were connected when it died may still come back (they may hold
+    // batches, or restore checkpoints): until each came back or the grace
+    // period is over.
+    const bool holding = replayed_ && HoldingLocked();
+    bool done = DoneLocked() && !holding;
     if (done && !was_done_) done_since_ = now;
     was_done_ = done;
     if (done && now - done_since_ >= milliseconds(options_.finish_grace_ms)) return Work::kDone;
     if (interrupted_ || deadline.expired()) return Work::kWait;
     // Wake in time for the grace periods too.
     auto until = deadline.when();
-    if (replayed_ && now < hold_until_) until = std::min(until, hold_until_);
+    if (holding) until = std::min(until, hold_until_);
     if (done) until = std::min(until, done_since_ + milliseconds(options_.finish_grace_ms));
     if (until == LedgerClock::time_point::max()) {
       work_cv_.wait(lock);
@@ -661,7 +664,7 @@ Result<Welcome> Ledger::Open(const Hello& hello, const std::string& peer, Ledger
   }
   const uint32_t ref = refs_.at(welcome->consumer_id);
   Consumer& c = *consumers_[ref - 1];
-  awaiting_.erase(ref);
+  if (awaiting_.erase(ref) && awaiting_.empty()) work_cv_.notify_all();  // the hold may be over
   (void)AppendLocked(kRecSessionOpen, ref, 0, 0);
   auto s = std::make_unique<Session>();
   s->ref = ref;
