@@ -358,6 +358,8 @@ const std::string& Consumer::endpoint() const { return impl_->endpoint; }
 
 Scheme Consumer::transport() const { return impl_->reader->transport(); }
 
+std::vector<ProducerLink> Consumer::producers() const { return impl_->reader->links(); }
+
 Consumer::Iterator Consumer::begin() { return Iterator(this); }
 
 Consumer::Iterator& Consumer::Iterator::operator++() {

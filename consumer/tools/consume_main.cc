@@ -298,6 +298,15 @@ int main(int argc, char** argv) {
     j["bytes_per_batch"] = batches > 0 ? bytes / batches : 0;
     j["finished_tensors"] = finished;
     j["checksum"] = sink;
+    const std::vector<ProducerLink> links = (*consumer)->producers();
+    if (!links.empty()) {
+      tools::JsonObject producers = tools::JsonObject::array();
+      for (const ProducerLink& l : links) {
+        producers.push_back({{"endpoint", l.endpoint}, {"transport", SchemeName(l.transport)},
+                             {"batches", l.batches}, {"state", l.state}});
+      }
+      j["producers"] = producers;
+    }
     std::printf("%s\n", tools::JsonLine(j).c_str());
   } else {
     std::printf("consumed %llu batches (%llu samples, %.1f MB) from %s (%s) in %.2f s\n",
@@ -308,6 +317,10 @@ int main(int argc, char** argv) {
     std::printf("  %.0f bytes per batch%s\n",
                 batches > 0 ? static_cast<double>(bytes) / static_cast<double>(batches) : 0.0,
                 finished > 0 ? "; split pipeline: finished to float32 here" : "");
+    for (const ProducerLink& l : (*consumer)->producers()) {
+      std::printf("  producer %s (%s): %llu batches, %s\n", l.endpoint.c_str(), SchemeName(l.transport),
+                  static_cast<unsigned long long>(l.batches), l.state.c_str());
+    }
   }
   return 0;
 }

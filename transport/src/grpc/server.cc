@@ -439,6 +439,7 @@ class GrpcWriter final : public BatchWriter {
     DATAFEED_ASSIGN_OR_RETURN(w->ring_, OpenShmRingWriter(w->state_.shm_name, o));
     DATAFEED_ASSIGN_OR_RETURN(w->state_.ring_reader, OpenShmRelayReader(w->state_.shm_name));
     w->state_.ledger = w->ring_->ledger();
+    w->state_.producer_id = w->ring_->producer_id();
     ServerState* state = &w->state_;
     w->ring_->SetRevocationSink([state](const Revocation& r) { state->Revoke(r); });
     w->state_.slot_count = o.shm.slot_count;

@@ -429,6 +429,10 @@ class MultiReader final : public BatchReader {
         c->state = Child::kLost;
         c->error = v.status();
         c->final_state = c->reader->state();
+        // A producer restarted at the same address is read again when the
+        // names are next looked at (a new producer, a new session).
+        addresses_.erase(c->address);
+        pending_ = true;
         size_t reading = 0;
         for (auto& o : children_) reading += o->state == Child::kReading ? 1 : 0;
         std::fprintf(stderr,

@@ -296,6 +296,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   }
 
   Ledger* ledger() override { return ledger_ && ledger_->begun() ? ledger_.get() : nullptr; }
+  uint64_t producer_id() const override { return seg_->producer_id(); }
   DeliveryStats delivery_stats() const override { return ledger_ ? ledger_->stats() : DeliveryStats{}; }
   void SetRevocationSink(std::function<void(const Revocation&)> sink) override {
     std::lock_guard<std::mutex> lock(mu_);

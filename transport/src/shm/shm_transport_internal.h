@@ -17,6 +17,9 @@ class ShmRingWriter : public BatchWriter {
  public:
   // The ledger (null for a writer without a run). Lives as long as the writer.
   virtual Ledger* ledger() = 0;
+  // The segment's random producer id (a new one every start): what tells
+  // two producers apart when several addresses reach the same one.
+  virtual uint64_t producer_id() const = 0;
   // Revocations of sessions the ring does not own (gRPC streams) go here.
   // Called from the ring's service thread.
   virtual void SetRevocationSink(std::function<void(const Revocation&)> sink) = 0;

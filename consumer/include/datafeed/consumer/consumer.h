@@ -164,6 +164,11 @@ class Consumer {
   // The transport batches arrive on: for auto:// what the handshake chose
   // (kShm or kGrpc).
   Scheme transport() const;
+  // Every producer this consumer reads (an endpoint listing several, or a
+  // DNS name resolving to several: one entry each), with its transport,
+  // the batches taken from it and whether it is reading, ended or lost.
+  // Empty when it reads one producer.
+  std::vector<ProducerLink> producers() const;
 
   // Range-for over the batches: each step calls Next(); the loop ends at
   // the first status that is not OK, which status() then reports. The

@@ -108,7 +108,8 @@ struct StreamPosition {
 // A consumer's checkpointable state. Value type.
 struct ConsumerState {
   static constexpr int kVersion = 1;
-  // One entry per producer the consumer reads (one today).
+  // One entry per producer run the consumer reads (several when it reads
+  // several producers: an endpoint list or a DNS name).
   std::vector<StreamPosition> streams;
 
   // {"version":1,"streams":[{"fingerprint":"0x..","shard":0,"num_shards":1,
