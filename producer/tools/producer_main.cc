@@ -334,8 +334,11 @@ int main(int argc, char** argv) {
   // The writer's slots are sized for a full batch.
   auto layout = MakeBatchLayout(*dataset, *pipeline, static_cast<size_t>(batch_size), with_index);
   if (!layout.ok()) return Die(layout.status());
+  // A second SIGINT/SIGTERM stops the wait for consumers at the end.
+  static std::atomic<bool> stop_lingering{false};
   WriterOptions wo;
   wo.linger_ms = linger_ms;
+  wo.stop_lingering = &stop_lingering;
   wo.shm.slot_count = static_cast<size_t>(slots);
   wo.shm.slot_bytes = slot_bytes > 0 ? static_cast<size_t>(slot_bytes) : (*layout)->frame_bytes();
   wo.shm_name = shm_name;
@@ -369,17 +372,26 @@ int main(int argc, char** argv) {
                threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::thread::hardware_concurrency()));
   std::fprintf(stderr, "datafeed-producer: run %016llx: %s\n",
                static_cast<unsigned long long>(wo.run->fingerprint), (*producer)->run_start().summary.c_str());
-  std::atomic<bool> done{false};
+  std::atomic<bool> done{false};          // Run() returned
+  std::atomic<bool> monitor_done{false};  // the writer is gone
   std::atomic<int> got_signal{0};
+  // Signals until the very end: the first stops the run, a second (while
+  // the writer waits for consumers to take what was published) stops that
+  // wait too. Exit 0 either way: a clean stop.
   std::thread monitor([&] {
     auto next_progress = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(progress_s));
-    while (!done.load()) {
-      struct timespec ts {0, 200'000'000};
+    while (!monitor_done.load()) {
+      struct timespec ts {0, 50'000'000};
       int sig = sigtimedwait(&sigs, nullptr, &ts);
-      if (sig > 0) {
-        got_signal.store(sig);
+      if (sig > 0 && got_signal.exchange(sig) == 0) {
+        std::fprintf(stderr, "datafeed-producer: signal %d: stopping; waiting up to %lld ms for connected "
+                     "consumers to take what was published (another signal: stop at once)\n", sig,
+                     static_cast<long long>(linger_ms));
         (*producer)->Stop();
+      } else if (sig > 0 && !stop_lingering.exchange(true)) {
+        std::fprintf(stderr, "datafeed-producer: signal %d again: not waiting for consumers\n", sig);
       }
+      if (done.load()) continue;
       if (!quiet && progress_s > 0 && std::chrono::steady_clock::now() >= next_progress) {
         std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
         next_progress += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(progress_s));
@@ -388,16 +400,22 @@ int main(int argc, char** argv) {
   });
   Status st = (*producer)->Run();
   done.store(true);
-  monitor.join();
   Status closed = writer->Close();
   std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
-  if (got_signal.load() != 0 && st.code() == StatusCode::kCancelled) {
-    std::fprintf(stderr, "datafeed-producer: stopped by signal %d\n", got_signal.load());
+  // Lingers until connected consumers took what was published (none
+  // connected: at once; a second signal: at once).
+  auto end_writer = [&] {
     writer.reset();
+    monitor_done.store(true);
+    monitor.join();
+  };
+  if (got_signal.load() != 0 && st.code() == StatusCode::kCancelled) {
+    end_writer();
+    std::fprintf(stderr, "datafeed-producer: stopped by signal %d\n", got_signal.load());
     return 0;
   }
+  end_writer();
   if (!st.ok()) return Die(st);
   if (!closed.ok()) return Die(closed);
-  writer.reset();  // lingers until consumers took what was published
   return 0;
 }

@@ -968,6 +968,13 @@ bool Ledger::Live(uint64_t session) const {
   return it != sessions_.end() && it->second->live;
 }
 
+size_t Ledger::LiveSessions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& kv : sessions_) n += kv.second->live ? 1 : 0;
+  return n;
+}
+
 uint64_t Ledger::Position(uint64_t session) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sessions_.find(session);

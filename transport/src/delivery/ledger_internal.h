@@ -158,6 +158,8 @@ class Ledger {
   void Close(uint64_t session, CloseKind kind, LedgerClock::time_point now, uint64_t handed = ~uint64_t{0});
   // False once the session was closed or superseded.
   bool Live(uint64_t session) const;
+  // Sessions open now (consumers that may still take a batch).
+  size_t LiveSessions() const;
   // The consumer's log length (its next delivery position).
   uint64_t Position(uint64_t session) const;
   // Stalls and lost connections past the grace period: truncates their

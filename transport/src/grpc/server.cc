@@ -446,6 +446,7 @@ class GrpcWriter final : public BatchWriter {
     w->state_.slot_bytes = o.shm.slot_bytes;
     w->state_.published = &w->published_;
     w->linger_ms_ = o.linger_ms;
+    w->stop_lingering_ = o.stop_lingering;
     w->state_.SetReady(true);
     GrpcWriter* raw = w.get();
     w->watchdog_ = std::thread([raw] { raw->Watchdog(); });
@@ -470,8 +471,18 @@ class GrpcWriter final : public BatchWriter {
     // answer. The ring (and its ledger, which the handlers use) goes last.
     if (ring_) ring_->Linger();
     if (server_) {
-      server_->Shutdown(std::chrono::system_clock::now() +
-                        milliseconds(std::max<int64_t>(2000, linger_ms_)));
+      // Streams still open get their end marker read until the deadline,
+      // unless the wait is cut (WriterOptions::stop_lingering); then
+      // Shutdown cancels whatever is left.
+      const Deadline drain = Deadline::AfterMillis(std::max<int64_t>(2000, linger_ms_));
+      while (!drain.expired() && !(stop_lingering_ != nullptr && stop_lingering_->load())) {
+        {
+          std::lock_guard<std::mutex> lock(state_.streams_mu);
+          if (state_.streams_open == 0) break;
+        }
+        std::this_thread::sleep_for(milliseconds(10));
+      }
+      server_->Shutdown(std::chrono::system_clock::now() + milliseconds(100));
     }
     if (state_.ring_reader) state_.ring_reader->Cancel();
     server_.reset();
@@ -527,6 +538,7 @@ class GrpcWriter final : public BatchWriter {
   ServerState state_;
   std::atomic<uint64_t> published_{0};
   int64_t linger_ms_ = 0;
+  const std::atomic<bool>* stop_lingering_ = nullptr;
   int64_t send_limit_ms_ = 30'000;
   std::thread watchdog_;
   std::mutex watchdog_mu_;

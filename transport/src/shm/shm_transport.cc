@@ -123,6 +123,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   ShmWriter(std::unique_ptr<ShmSegment> seg, const WriterOptions& options, std::unique_ptr<Ledger> ledger)
       : seg_(std::move(seg)),
         linger_ms_(options.linger_ms),
+        stop_lingering_(options.stop_lingering),
         ledger_(std::move(ledger)),
         readers_(kShmMaxReaders),
         slots_(seg_->slot_count()) {}
@@ -139,13 +140,20 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     if (lingered_.exchange(true)) return;
     ShmControl* c = seg_->control();
     const Deadline linger = Deadline::AfterMillis(linger_ms_);
-    while (c->claim_seq.load() < published_.load() && !linger.expired()) {
+    while (c->claim_seq.load() < published_.load() && !linger.expired() && !LingerCut()) {
       const uint32_t seen = c->space_futex.load();
       if (c->claim_seq.load() >= published_.load()) break;
       c->writer_waiters.fetch_add(1);
       ShmSegment::Wait(&c->space_futex, seen, std::min<nanoseconds>(linger.remaining(), milliseconds(10)));
       c->writer_waiters.fetch_sub(1);
     }
+  }
+
+  // Stop waiting for consumers: asked to (a second signal), or nobody is
+  // left to take anything (a run whose ledger has no open session).
+  bool LingerCut() const {
+    if (stop_lingering_ != nullptr && stop_lingering_->load()) return true;
+    return ledger_ && ledger_->begun() && ledger_->LiveSessions() == 0;
   }
 
   ~ShmWriter() override {
@@ -631,6 +639,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
 
   std::unique_ptr<ShmSegment> seg_;
   int64_t linger_ms_;
+  const std::atomic<bool>* stop_lingering_;
   std::unique_ptr<Ledger> ledger_;
   RunStart run_start_;
   std::mutex publish_mu_;

@@ -24,6 +24,7 @@
 #define DATAFEED_TRANSPORT_TRANSPORT_H_
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -290,7 +291,15 @@ struct WriterOptions {
   // When the writer is destroyed, wait up to this long for consumers to
   // take the batches already published (shm: the segment's name is removed
   // at destruction, so a consumer that has not attached by then cannot).
+  // With a run (`run` set), the wait ends as soon as no consumer session
+  // is open: nobody is left to take them (a producer stopped by SIGTERM
+  // with no consumer exits at once).
   int64_t linger_ms = 0;
+  // Set it (from any thread, e.g. a signal handler's thread) to stop that
+  // wait at once: a second Ctrl-C. What consumers had not taken is not
+  // delivered by this writer (with --state-dir, a restarted producer makes
+  // it again). Must outlive the writer.
+  const std::atomic<bool>* stop_lingering = nullptr;
   // inproc: how many published-but-unread batches may wait.
   size_t inproc_capacity = 4;
 };
