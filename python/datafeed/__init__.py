@@ -39,6 +39,7 @@ from .errors import (
 from .finishing import finish
 from .loader import Batch, Loader
 from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
+from .writer import Writer
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "Timeout",
     "Unavailable",
     "Unimplemented",
+    "Writer",
     "finish",
     "library_version",
     "producer_path",

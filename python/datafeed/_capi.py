@@ -145,6 +145,61 @@ _PROTOTYPES = {
             ctypes.c_size_t,
         ],
     ),
+    "df_consumer_batches_per_epoch": (ctypes.c_uint64, [ctypes.c_void_p]),
+    # The writer (datafeed_c_writer.cc).
+    "df_layout_make": (
+        ctypes.c_int,
+        [
+            ctypes.c_size_t,
+            _c_char_p_p,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(ctypes.c_size_t),
+            _c_int64_p,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_layout_frame_bytes": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "df_layout_free": (None, [ctypes.c_void_p]),
+    "df_writer_open": (
+        ctypes.c_int,
+        [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            _c_char_p_p,
+            _c_char_p_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_writer_loan": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_loan_data": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_loan_nbytes": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_loan_set_meta": (
+        ctypes.c_int,
+        [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t],
+    ),
+    "df_loan_abandon": (None, [ctypes.c_void_p]),
+    "df_writer_publish": (
+        ctypes.c_int,
+        [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t],
+    ),
+    "df_writer_close": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]),
+    "df_writer_endpoint": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "df_writer_free": (None, [ctypes.c_void_p]),
 }
 
 

@@ -201,6 +201,9 @@ class Loader:
                     where the producer's epoch changes, like a DataLoader,
                     and the next pass goes on with the next epoch. False:
                     one pass runs to the end of the stream.
+    consumers       how many consumers share this producer's stream (e.g.
+                    the ranks of a torchrun group that all read one
+                    producer): only len() uses it (default 1).
     finish          for a producer with a split pipeline (a '|' in its
                     spec, which sends uint8 images): True (default) runs the
                     consumer's finish (to_tensor, normalize) so ``image`` is
@@ -213,6 +216,16 @@ class Loader:
                     compression="gzip", reconnect=True, reconnect_timeout_ms=,
                     grpc_prefetch=, keepalive_ms=, max_frame_bytes=,
                     spin_us=, liveness_check_ms=, log_every_s=, ...
+
+    len(loader) is the number of batches in one pass (one epoch) for this
+    consumer: the producer's batches per epoch (its shard's, from the
+    handshake), divided by `consumers` and rounded up. What the stock MNIST
+    example, tqdm and OneCycleLR(total_steps=len(loader) * epochs) need.
+    Ranks compete for batches, so with consumers > 1 a rank's pass may be
+    one batch shorter than len(); a pass resumed mid-epoch is shorter too.
+    It raises TypeError when the producer does not say (a producer without
+    a run, such as a datafeed.Writer) or with split_epochs=False (a pass is
+    then the whole stream).
 
     Iteration ends at the end of the stream (the producer finished its
     epochs). A producer that dies raises datafeed.Unavailable; other
@@ -235,6 +248,7 @@ class Loader:
         split_epochs=True,
         finish=True,
         state=None,
+        consumers=1,
         **options
     ):
         self._handle = None  # first, so __del__ works whatever fails below
@@ -251,6 +265,9 @@ class Loader:
             raise errors.InvalidArgument("prefetch must be >= 0, got %r" % (prefetch,))
         if timeout is not None and timeout < 0:
             raise errors.InvalidArgument("timeout must be >= 0 or None, got %r" % (timeout,))
+        if int(consumers) < 1:
+            raise errors.InvalidArgument("consumers must be >= 1, got %r" % (consumers,))
+        self.consumers = int(consumers)
         self.timeout = timeout
         self._prefetch = int(prefetch)
         self.split_epochs = bool(split_epochs)
@@ -299,6 +316,27 @@ class Loader:
             _capi.raise_for(code, self._err, context)
 
     # -- iteration -----------------------------------------------------------
+
+    def __len__(self):
+        """Batches in one pass (one epoch) for this consumer; see the class
+        docstring. TypeError when the producer does not say."""
+        if not self.split_epochs:
+            raise TypeError(
+                "len(datafeed.Loader): this Loader was made with split_epochs=False, so one pass "
+                "runs to the end of the stream, whose length the producer does not say"
+            )
+        handle = self._enter()
+        try:
+            per_epoch = int(self._lib.df_consumer_batches_per_epoch(handle))
+        finally:
+            self._leave()
+        if per_epoch == 0:
+            raise TypeError(
+                "len(datafeed.Loader(%s)): the producer does not say how many batches an epoch has "
+                "(a producer without a run, e.g. a datafeed.Writer); count steps instead of "
+                "using len()" % self.endpoint
+            )
+        return -(-per_epoch // self.consumers)
 
     def __iter__(self):
         self._pass_epoch = None

@@ -164,6 +164,9 @@ class Consumer {
   // The transport batches arrive on: for auto:// what the handshake chose
   // (kShm or kGrpc).
   Scheme transport() const;
+  // Batches per epoch of the producer's run (BatchReader::batches_per_epoch):
+  // 0 when unknown (no run, or not yet known).
+  uint64_t batches_per_epoch() const;
 
   // Range-for over the batches: each step calls Next(); the loop ends at
   // the first status that is not OK, which status() then reports. The
