@@ -4,6 +4,7 @@ to datafeed consumers over shared memory or gRPC."""
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -53,7 +54,7 @@ def _field(name: str, value: Any) -> Tuple[_Field, Any]:
             return (_CODES[dname], shape, t.data_ptr(), nbytes, None), t
         return (_CODES[dname], shape, 0, nbytes, t), t
     if mod.startswith("numpy") and hasattr(value, "dtype") and hasattr(value, "ctypes"):
-        import numpy  # only when numpy arrays are published
+        numpy: Any = sys.modules["numpy"]  # imported already: `value` is one of its arrays
 
         a = numpy.ascontiguousarray(value)
         dname = "bool" if a.dtype == numpy.bool_ else str(a.dtype)
@@ -332,9 +333,9 @@ class Writer:
             if code == _capi.OK:
                 assert out.value is not None
                 return out.value
-            if code == _capi.TIMEOUT and (self.timeout is None or time.monotonic() - start < self.timeout):
-                continue
             if code == _capi.TIMEOUT:
+                if self.timeout is None or time.monotonic() - start < self.timeout:
+                    continue
                 raise errors.Timeout(
                     "datafeed.Writer.publish: every slot of %s stayed full for %.3g s (timeout): are "
                     "consumers reading?" % (self.endpoint, self.timeout)

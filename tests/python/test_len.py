@@ -57,6 +57,7 @@ def test_len_is_this_consumers_share_and_unknown_without_epochs(mnist_dir):
         with datafeed.Loader(p.endpoint, timeout=30, split_epochs=False) as loader:
             with pytest.raises(TypeError, match="split_epochs=False"):
                 len(loader)
+            assert loader  # truth does not ask len()
             # Iteration works without len() (batches the first Loader read
             # ahead come again, so the order is not fixed).
             sizes = [b["image"].shape[0] for b, _ in zip(loader, range(3))]
