@@ -304,7 +304,9 @@ DF_API uint64_t df_layout_frame_bytes(const df_layout* layout);
 DF_API void df_layout_free(df_layout* layout);
 
 /* Opens the producer side of `endpoint` ("shm://NAME", "grpc://HOST:PORT",
- * "auto://HOST:PORT"); `transport` overrides the scheme as for consumers.
+ * "auto://HOST:PORT"; NULL or "" means $DATAFEED_ENDPOINT); `transport`
+ * ("shm", "grpc", "auto") overrides the scheme as for consumers, but
+ * $DATAFEED_TRANSPORT is not read (it is the consumers' override).
  * Options (key/value strings):
  *
  *   slot_count, slot_bytes   the shared-memory ring (4; 25821184)

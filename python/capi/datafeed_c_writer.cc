@@ -3,6 +3,7 @@
 // Python). A thin adapter like datafeed_c.cc: Status -> status code +
 // message, no C++ exception leaves an exported function.
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -147,8 +148,22 @@ int df_writer_open(const char* endpoint, const char* transport, const char* cons
       Status st = ApplyWriterOption(option_keys[i], option_values[i], &wo);
       if (!st.ok()) return Report(st, err, err_size);
     }
-    datafeed::Result<datafeed::Endpoint> ep =
-        datafeed::ResolveEndpoint(endpoint ? endpoint : "", transport ? transport : "");
+    // $DATAFEED_TRANSPORT is the consumers' override: a writer serves where
+    // it is told (as datafeed.serve() keeps it from the producer).
+    std::string uri = endpoint != nullptr ? endpoint : "";
+    if (uri.empty()) {
+      const char* env = std::getenv("DATAFEED_ENDPOINT");
+      uri = env != nullptr ? env : "";
+    }
+    if (uri.empty()) {
+      return Fail(DF_INVALID_ARGUMENT,
+                  "df_writer_open: no endpoint: pass one (shm://NAME, grpc://HOST:PORT, auto://HOST:PORT) or "
+                  "set $DATAFEED_ENDPOINT",
+                  err, err_size);
+    }
+    datafeed::Result<datafeed::Endpoint> ep = (transport != nullptr && transport[0] != '\0')
+                                                  ? datafeed::ResolveEndpoint(uri, transport)
+                                                  : datafeed::ParseEndpoint(uri);
     if (!ep.ok()) return Report(ep.status(), err, err_size);
     datafeed::Result<std::unique_ptr<datafeed::BatchWriter>> opened = datafeed::OpenWriter(*ep, wo);
     if (!opened.ok()) return Report(opened.status(), err, err_size);

@@ -60,6 +60,14 @@ class IterableDataset(_IterableDatasetBase):
     def __iter__(self) -> Iterator[Any]:
         return iter(self.loader)
 
+    def __len__(self) -> int:
+        """len(Loader): the batches of one epoch (opens the Loader), so
+        len(DataLoader(ds, batch_size=None)) works too."""
+        return len(self.loader)
+
+    def __bool__(self) -> bool:
+        return True
+
     def stats(self) -> Dict[str, Any]:
         return self._loader.stats() if self._loader is not None else {}
 

@@ -83,7 +83,8 @@ class Writer:
     endpoint   "shm://NAME", "grpc://HOST:PORT" or "auto://HOST:PORT" (a
                local consumer of auto:// gets the shared-memory ring, a remote
                one the gRPC stream); None: $DATAFEED_ENDPOINT.
-    transport  "shm", "grpc" or "auto" overrides the endpoint's scheme.
+    transport  "shm", "grpc" or "auto" overrides the endpoint's scheme
+               ($DATAFEED_TRANSPORT, the consumers' override, is not read).
     insecure   serve plaintext gRPC on an address other than loopback
                (refused otherwise, as by datafeed-producer --insecure);
                prefer tls_cert=, tls_key= (and auth_token_file=).
@@ -199,6 +200,8 @@ class Writer:
         ndims = (ctypes.c_size_t * n)(*[len(f[1]) for _, f in fields])
         flat = [d for s in shapes for d in s]
         dims = (ctypes.c_int64 * max(1, len(flat)))(*flat)
+        if len(self._layouts) >= 8:  # many partial batches: forget the old layouts
+            self._free_layouts()
         out = ctypes.c_void_p()
         code = self._lib.df_layout_make(n, names, codes, ndims, dims, ctypes.byref(out), self._err, len(self._err))
         if code != _capi.OK:
@@ -371,9 +374,13 @@ class Writer:
                 if code != _capi.OK:
                     _capi.raise_for(code, self._err, "datafeed.Writer.close")
         finally:
-            layouts, self._layouts = self._layouts, {}
-            for layout in layouts.values():
-                self._lib.df_layout_free(layout)
+            self._free_layouts()
+
+    def _free_layouts(self) -> None:
+        # Loans keep what they need of a layout (datafeed_c.h).
+        layouts, self._layouts = self._layouts, {}
+        for layout in layouts.values():
+            self._lib.df_layout_free(layout)
 
     @property
     def closed(self) -> bool:

@@ -50,6 +50,15 @@ def test_len_is_one_epoch_and_drives_one_cycle_lr(mnist_dir, transport):
         assert p.wait(10) == 0
 
 
+def test_dataloader_over_the_iterable_dataset_has_the_length(mnist_dir):
+    with datafeed.serve(mnist_dir, pipeline="to_tensor", batch_size=BATCH, threads=1, epochs=1) as p:
+        ds = datafeed.IterableDataset(p.endpoint, timeout=30)
+        loader = torch.utils.data.DataLoader(ds, batch_size=None)
+        assert len(loader) == PER_EPOCH
+        assert sum(1 for _ in progress(loader)) == PER_EPOCH
+        ds.close()
+
+
 def test_len_is_this_consumers_share_and_unknown_without_epochs(mnist_dir):
     with datafeed.serve(mnist_dir, pipeline="to_tensor", batch_size=BATCH, threads=1, epochs=0) as p:
         with datafeed.Loader(p.endpoint, timeout=30, consumers=3) as loader:

@@ -108,3 +108,15 @@ def test_plaintext_grpc_off_loopback_needs_insecure():
 def test_unknown_writer_option_is_named():
     with pytest.raises(datafeed.InvalidArgument, match="unknown writer option 'slot_cnt'"):
         datafeed.Writer("shm://" + unique_name("writer-opt"), slot_bytes=1 << 20, slot_cnt=3)
+
+
+def test_endpoint_comes_from_the_argument_or_datafeed_endpoint(monkeypatch):
+    monkeypatch.delenv("DATAFEED_ENDPOINT", raising=False)
+    with pytest.raises(datafeed.InvalidArgument, match="no endpoint"):
+        datafeed.Writer(slot_bytes=1 << 20)
+    # $DATAFEED_TRANSPORT is the consumers' override: a writer ignores it.
+    monkeypatch.setenv("DATAFEED_TRANSPORT", "grpc")
+    name = unique_name("writer-env")
+    monkeypatch.setenv("DATAFEED_ENDPOINT", "shm://" + name)
+    with datafeed.Writer(slot_bytes=1 << 20, linger=0) as w:
+        assert w.endpoint == "shm://" + name
