@@ -1,6 +1,7 @@
 """datafeed.Writer: a Python process publishes a torch Dataset; a Loader in
 another process reads every batch exactly, over shared memory and gRPC."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 import datafeed
-from conftest import PACKAGE_ROOT, free_port, unique_name
+from conftest import PACKAGE_ROOT, SOURCE_DIR, free_port, unique_name
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
@@ -120,3 +121,22 @@ def test_endpoint_comes_from_the_argument_or_datafeed_endpoint(monkeypatch):
     monkeypatch.setenv("DATAFEED_ENDPOINT", "shm://" + name)
     with datafeed.Writer(slot_bytes=1 << 20, linger=0) as w:
         assert w.endpoint == "shm://" + name
+
+
+def test_the_writer_benchmark_runs(tmp_path):
+    """bench/python_writer_bench.py end to end on small batches (it measures
+    nothing here; the figures come from its full run)."""
+    pytest.importorskip("grpc", reason="python3-grpcio (scripts/deps.sh) runs the seed-style service")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    r = subprocess.run(
+        [sys.executable, os.path.join(SOURCE_DIR, "bench", "python_writer_bench.py"), "--batch", "64",
+         "--batches", "8", "--warmup", "2", "--json"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    cases = {c["case"]: c for c in out["results"]}
+    assert set(cases) == {"memcpy", "datafeed-shm", "datafeed-grpc", "seed-grpcio"}
+    assert all(c["MB_per_s"] > 0 and c["batches_per_s"] > 0 for c in cases.values())
+    assert cases["seed-grpcio"]["vs_seed"] == 1.0 and cases["memcpy"]["vs_memcpy"] == 1.0
