@@ -14,6 +14,8 @@ DATAFEED_DEBIAN_PACKAGES=(
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs
+  python3-mypy        # tests/python/test_typing.py: mypy checks the Python package's type hints
+  python3-grpcio      # bench/python_writer_bench.py: the seed-style Python gRPC service it compares against
 )
 
 missing=()

@@ -357,6 +357,7 @@ Result<BatchMeta> Consumer::Peek() {
 const std::string& Consumer::endpoint() const { return impl_->endpoint; }
 
 Scheme Consumer::transport() const { return impl_->reader->transport(); }
+uint64_t Consumer::batches_per_epoch() const { return impl_->reader->batches_per_epoch(); }
 
 std::vector<ProducerLink> Consumer::producers() const { return impl_->reader->links(); }
 

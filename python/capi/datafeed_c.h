@@ -262,6 +262,93 @@ DF_API int df_finish_tables(const char* spec, int64_t channels, float* out, size
  * ring slot, to the producer). NULL is ignored. */
 DF_API void df_batch_release(df_batch* batch);
 
+/* Batches per epoch of the producer's run, as its handshake said (its
+ * shard's; the sum for an endpoint of several producers); 0 when unknown: a
+ * producer without a run (e.g. a datafeed.Writer), or not yet known.
+ * Consumers that share one producer's stream each get a part of it. */
+DF_API uint64_t df_consumer_batches_per_epoch(const df_consumer* consumer);
+
+/* ---- Writer: publish batches (datafeed_c_writer.cc) -----------------------
+ *
+ *   df_layout* l = NULL; df_writer* w = NULL; df_loan* b = NULL;
+ *   const char* names[] = {"image", "label"};
+ *   int dtypes[] = {DF_FLOAT32, DF_INT64};
+ *   size_t ndims[] = {4, 1};
+ *   int64_t dims[] = {B, 1, 28, 28,  B};          (every tensor's, in order)
+ *   df_layout_make(2, names, dtypes, ndims, dims, &l, err, sizeof err);
+ *   df_writer_open("auto://0.0.0.0:5000", NULL, keys, vals, n, &w, err, sizeof err);
+ *   df_writer_loan(w, l, -1, &b, err, sizeof err);  (blocks while the transport is full)
+ *   memcpy(df_loan_data(b, 0), images, df_loan_nbytes(b, 0)); ...
+ *   df_loan_set_meta(b, DF_META_EPOCH, 0);
+ *   df_writer_publish(w, b, err, sizeof err);       (consumes b, also on failure)
+ *   df_writer_close(w, err, sizeof err);            (ends the stream)
+ *   df_writer_free(w); df_layout_free(l);
+ *
+ * The writer is a plain one (no run): each batch goes to exactly one
+ * consumer, at most once; it keeps no leases and makes nothing again.
+ * Thread safety: a writer may loan and publish from several threads; a
+ * loan is filled by one thread; a layout is immutable. */
+typedef struct df_writer df_writer;
+typedef struct df_layout df_layout;
+typedef struct df_loan df_loan;
+
+/* A batch layout: num_tensors tensors with unique names, DF_* dtypes and
+ * shapes (ndims[i] dimensions each, concatenated in dims). *out is the
+ * caller's (df_layout_free). DF_INVALID_ARGUMENT naming a bad tensor. */
+DF_API int df_layout_make(size_t num_tensors, const char* const* names, const int* dtypes,
+                          const size_t* ndims, const int64_t* dims, df_layout** out, char* err,
+                          size_t err_size);
+/* Bytes of one frame of the layout (header and alignment included). */
+DF_API uint64_t df_layout_frame_bytes(const df_layout* layout);
+/* NULL is ignored. Loans made with it keep what they need. */
+DF_API void df_layout_free(df_layout* layout);
+
+/* Opens the producer side of `endpoint` ("shm://NAME", "grpc://HOST:PORT",
+ * "auto://HOST:PORT"; NULL or "" means $DATAFEED_ENDPOINT); `transport`
+ * ("shm", "grpc", "auto") overrides the scheme as for consumers, but
+ * $DATAFEED_TRANSPORT is not read (it is the consumers' override).
+ * Options (key/value strings):
+ *
+ *   slot_count, slot_bytes   the shared-memory ring (4; 25821184)
+ *   linger_ms                at df_writer_free, wait this long for consumers
+ *                            to take what was published (0)
+ *   insecure                 "1": serve plaintext gRPC on an address other
+ *                            than loopback (refused otherwise)
+ *   tls_cert, tls_key, tls_ca, auth_token_file   as the producer's flags
+ *   max_streams, max_streams_per_peer, keepalive_ms
+ *   shm_name                 grpc/auto: the ring behind the endpoint
+ *
+ * An unknown key or a bad value is DF_INVALID_ARGUMENT naming it. */
+DF_API int df_writer_open(const char* endpoint, const char* transport,
+                          const char* const* option_keys, const char* const* option_values,
+                          size_t num_options, df_writer** out, char* err, size_t err_size);
+/* Loans memory for one frame of `layout`, waiting up to timeout_ms (< 0:
+ * forever) while the transport is full (DF_TIMEOUT). DF_RESOURCE_EXHAUSTED
+ * when a frame of this layout can never fit (a larger slot_bytes). *out is
+ * the caller's: df_writer_publish it or df_loan_abandon it. */
+DF_API int df_writer_loan(df_writer* writer, const df_layout* layout, int64_t timeout_ms,
+                          df_loan** out, char* err, size_t err_size);
+/* Payload of tensor i of the loan (df_layout order), 64-byte aligned,
+ * df_loan_nbytes long; NULL / 0 for a bad i. */
+DF_API void* df_loan_data(df_loan* loan, size_t i);
+DF_API uint64_t df_loan_nbytes(const df_loan* loan, size_t i);
+/* Sets DF_META_FIRST_INDEX, DF_META_EPOCH or DF_META_BATCH_INDEX of the
+ * batch; DF_INVALID_ARGUMENT for another field (the transport stamps the
+ * rest) or an epoch past 2^32 - 1. */
+DF_API int df_loan_set_meta(df_loan* loan, int field, uint64_t value, char* err, size_t err_size);
+/* Gives an unpublished loan back. NULL is ignored. */
+DF_API void df_loan_abandon(df_loan* loan);
+/* Publishes the loan to exactly one consumer and frees it (on failure too). */
+DF_API int df_writer_publish(df_writer* writer, df_loan* loan, char* err, size_t err_size);
+/* Ends the stream: consumers get what was published, then DF_END_OF_STREAM.
+ * Idempotent. */
+DF_API int df_writer_close(df_writer* writer, char* err, size_t err_size);
+/* The endpoint consumers should open. Valid until df_writer_free. */
+DF_API const char* df_writer_endpoint(const df_writer* writer);
+/* Closes (see linger_ms) and destroys the writer. Loans must be published
+ * or abandoned first. NULL is ignored. */
+DF_API void df_writer_free(df_writer* writer);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -17,6 +17,8 @@ imports without torch, which is needed only once a batch becomes tensors
 (and for datafeed.IterableDataset).
 """
 
+from typing import Any, List
+
 from .errors import (
     Aborted,
     AlreadyExists,
@@ -39,6 +41,7 @@ from .errors import (
 from .finishing import finish
 from .loader import Batch, Loader
 from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
+from .writer import Writer
 
 __version__ = "0.1.0"
 
@@ -66,6 +69,7 @@ __all__ = [
     "Timeout",
     "Unavailable",
     "Unimplemented",
+    "Writer",
     "finish",
     "library_version",
     "producer_path",
@@ -73,14 +77,14 @@ __all__ = [
 ]
 
 
-def library_version():
+def library_version() -> str:
     """The version of the loaded libdatafeed_c.so (loads it)."""
     from . import _capi
 
-    return _capi.lib().df_version().decode()
+    return str(_capi.lib().df_version().decode())
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # IterableDataset subclasses a torch class: import torch only when it is
     # asked for (PEP 562), so `import datafeed` works without torch.
     if name == "IterableDataset":
@@ -91,5 +95,5 @@ def __getattr__(name):
     raise AttributeError("module 'datafeed' has no attribute %r" % name)
 
 
-def __dir__():
+def __dir__() -> List[str]:
     return sorted(set(globals()) | {"IterableDataset"})

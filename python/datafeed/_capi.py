@@ -8,6 +8,7 @@ loaded; the error then says which file failed and why.
 import ctypes
 import os
 import threading
+from typing import Any, NoReturn, Optional
 
 from . import errors
 
@@ -46,7 +47,7 @@ META_NAMES = (
 ERR_SIZE = 2048
 
 _lock = threading.Lock()
-_lib = None
+_lib: Any = None
 
 _c_int64_p = ctypes.POINTER(ctypes.c_int64)
 _c_char_p_p = ctypes.POINTER(ctypes.c_char_p)
@@ -145,10 +146,65 @@ _PROTOTYPES = {
             ctypes.c_size_t,
         ],
     ),
+    "df_consumer_batches_per_epoch": (ctypes.c_uint64, [ctypes.c_void_p]),
+    # The writer (datafeed_c_writer.cc).
+    "df_layout_make": (
+        ctypes.c_int,
+        [
+            ctypes.c_size_t,
+            _c_char_p_p,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(ctypes.c_size_t),
+            _c_int64_p,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_layout_frame_bytes": (ctypes.c_uint64, [ctypes.c_void_p]),
+    "df_layout_free": (None, [ctypes.c_void_p]),
+    "df_writer_open": (
+        ctypes.c_int,
+        [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            _c_char_p_p,
+            _c_char_p_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_writer_loan": (
+        ctypes.c_int,
+        [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+        ],
+    ),
+    "df_loan_data": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_loan_nbytes": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_size_t]),
+    "df_loan_set_meta": (
+        ctypes.c_int,
+        [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t],
+    ),
+    "df_loan_abandon": (None, [ctypes.c_void_p]),
+    "df_writer_publish": (
+        ctypes.c_int,
+        [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t],
+    ),
+    "df_writer_close": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]),
+    "df_writer_endpoint": (ctypes.c_char_p, [ctypes.c_void_p]),
+    "df_writer_free": (None, [ctypes.c_void_p]),
 }
 
 
-def library_path():
+def library_path() -> str:
     """The libdatafeed_c.so this package loads: $DATAFEED_LIBRARY, else the
     one next to this file."""
     override = os.environ.get("DATAFEED_LIBRARY")
@@ -157,7 +213,7 @@ def library_path():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "libdatafeed_c.so")
 
 
-def lib():
+def lib() -> Any:
     """The loaded library, with prototypes set. Raises datafeed.LibraryError."""
     global _lib
     if _lib is not None:
@@ -198,11 +254,11 @@ def lib():
         return _lib
 
 
-def status_name(code):
-    return lib().df_status_name(code).decode()
+def status_name(code: int) -> str:
+    return str(lib().df_status_name(code).decode())
 
 
-def raise_for(code, err, context=None):
+def raise_for(code: int, err: Any, context: Optional[str] = None) -> NoReturn:
     """Raises the datafeed.Error subclass for a status code with the
     library's message in `err` (a ctypes string buffer)."""
     message = err.value.decode("utf-8", "replace") if err is not None else ""

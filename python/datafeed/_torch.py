@@ -5,11 +5,13 @@ array at the batch's memory: the Python buffer protocol is the only
 interface used, so no datafeed code is compiled against a torch version.
 """
 
+import importlib
 import threading
+from typing import Any, Dict, Optional
 
 _lock = threading.Lock()
-_torch = None
-_dtypes = None
+_torch: Any = None
+_dtypes: Dict[int, Any] = {}
 
 # datafeed dtype code (datafeed_c.h) -> torch attribute name.
 _DTYPE_NAMES = {
@@ -33,7 +35,7 @@ _INSTALL_HINT = (
 )
 
 
-def torch():
+def torch() -> Any:
     """The torch module; ImportError naming torch if it is not installed."""
     global _torch, _dtypes
     if _torch is not None:
@@ -42,7 +44,9 @@ def torch():
         if _torch is not None:
             return _torch
         try:
-            import torch as t
+            # import_module, not `import torch`: torch stays Any to type
+            # checkers, so checking datafeed does not analyse all of torch.
+            t = importlib.import_module("torch")
         except ImportError as e:
             raise ImportError(_INSTALL_HINT.format(why=" (%s)" % e), name="torch") from e
         if not hasattr(t, "frombuffer"):
@@ -56,7 +60,7 @@ def torch():
         return _torch
 
 
-def dtype(code):
+def dtype(code: int) -> Any:
     """The torch dtype of a datafeed dtype code."""
     torch()
     try:
@@ -67,5 +71,5 @@ def dtype(code):
         raise errors.DataLoss("unknown dtype code %d in a batch" % code) from None
 
 
-def dtype_name(code):
+def dtype_name(code: int) -> str:
     return _DTYPE_NAMES.get(code, "unknown")

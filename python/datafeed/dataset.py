@@ -4,10 +4,15 @@ Imported on first access of ``datafeed.IterableDataset`` (it subclasses a
 torch class, and ``import datafeed`` must not need torch).
 """
 
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
+
 from . import _torch
 from .loader import Loader
 
-_IterableDatasetBase = _torch.torch().utils.data.IterableDataset
+if TYPE_CHECKING:  # torch's types are not needed to check datafeed's
+    _IterableDatasetBase = object
+else:
+    _IterableDatasetBase = _torch.torch().utils.data.IterableDataset
 
 
 class IterableDataset(_IterableDatasetBase):
@@ -38,36 +43,46 @@ class IterableDataset(_IterableDatasetBase):
     and ``close()`` reach it.
     """
 
-    def __init__(self, endpoint=None, transport=None, prefetch=2, **loader_kwargs):
+    def __init__(
+        self, endpoint: Optional[str] = None, transport: Optional[str] = None, prefetch: int = 2, **loader_kwargs: Any
+    ) -> None:
         super().__init__()
         self._args = dict(endpoint=endpoint, transport=transport, prefetch=prefetch, **loader_kwargs)
-        self._loader = None
+        self._loader: Optional[Loader] = None
 
     @property
-    def loader(self):
+    def loader(self) -> Loader:
         """The Loader, opened on first use."""
         if self._loader is None:
             self._loader = Loader(**self._args)
         return self._loader
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.loader)
 
-    def stats(self):
+    def __len__(self) -> int:
+        """len(Loader): the batches of one epoch (opens the Loader), so
+        len(DataLoader(ds, batch_size=None)) works too."""
+        return len(self.loader)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def stats(self) -> Dict[str, Any]:
         return self._loader.stats() if self._loader is not None else {}
 
-    def close(self):
+    def close(self) -> None:
         if self._loader is not None:
             self._loader.close()
 
-    def __getstate__(self):
+    def __getstate__(self) -> Dict[str, Any]:
         # Worker processes open their own consumer.
         state = self.__dict__.copy()
         state["_loader"] = None
         return state
 
-    def __enter__(self):
+    def __enter__(self) -> "IterableDataset":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()

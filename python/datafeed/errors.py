@@ -15,7 +15,7 @@ class Error(Exception):
     code = 13
     code_name = "Internal"
 
-    def __init__(self, message=""):
+    def __init__(self, message: str = "") -> None:
         super().__init__(message)
         self.message = message
 
@@ -133,7 +133,7 @@ _BY_CODE = {
 }
 
 
-def from_code(code, message):
+def from_code(code: int, message: str) -> Error:
     """The exception for a C ABI status code."""
     cls = _BY_CODE.get(code, Error)
     return cls(message)

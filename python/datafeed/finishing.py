@@ -17,11 +17,12 @@ and looked up there with torch ops (a GPU tensor, or a strided view).
 """
 
 import ctypes
+from typing import Any, Dict, Tuple
 
 from . import _capi, _torch, errors
 
 
-def finish(tensor, spec):
+def finish(tensor: Any, spec: str) -> Any:
     """A float32 tensor of tensor's shape and device: the finish `spec` run
     on the uint8 [..., C, H, W] `tensor`. Raises datafeed.InvalidArgument
     for a bad spec, dtype, rank or channel count."""
@@ -65,4 +66,4 @@ def finish(tensor, spec):
     return tables.index_select(0, index.reshape(-1)).view(tensor.shape)
 
 
-_device_tables = {}
+_device_tables: Dict[Tuple[str, int, str], Any] = {}

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 from . import _capi, _torch, errors, finishing
 
@@ -21,7 +22,7 @@ _CONNECT_SLICE_S = 0.5
 _HELD_WARNING_S = 10.0
 
 
-class Batch(tuple):
+class Batch(Tuple[Any, ...]):
     """One batch: its named tensors, in the order the producer wrote them.
 
     A Batch is a tuple of tensors with names, like a namedtuple, so both
@@ -46,14 +47,14 @@ class Batch(tuple):
     views and slices of it) is freed. Keep one longer with ``.clone()``.
     """
 
-    _fields = ()
-    _index = {}
-    meta = None
+    _fields: Tuple[str, ...] = ()
+    _index: Dict[str, int] = {}
+    meta: Optional[Dict[str, int]] = None
     # {name: finish spec} of tensors handed out uint8 because the Loader was
     # made with finish=False (see datafeed.finish); empty otherwise.
-    finishes = {}
+    finishes: Dict[str, str] = {}
 
-    def __new__(cls, *tensors):
+    def __new__(cls, *tensors: Any) -> "Batch":
         if len(tensors) != len(cls._fields):
             raise TypeError(
                 "Batch(%s) takes %d tensors, got %d"
@@ -61,7 +62,7 @@ class Batch(tuple):
             )
         return tuple.__new__(cls, tensors)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             try:
                 return tuple.__getitem__(self, self._index[key])
@@ -71,40 +72,40 @@ class Batch(tuple):
                 ) from None
         return tuple.__getitem__(self, key)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails, so methods win over names.
         index = type(self)._index.get(name)
         if index is None:
             raise AttributeError("%s has no attribute or tensor %r" % (type(self).__name__, name))
         return tuple.__getitem__(self, index)
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         if isinstance(key, str):
             return key in self._index
         return any(t is key for t in tuple.__iter__(self))
 
-    def keys(self):
+    def keys(self) -> List[str]:
         return list(self._fields)
 
-    def values(self):
+    def values(self) -> List[Any]:
         return list(tuple.__iter__(self))
 
-    def items(self):
+    def items(self) -> List[Tuple[str, Any]]:
         return list(zip(self._fields, tuple.__iter__(self)))
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         index = self._index.get(key)
         return default if index is None else tuple.__getitem__(self, index)
 
-    def to_dict(self):
+    def to_dict(self) -> Dict[str, Any]:
         return dict(zip(self._fields, tuple.__iter__(self)))
 
     _asdict = to_dict
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, Tuple[Tuple[str, ...], Tuple[Any, ...]]]:
         return (_rebuild_batch, (self._fields, tuple(self)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = []
         for name, t in zip(self._fields, tuple.__iter__(self)):
             dtype = str(getattr(t, "dtype", type(t).__name__)).replace("torch.", "")
@@ -113,33 +114,33 @@ class Batch(tuple):
         return "Batch(%s)" % ", ".join(parts)
 
 
-_batch_classes = {}
+_batch_classes: Dict[Tuple[str, ...], Type[Batch]] = {}
 _batch_classes_lock = threading.Lock()
 
 
-def batch_class(names):
+def batch_class(names: Sequence[str]) -> Type[Batch]:
     """The Batch subclass for a tuple of tensor names (one per layout)."""
-    names = tuple(names)
-    cls = _batch_classes.get(names)
+    key = tuple(names)
+    cls = _batch_classes.get(key)
     if cls is None:
         with _batch_classes_lock:
-            cls = _batch_classes.get(names)
+            cls = _batch_classes.get(key)
             if cls is None:
                 cls = type(
                     "Batch",
                     (Batch,),
                     {
-                        "_fields": names,
-                        "_index": {n: i for i, n in enumerate(names)},
+                        "_fields": key,
+                        "_index": {n: i for i, n in enumerate(key)},
                         "__module__": __name__,
                         "__doc__": Batch.__doc__,
                     },
                 )
-                _batch_classes[names] = cls
+                _batch_classes[key] = cls
     return cls
 
 
-def _rebuild_batch(names, tensors):
+def _rebuild_batch(names: Sequence[str], tensors: Sequence[Any]) -> Batch:
     return batch_class(names)(*tensors)
 
 
@@ -150,20 +151,22 @@ class _BatchMemory:
 
     __slots__ = ("_handle", "_release", "_held")
 
-    def __init__(self, handle, release, held):
+    _handle: Optional[int]
+
+    def __init__(self, handle: int, release: Callable[[int], None], held: List[int]) -> None:
         self._handle = handle
         self._release = release  # kept here: module globals may be gone at exit
         self._held = held  # [batches of this Loader still alive]
         held[0] += 1
 
-    def __del__(self):
+    def __del__(self) -> None:
         handle, self._handle = self._handle, None
         if handle:
             self._held[0] -= 1
             self._release(handle)
 
 
-def _option_value(key, value):
+def _option_value(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if value is None:
@@ -201,6 +204,9 @@ class Loader:
                     where the producer's epoch changes, like a DataLoader,
                     and the next pass goes on with the next epoch. False:
                     one pass runs to the end of the stream.
+    consumers       how many consumers share this producer's stream (e.g.
+                    the ranks of a torchrun group that all read one
+                    producer): only len() uses it (default 1).
     finish          for a producer with a split pipeline (a '|' in its
                     spec, which sends uint8 images): True (default) runs the
                     consumer's finish (to_tensor, normalize) so ``image`` is
@@ -213,6 +219,16 @@ class Loader:
                     compression="gzip", reconnect=True, reconnect_timeout_ms=,
                     grpc_prefetch=, keepalive_ms=, max_frame_bytes=,
                     spin_us=, liveness_check_ms=, log_every_s=, ...
+
+    len(loader) is the number of batches in one pass (one epoch) for this
+    consumer: the producer's batches per epoch (its shard's, from the
+    handshake), divided by `consumers` and rounded up. What the stock MNIST
+    example, tqdm and OneCycleLR(total_steps=len(loader) * epochs) need.
+    Ranks compete for batches, so with consumers > 1 a rank's pass may be
+    one batch shorter than len(); a pass resumed mid-epoch is shorter too.
+    It raises TypeError when the producer does not say (a producer without
+    a run, such as a datafeed.Writer) or with split_epochs=False (a pass is
+    then the whole stream).
 
     Iteration ends at the end of the stream (the producer finished its
     epochs). A producer that dies raises datafeed.Unavailable; other
@@ -227,48 +243,54 @@ class Loader:
 
     def __init__(
         self,
-        endpoint=None,
-        transport=None,
-        prefetch=2,
-        timeout=None,
-        connect_timeout=30.0,
-        split_epochs=True,
-        finish=True,
-        state=None,
-        **options
-    ):
-        self._handle = None  # first, so __del__ works whatever fails below
+        endpoint: Optional[str] = None,
+        transport: Optional[str] = None,
+        prefetch: int = 2,
+        timeout: Optional[float] = None,
+        connect_timeout: Optional[float] = 30.0,
+        split_epochs: bool = True,
+        finish: bool = True,
+        state: Any = None,
+        consumers: int = 1,
+        **options: Any
+    ) -> None:
+        self._handle: Optional[int] = None  # first, so __del__ works whatever fails below
         self._lock = threading.Lock()
         self._busy = 0
         self._closing = False
-        self._final_stats = None
-        self._pending = None
-        self._pass_epoch = None
-        self._ended = None  # the exception that ended the stream, if any
+        self._final_stats: Optional[Dict[str, Any]] = None
+        self._pending: Optional[Batch] = None
+        self._pass_epoch: Optional[int] = None
+        self._ended: Optional[errors.Error] = None  # the exception that ended the stream, if any
         self._held = [0]  # batches handed out whose tensors are still alive
         self._warned = False
         if prefetch is None or int(prefetch) < 0:
             raise errors.InvalidArgument("prefetch must be >= 0, got %r" % (prefetch,))
         if timeout is not None and timeout < 0:
             raise errors.InvalidArgument("timeout must be >= 0 or None, got %r" % (timeout,))
-        self.timeout = timeout
+        if int(consumers) < 1:
+            raise errors.InvalidArgument("consumers must be >= 1, got %r" % (consumers,))
+        self.consumers = int(consumers)
+        self.timeout: Optional[float] = timeout
         self._prefetch = int(prefetch)
         self.split_epochs = bool(split_epochs)
         self.finish = bool(finish)
         self._lib = _capi.lib()
         self._err = ctypes.create_string_buffer(_capi.ERR_SIZE)
 
-        opts = {"prefetch": int(prefetch)}
+        opts: Dict[str, Any] = {"prefetch": int(prefetch)}
         for key, value in options.items():
             opts[key] = value
         self._open_args = (endpoint, transport, dict(opts), connect_timeout)
         if state is not None:
             opts.update(_restore_options(state))
         self._open(endpoint, transport, opts, connect_timeout)
-        self.endpoint = self._lib.df_consumer_endpoint(self._handle).decode()
-        self.transport = self._lib.df_consumer_transport(self._handle).decode()
+        self.endpoint: str = self._lib.df_consumer_endpoint(self._handle).decode()
+        self.transport: str = self._lib.df_consumer_transport(self._handle).decode()
 
-    def _open(self, endpoint, transport, opts, connect_timeout):
+    def _open(
+        self, endpoint: Optional[str], transport: Optional[str], opts: Dict[str, Any], connect_timeout: Optional[float]
+    ) -> None:
         lib = self._lib
         ep = (endpoint or "").encode()
         tr = (transport or "").encode()
@@ -300,11 +322,37 @@ class Loader:
 
     # -- iteration -----------------------------------------------------------
 
-    def __iter__(self):
+    def __bool__(self) -> bool:
+        # A Loader is always true: without this, `if loader:` would call
+        # __len__ (and raise TypeError where the length is unknown).
+        return True
+
+    def __len__(self) -> int:
+        """Batches in one pass (one epoch) for this consumer; see the class
+        docstring. TypeError when the producer does not say."""
+        if not self.split_epochs:
+            raise TypeError(
+                "len(datafeed.Loader): this Loader was made with split_epochs=False, so one pass "
+                "runs to the end of the stream, whose length the producer does not say"
+            )
+        handle = self._enter()
+        try:
+            per_epoch = int(self._lib.df_consumer_batches_per_epoch(handle))
+        finally:
+            self._leave()
+        if per_epoch == 0:
+            raise TypeError(
+                "len(datafeed.Loader(%s)): the producer does not say how many batches an epoch has "
+                "(a producer without a run, e.g. a datafeed.Writer); count steps instead of "
+                "using len()" % self.endpoint
+            )
+        return -(-per_epoch // self.consumers)
+
+    def __iter__(self) -> "Loader":
         self._pass_epoch = None
         return self
 
-    def __next__(self):
+    def __next__(self) -> Batch:
         _torch.torch()  # ImportError naming torch before a batch is taken
         batch = self._pending
         self._pending = None
@@ -325,7 +373,7 @@ class Loader:
             if batch is None:
                 raise StopIteration
         if self.split_epochs:
-            epoch = batch.meta["epoch"]
+            epoch = batch.meta["epoch"] if batch.meta is not None else 0
             if self._pass_epoch is None:
                 self._pass_epoch = epoch
             elif epoch > self._pass_epoch and self._prefetch == 0:
@@ -333,11 +381,13 @@ class Loader:
                 raise StopIteration
         return batch
 
-    def _peek_epoch(self):
+    def _peek_epoch(self) -> Optional[int]:
         """The epoch of the batch the next iteration will take, or None at
         the end of the stream."""
         if self._ended is not None:
-            return None if isinstance(self._ended, errors.EndOfStream) else self._next_batch()
+            if isinstance(self._ended, errors.EndOfStream):
+                return None
+            raise type(self._ended)(self._ended.message)  # a fresh traceback each time
         meta = (ctypes.c_uint64 * len(_capi.META_NAMES))()
         code = self._call_waiting(
             lambda handle, slice_ms, err: self._lib.df_consumer_peek(
@@ -350,7 +400,7 @@ class Loader:
 
     # -- the delivery contract -------------------------------------------------
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """This consumer's position, for the trainer's checkpoint (the name
         torchdata's StatefulDataLoader uses): a dict of plain values
         (torch.save and json can store it). Every batch this Loader has
@@ -372,11 +422,18 @@ class Loader:
                 )
             if code != _capi.OK:
                 _capi.raise_for(code, self._err)
-            return json.loads(buf.value.decode())
+            state: Dict[str, Any] = json.loads(buf.value.decode())
+            return state
         finally:
             self._leave()
 
-    def load_state_dict(self, state, rank=None, world_size=None, generation=None):
+    def load_state_dict(
+        self,
+        state: Union[Dict[str, Any], Sequence[Dict[str, Any]], str, bytes],
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        generation: Optional[int] = None,
+    ) -> None:
         """Continues from a checkpoint taken with state_dict(): the producer
         makes again what this consumer was handed after it, and nothing
         before it. Call it before iterating.
@@ -412,20 +469,20 @@ class Loader:
         self._ended = None
         self._open(endpoint, transport, merged, connect_timeout)
 
-    def _enter(self):
+    def _enter(self) -> int:
         with self._lock:
             if self._handle is None or self._closing:
                 raise errors.Cancelled("datafeed.Loader(%s) is closed" % getattr(self, "endpoint", ""))
             self._busy += 1
             return self._handle
 
-    def _leave(self):
+    def _leave(self) -> None:
         with self._lock:
             self._busy -= 1
             if self._busy == 0 and self._closing and self._handle is not None:
                 self._destroy_locked()
 
-    def _next_batch(self):
+    def _next_batch(self) -> Optional[Batch]:
         """The next Batch, or None at the end of the stream."""
         if self._ended is not None:
             if isinstance(self._ended, errors.EndOfStream):
@@ -437,11 +494,11 @@ class Loader:
                 handle, slice_ms, ctypes.byref(out), err, len(err)
             )
         )
-        if code is None:
+        if code is None or out.value is None:
             return None
         return self._wrap(out.value)
 
-    def _call_waiting(self, call):
+    def _call_waiting(self, call: Callable[[int, int, Any], Any]) -> Optional[int]:
         """Runs call(handle, slice_ms, err) in slices until it returns OK
         (then OK), the stream ends (None) or an error (raised)."""
         handle = self._enter()
@@ -454,7 +511,7 @@ class Loader:
                 else:
                     left = self.timeout - (time.monotonic() - start)
                     slice_ms = max(0, int(min(left, _SLICE_S) * 1000))
-                code = call(handle, slice_ms, err)
+                code: int = call(handle, slice_ms, err)
                 if code == _capi.OK:
                     return code
                 if code == _capi.TIMEOUT:
@@ -484,7 +541,7 @@ class Loader:
         finally:
             self._leave()
 
-    def _held_hint(self):
+    def _held_hint(self) -> str:
         held = self._held[0]
         if held < 2 or self.transport != "shm":
             return ""
@@ -494,7 +551,7 @@ class Loader:
             "waits for them. Keep tensors past a step with .clone()" % held
         )
 
-    def _wrap(self, handle):
+    def _wrap(self, handle: int) -> Batch:
         """A Batch of tensors over the df_batch `handle` (now owned here)."""
         lib = self._lib
         memory = _BatchMemory(handle, lib.df_batch_release, self._held)
@@ -534,7 +591,7 @@ class Loader:
 
     # -- stats and lifetime -------------------------------------------------
 
-    def stats(self):
+    def stats(self) -> Dict[str, Any]:
         """Counters since the first batch was asked for: batches, samples,
         bytes, elapsed_s, wait_s (time spent waiting for data),
         samples_per_s, batches_per_s, wait_fraction (wait_s / elapsed_s),
@@ -547,10 +604,10 @@ class Loader:
                 return {}
             return self._stats_locked()
 
-    def _stats_locked(self):
+    def _stats_locked(self) -> Dict[str, Any]:
         values = (ctypes.c_double * len(_capi.STAT_NAMES))()
         n = self._lib.df_consumer_stats(self._handle, values, len(values))
-        out = {}
+        out: Dict[str, Any] = {}
         for name, value in zip(_capi.STAT_NAMES[:n], values[:n]):
             out[name] = int(value) if name in ("batches", "samples", "bytes") else float(value)
         out["held_batches"] = self._held[0]
@@ -558,7 +615,7 @@ class Loader:
         out["transport"] = self.transport
         return out
 
-    def close(self):
+    def close(self) -> None:
         """Stops reading and closes the connection. Idempotent. A thread
         waiting in iteration is woken with datafeed.Cancelled. Prefetched
         batches go back to the producer; tensors handed out stay valid."""
@@ -574,28 +631,28 @@ class Loader:
             if self._busy == 0 and self._handle is not None:
                 self._destroy_locked()
 
-    def _destroy_locked(self):
+    def _destroy_locked(self) -> None:
         handle, self._handle = self._handle, None
         self._lib.df_consumer_close(handle)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._handle is None or self._closing
 
-    def __enter__(self):
+    def __enter__(self) -> "Loader":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             if getattr(self, "_handle", None) is not None:
                 self.close()
         except Exception:
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return "datafeed.Loader(%r, transport=%r, %s)" % (
             getattr(self, "endpoint", None),
@@ -604,14 +661,16 @@ class Loader:
         )
 
 
-def _restore_options(state, rank=None, world_size=None, generation=None):
+def _restore_options(
+    state: Any, rank: Optional[int] = None, world_size: Optional[int] = None, generation: Optional[int] = None
+) -> Dict[str, Any]:
     """Library options that restore `state` (one state dict, or a list of a
     group's)."""
     if isinstance(state, (str, bytes)):
         state = json.loads(state)
     if isinstance(state, dict) and "ranks" in state:
         state = state["ranks"]
-    opts = {"restore": json.dumps(state)}
+    opts: Dict[str, Any] = {"restore": json.dumps(state)}
     if isinstance(state, (list, tuple)):
         if rank is None:
             rank = int(os.environ.get("RANK", "0"))
@@ -628,6 +687,6 @@ def _restore_options(state, rank=None, world_size=None, generation=None):
     return opts
 
 
-def default_endpoint():
+def default_endpoint() -> Optional[str]:
     """$DATAFEED_ENDPOINT, or None."""
     return os.environ.get("DATAFEED_ENDPOINT") or None

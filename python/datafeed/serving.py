@@ -11,8 +11,12 @@ import sys
 import tempfile
 import threading
 import time
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Set, Union
 
 from . import errors
+
+if TYPE_CHECKING:
+    from .loader import Loader
 
 DEFAULT_PIPELINE = "to_tensor,normalize(0.1307,0.3081),gaussian_blur(11)"
 
@@ -20,7 +24,7 @@ _counter = 0
 _counter_lock = threading.Lock()
 # Every producer serve() started and nobody stopped yet: stopped at exit.
 # Strong references, so a handle the caller dropped still gets stopped.
-_live = set()
+_live: Set["Producer"] = set()
 
 
 class ProducerError(errors.Error, RuntimeError):
@@ -29,11 +33,11 @@ class ProducerError(errors.Error, RuntimeError):
     code, code_name = 13, "Internal"
 
 
-def _package_dir():
+def _package_dir() -> str:
     return os.path.dirname(os.path.abspath(__file__))
 
 
-def find_tool(name, env=None):
+def find_tool(name: str, env: Optional[str] = None) -> str:
     """A datafeed binary: $<env> if set, else the copy inside this package
     (bin/), else one on PATH. Raises ProducerError if none is found."""
     if env and os.environ.get(env):
@@ -61,12 +65,12 @@ def find_tool(name, env=None):
     )
 
 
-def producer_path():
+def producer_path() -> str:
     """The datafeed-producer binary serve() runs."""
     return find_tool("datafeed-producer", "DATAFEED_PRODUCER")
 
 
-def _dataset_flags(dataset):
+def _dataset_flags(dataset: "Union[str, os.PathLike[str]]") -> List[str]:
     """--mnist DIR [--split PREFIX] or --image-folder DIR for a path."""
     path = os.fspath(dataset)
     if not os.path.isdir(path):
@@ -89,7 +93,7 @@ def _dataset_flags(dataset):
     )
 
 
-def _flag(name, value):
+def _flag(name: str, value: Any) -> List[str]:
     flag = "--" + name.replace("_", "-")
     if value is True:
         return [flag]
@@ -98,7 +102,7 @@ def _flag(name, value):
     return [flag, str(value)]
 
 
-def _exit_with_parent():
+def _exit_with_parent() -> Optional[Callable[[], None]]:
     """A preexec_fn that makes the kernel send the producer SIGTERM when this
     process dies, even by SIGKILL (Linux PR_SET_PDEATHSIG), so a killed
     trainer leaves no producer behind. None where that cannot work: off
@@ -116,7 +120,7 @@ def _exit_with_parent():
     pr_set_pdeathsig = 1
     sigterm = int(signal.SIGTERM)
 
-    def preexec():
+    def preexec() -> None:
         # Runs in the child between fork and exec: resolved above, so this
         # only makes the system call.
         prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
@@ -124,7 +128,7 @@ def _exit_with_parent():
     return preexec
 
 
-def _unique_endpoint():
+def _unique_endpoint() -> str:
     global _counter
     with _counter_lock:
         _counter += 1
@@ -141,12 +145,15 @@ class Producer:
     log_path   the file its stderr goes to (None when it was inherited)
     """
 
-    def __init__(self, args, endpoint, log, env, stop_timeout):
+    def __init__(
+        self, args: List[str], endpoint: str, log: Any, env: Optional[Mapping[str, str]], stop_timeout: float
+    ) -> None:
         self.args = args
         self.endpoint = endpoint
         self.stop_timeout = stop_timeout
-        self.log_path = None
-        self._log_file = None
+        self.log_path: Optional[str] = None
+        self._log_file: Optional[IO[bytes]] = None
+        stderr: Any
         if log is None:
             fd, self.log_path = tempfile.mkstemp(prefix="datafeed-producer-", suffix=".log")
             self._log_file = os.fdopen(fd, "wb")
@@ -154,8 +161,9 @@ class Producer:
         elif log == "inherit":
             stderr = None
         elif isinstance(log, (str, bytes, os.PathLike)):
-            self.log_path = os.fspath(log)
-            self._log_file = open(self.log_path, "ab")
+            path = os.fsdecode(log)
+            self.log_path = path
+            self._log_file = open(path, "ab")
             stderr = self._log_file
         else:
             stderr = log  # a file object or descriptor
@@ -171,17 +179,17 @@ class Producer:
         _live.add(self)
 
     @property
-    def pid(self):
+    def pid(self) -> int:
         return self.process.pid
 
-    def running(self):
+    def running(self) -> bool:
         return self.process.poll() is None
 
     @property
-    def returncode(self):
+    def returncode(self) -> Optional[int]:
         return self.process.poll()
 
-    def log_tail(self, lines=20):
+    def log_tail(self, lines: int = 20) -> str:
         """The last lines the producer wrote to stderr ("" when inherited)."""
         if not self.log_path:
             return ""
@@ -194,13 +202,13 @@ class Producer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_ready(self, timeout=30.0):
+    def wait_ready(self, timeout: float = 30.0) -> "Producer":
         """Waits until the endpoint exists (shm segment created / gRPC port
         listening) and the producer handles SIGTERM. Raises ProducerError if
         the producer exits first, and datafeed.Timeout after `timeout`
         seconds."""
         deadline = time.monotonic() + timeout
-        seen = None  # when the endpoint appeared
+        seen: Optional[float] = None  # when the endpoint appeared
         while True:
             code = self.process.poll()
             if code is not None:
@@ -220,7 +228,7 @@ class Producer:
                 )
             time.sleep(0.02)
 
-    def _handles_sigterm(self):
+    def _handles_sigterm(self) -> bool:
         try:
             with open("/proc/%d/status" % self.pid) as f:
                 masks = dict(line.split(":", 1) for line in f if line.startswith(("SigBlk", "SigCgt")))
@@ -229,7 +237,7 @@ class Producer:
         bit = 1 << (int(signal.SIGTERM) - 1)
         return any(int(v.strip(), 16) & bit for v in masks.values())
 
-    def _segment_name(self):
+    def _segment_name(self) -> str:
         """The /dev/shm segment behind the endpoint (see WriterOptions::shm_name)."""
         scheme, _, rest = self.endpoint.partition("://")
         if scheme == "shm":
@@ -238,7 +246,7 @@ class Producer:
             return self.args[self.args.index("--shm-name") + 1]
         return "datafeed-grpc-" + rest.rpartition(":")[2]
 
-    def _endpoint_exists(self):
+    def _endpoint_exists(self) -> bool:
         scheme, _, rest = self.endpoint.partition("://")
         if scheme == "shm":
             return os.path.exists("/dev/shm/datafeed." + rest)
@@ -256,22 +264,22 @@ class Producer:
                 return False
         return True
 
-    def _tail_suffix(self):
+    def _tail_suffix(self) -> str:
         tail = self.log_tail()
         return (":\n" + tail) if tail else ""
 
-    def _raise_exited(self, code):
+    def _raise_exited(self, code: int) -> None:
         how = "was killed by signal %d" % -code if code < 0 else "exited with status %d" % code
         raise ProducerError(
             "datafeed-producer %s (%s)%s" % (how, " ".join(self.args), self._tail_suffix())
         )
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: Optional[float] = None) -> int:
         """Waits for the producer to finish (e.g. after its epochs); returns
         its exit status."""
         return self.process.wait(timeout)
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: Optional[float] = None) -> Optional[int]:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`
         seconds (default: stop_timeout). Returns the exit status.
         Idempotent."""
@@ -299,41 +307,41 @@ class Producer:
         _live.discard(self)
         return proc.returncode
 
-    def loader(self, **kwargs):
+    def loader(self, **kwargs: Any) -> "Loader":
         """A datafeed.Loader on this producer's endpoint."""
         from .loader import Loader
 
         return Loader(self.endpoint, **kwargs)
 
-    def __enter__(self):
+    def __enter__(self) -> "Producer":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "running" if self.running() else "exited %s" % self.returncode
         return "datafeed.Producer(pid=%d, endpoint=%r, %s)" % (self.pid, self.endpoint, state)
 
 
 def serve(
-    dataset=None,
-    pipeline=DEFAULT_PIPELINE,
-    batch_size=8192,
-    threads=4,
-    endpoint=None,
-    epochs=None,
-    shuffle=False,
-    seed=None,
-    linger_ms=1000,
-    wait=True,
-    ready_timeout=30.0,
-    stop_timeout=5.0,
-    log=None,
-    producer=None,
-    env=None,
-    **flags
-):
+    dataset: "Union[str, os.PathLike[str], None]" = None,
+    pipeline: Optional[str] = DEFAULT_PIPELINE,
+    batch_size: Optional[int] = 8192,
+    threads: Optional[int] = 4,
+    endpoint: Optional[str] = None,
+    epochs: Optional[int] = None,
+    shuffle: bool = False,
+    seed: Optional[int] = None,
+    linger_ms: Optional[int] = 1000,
+    wait: bool = True,
+    ready_timeout: float = 30.0,
+    stop_timeout: float = 5.0,
+    log: Any = None,
+    producer: "Union[str, os.PathLike[str], None]" = None,
+    env: Optional[Mapping[str, str]] = None,
+    **flags: Any
+) -> Producer:
     """Starts ``datafeed-producer`` as a child process and returns a
     Producer handle (a context manager). It is stopped when the handle's
     ``with`` block ends, by ``stop()``, at interpreter exit, and -- when
@@ -396,7 +404,7 @@ def serve(
 
 
 @atexit.register
-def _stop_all():
+def _stop_all() -> None:
     for handle in list(_live):
         try:
             handle.stop()

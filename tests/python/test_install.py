@@ -44,3 +44,9 @@ def test_pip_install_offline(tmp_path, mnist_dir):
                        env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "1000"
+    # The console scripts (pyproject.toml [project.scripts]) run the bundled tools.
+    for tool in ("datafeed-producer", "datafeed-make-mnist"):
+        script = target / "bin" / tool
+        assert os.access(str(script), os.X_OK), tool
+        r = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0 and r.stdout.startswith(tool + " "), r.stdout + r.stderr

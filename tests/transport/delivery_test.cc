@@ -541,6 +541,15 @@ std::unique_ptr<ConsumerSession> StartedSession(uint64_t position = 0) {
   return s;
 }
 
+TEST(ConsumerSessionChecks, KeepsTheWelcomesBatchesPerEpoch) {
+  ConsumerSession s("test://session", SessionOptions{});
+  EXPECT_EQ(s.batches_per_epoch(), 0u);  // unknown before the handshake
+  ASSERT_TRUE(s.Welcomed(0xC, 0, testing::kTestFingerprint, 0, 1, 7).ok());
+  EXPECT_EQ(s.batches_per_epoch(), 7u);
+  ASSERT_TRUE(s.Welcomed(0xC, 0, testing::kTestFingerprint, 0, 1, 7).ok());  // a resume
+  EXPECT_EQ(s.batches_per_epoch(), 7u);
+}
+
 TEST(ConsumerSessionChecks, ABatchHandedOutTwiceIsDataLossNamingIt) {
   auto s_owner = StartedSession();
   ConsumerSession& s = *s_owner;

@@ -72,8 +72,9 @@ void ConsumerSession::NewGenerationLocked(uint64_t from) {
 }
 
 Status ConsumerSession::Welcomed(uint64_t consumer_id, uint64_t position, uint64_t fingerprint, uint32_t shard,
-                                 uint32_t num_shards) {
+                                 uint32_t num_shards, uint64_t batches_per_epoch) {
   std::lock_guard<std::mutex> lock(mu_);
+  batches_per_epoch_ = batches_per_epoch;
   if (!started_) {
     started_ = true;
     consumer_id_ = consumer_id;
@@ -193,6 +194,11 @@ uint64_t ConsumerSession::acked() const {
 uint64_t ConsumerSession::fingerprint() const {
   std::lock_guard<std::mutex> lock(mu_);
   return fingerprint_;
+}
+
+uint64_t ConsumerSession::batches_per_epoch() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return batches_per_epoch_;
 }
 
 StreamPosition ConsumerSession::position() const {

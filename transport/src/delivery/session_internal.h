@@ -37,10 +37,11 @@ class ConsumerSession {
   // The hello of a reconnect: RESUME with what was received.
   Hello ResumeHello() const;
   // Applies the producer's welcome (of FirstHello or ResumeHello), with the
-  // run it serves. Aborted when the welcome takes back batches already
-  // handed to the trainer; batches received but not handed become stale.
+  // run it serves (`batches_per_epoch`: its shard's, 0 when it has no
+  // run). Aborted when the welcome takes back batches already handed to the
+  // trainer; batches received but not handed become stale.
   Status Welcomed(uint64_t consumer_id, uint64_t position, uint64_t fingerprint, uint32_t shard,
-                  uint32_t num_shards);
+                  uint32_t num_shards, uint64_t batches_per_epoch = 0);
   // The producer took back positions >= from (a stall). Aborted when the
   // trainer had some of them (naming them, with `why`); otherwise a new
   // generation starts at `from`.
@@ -65,6 +66,9 @@ class ConsumerSession {
   uint64_t handed() const;
   uint64_t acked() const;
   uint64_t fingerprint() const;
+  // The run's batches per epoch (its shard's) from the last welcome; 0
+  // before the first one or for a producer without a run.
+  uint64_t batches_per_epoch() const;
   // The checkpointable position: handed() of this consumer in its run.
   StreamPosition position() const;
   const std::string& uri() const { return uri_; }
@@ -79,6 +83,7 @@ class ConsumerSession {
   uint64_t consumer_id_ = 0;
   uint64_t fingerprint_ = 0;
   uint32_t shard_ = 0, num_shards_ = 1;
+  uint64_t batches_per_epoch_ = 0;
   uint64_t generation_ = 0;
   uint64_t received_ = 0;  // next delivery position
   uint64_t handed_ = 0;

@@ -176,6 +176,7 @@ class GrpcReader final : public BatchReader {
   }
 
   Scheme transport() const override { return Scheme::kGrpc; }
+  uint64_t batches_per_epoch() const override { return session_.batches_per_epoch(); }
 
  private:
   // Tells the producer this consumer is closing, so what it has not
@@ -292,7 +293,7 @@ class GrpcReader final : public BatchReader {
       return FromGrpc(gs, Uri(ep_), "opening the batch stream");
     }
     Status st = session_.Welcomed(welcome.consumer_id(), welcome.position(), welcome.fingerprint(), welcome.shard(),
-                                  welcome.num_shards());
+                                  welcome.num_shards(), welcome.batches_per_epoch());
     std::lock_guard<std::mutex> lock(mu_);
     // Frames received past the producer's position were given to others.
     while (!queue_.empty() && queue_.back().position >= welcome.position()) queue_.pop_back();

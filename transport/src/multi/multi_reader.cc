@@ -251,6 +251,20 @@ class MultiReader final : public BatchReader {
     for (Child* c : all) c->reader->Cancel();
   }
 
+  // Every producer's epoch reaches this consumer (the epoch barrier), so
+  // its epoch is the sum of theirs; 0 (unknown) while one does not say.
+  uint64_t batches_per_epoch() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t sum = 0;
+    for (const auto& c : children_) {
+      if (c->state == Child::kLost) continue;
+      const uint64_t one = c->reader->batches_per_epoch();
+      if (one == 0) return 0;
+      sum += one;
+    }
+    return sum;
+  }
+
   Scheme transport() const override {
     std::lock_guard<std::mutex> lock(mu_);
     std::set<Scheme> seen;

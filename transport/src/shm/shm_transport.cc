@@ -724,7 +724,7 @@ class ShmReader final : public BatchReader {
     DATAFEED_ASSIGN_OR_RETURN(pb::SessionWelcome w, MailboxCall(seg.get(), hello, answer));
     if (!relay_) {
       DATAFEED_RETURN_NOT_OK(session_.Welcomed(w.consumer_id(), w.position(), w.fingerprint(), w.shard(),
-                                               w.num_shards()));
+                                               w.num_shards(), w.batches_per_epoch()));
     }
     auto core = std::make_shared<ReaderCore>();
     core->seg = std::move(seg);
@@ -886,6 +886,7 @@ class ShmReader final : public BatchReader {
   }
 
   Scheme transport() const override { return Scheme::kShm; }
+  uint64_t batches_per_epoch() const override { return session_.batches_per_epoch(); }
 
  private:
   std::shared_ptr<ReaderCore> Core() const {
@@ -955,7 +956,8 @@ class ShmReader final : public BatchReader {
               MailboxCall(seg->get(), ToProto(session_.ResumeHello()), Deadline::After(kMinSessionWait));
           if (w.ok()) {
             DATAFEED_RETURN_NOT_OK(
-                session_.Welcomed(w->consumer_id(), w->position(), w->fingerprint(), w->shard(), w->num_shards()));
+                session_.Welcomed(w->consumer_id(), w->position(), w->fingerprint(), w->shard(), w->num_shards(),
+                                  w->batches_per_epoch()));
             auto core = std::make_shared<ReaderCore>();
             core->seg = std::move(seg).value();
             name_ = *name;

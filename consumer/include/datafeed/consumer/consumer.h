@@ -169,6 +169,9 @@ class Consumer {
   // the batches taken from it and whether it is reading, ended or lost.
   // Empty when it reads one producer.
   std::vector<ProducerLink> producers() const;
+  // Batches per epoch of the producer's run (BatchReader::batches_per_epoch):
+  // 0 when unknown (no run, or not yet known).
+  uint64_t batches_per_epoch() const;
 
   // Range-for over the batches: each step calls Next(); the loop ends at
   // the first status that is not OK, which status() then reports. The

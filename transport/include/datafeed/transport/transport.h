@@ -214,6 +214,11 @@ class BatchReader {
   // endpoint listing several producers or a name that resolves to several).
   // Empty for a reader of one.
   virtual std::vector<ProducerLink> links() const { return {}; }
+  // Batches in one epoch of the run this reader reads, as the producer's
+  // handshake said (its shard's; the sum over producers for a reader of
+  // several). 0 when unknown: a producer without a run, or before the
+  // handshake. Readers that compete for one stream each get a share.
+  virtual uint64_t batches_per_epoch() const { return 0; }
 };
 
 // Shared-memory ring sizing. Defaults fit one batch of 8192 float32 28x28
