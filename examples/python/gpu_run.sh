@@ -299,13 +299,13 @@ if first:
     rows.insert(0, c)
 def num(v):
     return v if isinstance(v, (int, float)) else float("nan")
-print("%-46s %-6s %9s %8s %7s %11s" % ("row", "device", "step_s", "ratio", "wait", "samples/s"))
+print("%-52s %-6s %9s %8s %7s %11s" % ("row", "device", "step_s", "ratio", "wait", "samples/s"))
 for r in rows:
     if "error" in r:
-        print("%-46s %s" % (r["row"], r["error"]))
+        print("%-52s %s" % (r["row"], r["error"]))
         continue
     wait = r.get("data_wait_frac")
-    print("%-46s %-6s %9.4f %8.3f %7s %11.0f" % (r["row"], r["device"], num(r["step_s"]), num(r.get("ratio", 1.0)),
+    print("%-52s %-6s %9.4f %8.3f %7s %11.0f" % (r["row"], r["device"], num(r["step_s"]), num(r.get("ratio", 1.0)),
           "-" if wait is None else "%.1f%%" % (100 * wait), num(r["samples_per_s"])))
 print("gpu_run all: %d rows, %d failed, %d s" % (len(rows) - failed, failed, took))
 sys.exit(1 if failed else 0)
