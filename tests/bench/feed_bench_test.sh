@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# datafeed-bench feed, tiny: a few batches of 256 at --step-ms 1 over shm and
-# over gRPC loopback, and --find-threads bounded to 2 threads; every JSON
-# line must hold sane figures (wait fraction in [0, 1], samples/s and the
-# ceiling > 0, the ratio in (0, 5): tiny runs are noisy), and --split of the blurring pipeline
-# must be refused with the fix named. Speed itself is not asserted.
+# datafeed-bench feed, tiny: a few batches of 256 at --step-ms 1 over shm,
+# over gRPC loopback, with a split pipeline, and --find-threads bounded to 2
+# threads; every JSON line must hold sane figures (wait fraction in [0, 1],
+# samples/s and the ceiling > 0, the ratio in (0, 5): tiny runs are noisy,
+# the batch's bytes as its layout says), and --split of the blurring
+# pipeline must be refused with the fix named. Speed is not asserted.
 #
-# Usage: feed_bench_test.sh BUILD_DIR. About 10 s here.
+# Usage: feed_bench_test.sh BUILD_DIR. About 2 s here.
 set -euo pipefail
 bench="$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)/datafeed-bench"
 py=/usr/bin/python3
@@ -25,7 +26,8 @@ for r in feeds:
     if not 0 <= r["wait_fraction"] <= 1: sys.exit(what + ": wait_fraction out of [0,1]: " + json.dumps(r))
     if r["samples_per_s"] <= 0 or r["ceiling_samples_per_s"] <= 0: sys.exit(what + ": a rate <= 0: " + json.dumps(r))
     if not 0 < r["ratio"] < 5: sys.exit(what + ": ratio out of (0,5): " + json.dumps(r))
-    if r["batch_bytes"] != 256 * (784 * 4 + 8): sys.exit(what + ": batch_bytes " + str(r["batch_bytes"]))
+    if r["batch_bytes"] != 256 * ((784 if r["split"] else 784 * 4) + 8):
+        sys.exit(what + ": batch_bytes " + str(r["batch_bytes"]))
 print(what + ": ok,", len(feeds), "row(s)")
 ' "$1"
 }
@@ -57,6 +59,12 @@ elif feeds[-1]["threads"] != last["threads_needed"] or feeds[-1]["wait_fraction"
     sys.exit("find-threads: threads_needed disagrees with its rows")
 print("find-threads summary: ok")
 ' <<<"$out"
+
+out="$("$bench" feed "${small[@]}" --pipeline 'to_tensor,normalize(0.1307,0.3081)' --split --json)" ||
+  fail "feed --split exited $?"
+echo "$out"
+grep -q '"split": true' <<<"$out" || fail "--split did not split the pipeline"
+check split <<<"$out"
 
 if err="$("$bench" feed "${small[@]}" --split 2>&1)"; then fail "--split of a blurring pipeline was accepted"; fi
 grep -q "cannot be split" <<<"$err" || fail "--split refusal does not say why: $err"
