@@ -20,10 +20,11 @@ int main(int argc, char** argv) {
       "datafeed-bench grpc --batches 60 --repeats 1",
       "datafeed-bench pipeline --threads 2 --torchvision",
       "datafeed-bench pipeline --preset imagenet-train --decode reduced --scaling",
+      "datafeed-bench feed --threads 2 --step-ms 21 --transport grpc",
   });
   app.require_subcommand(1);
   const std::vector<bench::Subcommand> subcommands = {bench::AddShm(app), bench::AddPipeline(app),
-                                                      bench::AddGrpc(app)};
+                                                      bench::AddGrpc(app), bench::AddFeed(app)};
   if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
   for (const bench::Subcommand& s : subcommands) {
     if (s.app->parsed()) return s.run();

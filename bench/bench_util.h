@@ -21,6 +21,7 @@ struct Subcommand {
 Subcommand AddShm(CLI::App& bench);
 Subcommand AddPipeline(CLI::App& bench);
 Subcommand AddGrpc(CLI::App& bench);
+Subcommand AddFeed(CLI::App& bench);
 
 int64_t NowNs();  // CLOCK_MONOTONIC: comparable across processes on a host
 // CPU time of the whole process, all threads: what a run really got of the

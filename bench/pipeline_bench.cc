@@ -45,6 +45,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -214,13 +215,16 @@ TorchvisionRun RunTorchvision(const std::string& python, const std::string& scri
   return r;
 }
 
-Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
-                                const Pipeline& pipeline, const std::string& scheme, int threads,
-                                int64_t batch, bool shuffle, double seconds, int run_id,
-                                DecodeMode decode) {
+Result<ProducerStats> DriveProducer(const std::shared_ptr<const Dataset>& dataset,
+                                    const Pipeline& pipeline, const std::string& scheme, int threads,
+                                    int64_t batch, bool shuffle, int run_id, DecodeMode decode,
+                                    const std::function<Result<bool>(BatchReader&)>& consume) {
+  // gRPC: loopback on a port the kernel picks; the others: a name unique to
+  // this process and run.
   DATAFEED_ASSIGN_OR_RETURN(
-      Endpoint ep, ParseEndpoint(scheme + "://pipeline-bench-" + std::to_string(getpid()) + "-" +
-                                 std::to_string(run_id)));
+      Endpoint ep, ParseEndpoint(scheme == "grpc" ? std::string("grpc://127.0.0.1:0")
+                                                  : scheme + "://pipeline-bench-" + std::to_string(getpid()) +
+                                                        "-" + std::to_string(run_id)));
   // Room for two batches being filled (max_in_flight) plus two waiting: the
   // transport is never full while the consumer keeps up.
   WriterOptions wo;
@@ -230,7 +234,8 @@ Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
                             MakeBatchLayout(*dataset, pipeline, static_cast<size_t>(batch)));
   wo.shm.slot_bytes = layout->frame_bytes();
   DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchWriter> writer, OpenWriter(ep, wo));
-  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchReader> reader, OpenReader(ep, ReaderOptions{}));
+  DATAFEED_ASSIGN_OR_RETURN(Endpoint read_ep, ParseEndpoint(writer->endpoint()));
+  DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<BatchReader> reader, OpenReader(read_ep, ReaderOptions{}));
 
   ProducerOptions po;
   po.sampler.batch_size = static_cast<size_t>(batch);
@@ -243,39 +248,21 @@ Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
   DATAFEED_ASSIGN_OR_RETURN(std::unique_ptr<Producer> producer,
                             Producer::Make(dataset, pipeline, po, writer.get()));
 
-  ProducerRun out;
   Status consumer_error;
-  const int64_t want_ns = static_cast<int64_t>(seconds * 1e9);
   std::thread consumer([&] {
-    int64_t t0 = 0, t1 = 0, cpu0 = 0, cpu1 = 0, seen = 0;
-    bool stopped = false;
+    for (;;) {
+      Result<bool> more = consume(*reader);
+      if (!more.ok()) consumer_error = more.status();
+      if (!more.ok() || !*more) break;
+    }
+    producer->Stop();
+    // Drain what was published after Stop(), so that Close() need not wait.
     for (;;) {
       Result<BatchView> b = reader->Next(Deadline::AfterMillis(60'000));
-      const int64_t now = NowNs(), cpu = ProcessCpuNs();
-      if (b.status().IsEndOfStream()) break;
-      if (!b.ok()) {
-        consumer_error = b.status();
-        producer->Stop();
-        break;
-      }
-      if (stopped) continue;  // draining what was published after Stop()
-      const TensorView* labels = b->Find("label");
-      const uint64_t n = labels ? labels->nbytes / sizeof(int64_t) : 0;
-      if (++seen == 1) {
-        t0 = now;  // the first batch is warm-up: time starts at its arrival
-        cpu0 = cpu;
-        continue;
-      }
-      out.samples += n;
-      t1 = now;
-      cpu1 = cpu;
-      if (t1 - t0 >= want_ns) {
-        producer->Stop();
-        stopped = true;
-      }
+      if (b.ok()) continue;
+      if (!b.status().IsEndOfStream() && consumer_error.ok()) consumer_error = b.status();
+      break;
     }
-    out.seconds = Seconds(t1 - t0);
-    out.cpu_seconds = Seconds(cpu1 - cpu0);
   });
   Status st = producer->Run();
   Status closed = writer->Close();
@@ -283,10 +270,38 @@ Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
   if (!consumer_error.ok()) return consumer_error.WithContext("consumer");
   if (!st.ok() && st.code() != StatusCode::kCancelled) return st.WithContext("producer");
   DATAFEED_RETURN_NOT_OK(closed);
+  return producer->stats();
+}
+
+Result<ProducerRun> RunProducer(const std::shared_ptr<const Dataset>& dataset,
+                                const Pipeline& pipeline, const std::string& scheme, int threads,
+                                int64_t batch, bool shuffle, double seconds, int run_id,
+                                DecodeMode decode) {
+  ProducerRun out;
+  const int64_t want_ns = static_cast<int64_t>(seconds * 1e9);
+  int64_t t0 = 0, t1 = 0, cpu0 = 0, cpu1 = 0, seen = 0;
+  auto consume = [&](BatchReader& reader) -> Result<bool> {
+    DATAFEED_ASSIGN_OR_RETURN(BatchView b, reader.Next(Deadline::AfterMillis(60'000)));
+    const int64_t now = NowNs(), cpu = ProcessCpuNs();
+    const TensorView* labels = b.Find("label");
+    const uint64_t n = labels ? labels->nbytes / sizeof(int64_t) : 0;
+    if (++seen == 1) {
+      t0 = now;  // the first batch is warm-up: time starts at its arrival
+      cpu0 = cpu;
+      return true;
+    }
+    out.samples += n;
+    t1 = now;
+    cpu1 = cpu;
+    return t1 - t0 < want_ns;
+  };
+  DATAFEED_ASSIGN_OR_RETURN(out.stats, DriveProducer(dataset, pipeline, scheme, threads, batch, shuffle,
+                                                     run_id, decode, consume));
+  out.seconds = Seconds(t1 - t0);
+  out.cpu_seconds = Seconds(cpu1 - cpu0);
   if (out.seconds <= 0) return Status::Internal("the producer delivered fewer than two batches");
   out.rate.per_s = static_cast<double>(out.samples) / out.seconds;
   out.rate.per_cpu_s = static_cast<double>(out.samples) / out.cpu_seconds;
-  out.stats = producer->stats();
   return out;
 }
 

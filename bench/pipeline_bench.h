@@ -4,6 +4,7 @@
 #define DATAFEED_BENCH_PIPELINE_BENCH_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "datafeed/producer/dataset.h"
 #include "datafeed/producer/producer.h"
 #include "datafeed/producer/transform.h"
+#include "datafeed/transport/transport.h"
 
 namespace datafeed::bench {
 
@@ -45,6 +47,17 @@ struct ProducerRun {
   double cpu_seconds = 0;  // the process's CPU time meanwhile
   ProducerStats stats;     // the whole run, warm-up included
 };
+
+// A Producer (`threads`, endless epochs) writing into a fresh `scheme`
+// endpoint (inproc, shm, or grpc on a loopback port) with a ring of 4
+// slots, and a consumer thread that calls `consume(reader)` until it returns
+// false or an error; the producer is then stopped and the rest drained.
+// `run_id` keeps endpoint names unique within the process. The producer's
+// stats of the whole run, or the first error (the consumer's first).
+Result<ProducerStats> DriveProducer(const std::shared_ptr<const Dataset>& dataset,
+                                    const Pipeline& pipeline, const std::string& scheme, int threads,
+                                    int64_t batch, bool shuffle, int run_id, DecodeMode decode,
+                                    const std::function<Result<bool>(BatchReader&)>& consume);
 
 // One Producer run into a fresh `scheme`:// endpoint (inproc or shm) for about
 // `seconds` of steady state, a consumer thread taking and dropping every

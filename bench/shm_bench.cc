@@ -51,7 +51,7 @@ void FillSource(std::vector<uint8_t>& src) {
 }
 
 // The consumer process. Writes one ChildResult to `fd`.
-void RunConsumer(const Endpoint& ep, bool generate, int64_t warmup, int64_t spin_us,
+void RunConsumer(const Endpoint& ep, bool generate, int64_t warmup, int64_t spin_us, bool adaptive,
                  double idle_seconds, size_t image_bytes, size_t label_bytes, int fd) {
   ChildResult res;
   auto finish = [&](const std::string& err) {
@@ -69,6 +69,7 @@ void RunConsumer(const Endpoint& ep, bool generate, int64_t warmup, int64_t spin
   ReaderOptions ro;
   ro.connect_timeout_ms = 10'000;
   ro.spin_us = spin_us;
+  ro.adaptive_spin = adaptive;
   auto reader = OpenReader(ep, ro);
   if (!reader.ok()) finish(reader.status().ToString());
 
@@ -200,7 +201,7 @@ Result<Pass> ThroughputPass(const std::shared_ptr<const BatchLayout>& layout,
   if (child == 0) {
     close(fds[0]);
     writer.release();  // the child must not own (or unlink) the producer's segment
-    RunConsumer(ep, generate, warmup, 0, 0.001, image_bytes, label_bytes, fds[1]);
+    RunConsumer(ep, generate, warmup, 0, ReaderOptions{}.adaptive_spin, 0.001, image_bytes, label_bytes, fds[1]);
   }
   close(fds[1]);
   auto stamp = [&](BatchMeta& m, int64_t i) {
@@ -254,6 +255,7 @@ struct ShmOptions {
   bool json = false;
   int64_t batches = 300, warmup = 20, batch = 8192, slots = 4, lat_frames = 20000;
   int64_t spin_us = ReaderOptions{}.spin_us;
+  bool sleep_at_once = false;  // ReaderOptions::adaptive_spin off
   double idle_seconds = 2.0;
   std::string fill = "generate";
   int64_t contract_rounds = 3;
@@ -264,6 +266,9 @@ int RunShm(const ShmOptions& o) {
   const int64_t batches = o.batches, warmup = o.warmup, batch = o.batch, slots = o.slots;
   const int64_t lat_frames = o.lat_frames, spin_us = o.spin_us, contract_rounds = o.contract_rounds;
   const double idle_seconds = o.idle_seconds;
+  const std::string wait_mode = spin_us > 0 ? "spin " + std::to_string(spin_us) + " us"
+                                : o.sleep_at_once ? std::string("sleep at once")
+                                                  : std::string("adaptive");
   const std::string fill = o.fill;
   const bool generate = fill == "generate";
 
@@ -299,7 +304,7 @@ int RunShm(const ShmOptions& o) {
   if (child == 0) {
     close(fds[0]);
     writer->release();  // the child must not own (or unlink) the producer's segment
-    RunConsumer(ep, generate, warmup, spin_us, idle_seconds, image_bytes, label_bytes, fds[1]);
+    RunConsumer(ep, generate, warmup, spin_us, !o.sleep_at_once, idle_seconds, image_bytes, label_bytes, fds[1]);
   }
   close(fds[1]);
 
@@ -417,6 +422,7 @@ int RunShm(const ShmOptions& o) {
     j["lat_sleeping_p50_us"] = tools::Round(res.cold_p50, 2);
     j["lat_sleeping_p99_us"] = tools::Round(res.cold_p99, 2);
     j["spin_us"] = spin_us;
+    j["reader_wait"] = wait_mode;
     j["idle_reader_cpu_pct"] = tools::Round(res.idle_cpu_pct, 4);
     j["plain_gbps"] = tools::Round(plain_med, 3);
     j["contract_gbps"] = tools::Round(contract_med, 3);
@@ -435,8 +441,8 @@ int RunShm(const ShmOptions& o) {
     std::printf("  concurrent     %7.2f GB/s (no transport: one process writing, one reading the same\n"
                 "                              amount at once; the hardware's limit here), ratio %.3f\n",
                 concurrent_gbps, res.gbps / concurrent_gbps);
-    std::printf("  4 KB handoff   p50 %.2f us, p99 %.2f us (a frame every 20 us; reader spin_us %lld)\n",
-                res.hot_p50, res.hot_p99, static_cast<long long>(spin_us));
+    std::printf("  4 KB handoff   p50 %.2f us, p99 %.2f us (a frame every 20 us; reader waits: %s)\n",
+                res.hot_p50, res.hot_p99, wait_mode.c_str());
     std::printf("                 p50 %.2f us, p99 %.2f us (reader asleep, 2 ms apart)\n",
                 res.cold_p50, res.cold_p99);
     std::printf("  idle reader    %.4f%% of a core\n", res.idle_cpu_pct);
@@ -465,7 +471,10 @@ Subcommand AddShm(CLI::App& bench) {
   cmd->add_option("--slots", o->slots, "ring slots")->check(tools::WholeNumber(1, 1024));
   cmd->add_option("--lat-frames", o->lat_frames, "4 KB frames for the handoff latency")
       ->check(tools::WholeNumber(1));
-  cmd->add_option("--spin-us", o->spin_us, "the reader's spin before it sleeps")->check(tools::WholeNumber(0));
+  cmd->add_option("--spin-us", o->spin_us, "the reader polls this long before it sleeps, every time (0: adaptive)")
+      ->check(tools::WholeNumber(0));
+  cmd->add_flag("--sleep-at-once", o->sleep_at_once,
+                "the reader sleeps on the futex at once (ReaderOptions::adaptive_spin off)");
   cmd->add_option("--idle-seconds", o->idle_seconds, "how long the idle reader is watched")
       ->check(tools::PositiveNumber());
   cmd->add_option("--fill", o->fill, "generate (computed, written once) or copy (memcpy from a source)")

@@ -50,6 +50,10 @@
 #     everything but the GPU training: the machine checks, the build, and a
 #     tiny fed and local run on the CPU (batch 64, 2 steps; no GPU needed).
 #
+# The full comparison (resident ceiling, 1/2/4 producer threads, split with
+# the finish on the GPU, DataLoader with 16 workers) as one bounded command
+# that needs no compiler there: examples/python/gpu_run.sh all.
+#
 # The C++ ABI: libdatafeed.so passes std::string and friends across its
 # interface and is built with the new libstdc++ ABI (_GLIBCXX_USE_CXX11_ABI=1,
 # Debian's default). The machine's libtorch must use it too (PyTorch wheels

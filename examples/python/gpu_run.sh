@@ -35,6 +35,19 @@
 #
 #   datafeed-gpu/gpu_run.sh check [--python PY] [--mnist DIR] [--batch-size N]
 #     only the machine checks, and a producer smoke run (no GPU needed).
+#
+#   datafeed-gpu/gpu_run.sh all [--python PY] [--mnist DIR] [--row-timeout S] [--dry-run]
+#     the whole comparison as one command, under 8 minutes: datafeed over
+#     shared memory with 1, 2 and 4 producer threads (blur, batch 8192), a
+#     split pipeline with 4 threads whose finish runs on the GPU (without the
+#     blur, which cannot be split), and the DataLoader with 16 workers (blur);
+#     every run also times the resident-batch ceiling, and the first one's
+#     is printed as its own row. One JSON line per row on stdout, then a
+#     summary table; each row is bounded (--row-timeout, default 75 s; a row
+#     that runs over or fails prints an "error" line, the rest go on and the
+#     exit status is 1), and rows that would start after 7 minutes are
+#     skipped, said so. --dry-run: the same rows tiny on the CPU (batch 256,
+#     3 steps, 2 workers), no GPU needed: what CI runs.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -188,11 +201,123 @@ for r in rows:
 EOF
 }
 
+# ---------------------------------------------------------------- all (there)
+
+all() {
+  local dry=0 row_timeout=75 budget_s=420 steps=40 ceiling_steps=10 workers=16 device=cuda count=60000
+  local torch_threads=0
+  batch=8192 mnist=""
+  python="${PYTHON:-python3}"
+  while (($#)); do
+    case "$1" in
+      --python) python="$2"; shift 2 ;;
+      --mnist) mnist="$2"; shift 2 ;;
+      --row-timeout) row_timeout="$2"; shift 2 ;;
+      --dry-run) dry=1; shift ;;
+      *) die "unknown option $1 for all (see the top of $0)" ;;
+    esac
+  done
+  if (( dry )); then
+    device=cpu batch=256 steps=3 ceiling_steps=1 workers=2 count=2048 torch_threads=1 row_timeout=120
+  fi
+  setup
+  command -v timeout >/dev/null || die "all needs timeout (coreutils) to bound each row"
+  [[ "$cuda_available" == 1 || "$device" != cuda* ]] ||
+    die "torch.cuda.is_available() is False under $python; all --dry-run runs the same rows tiny on the CPU"
+
+  local started=$SECONDS
+  all_work="$(mktemp -d)"
+  trap 'bundle_stop_producer; rm -rf "${work:-}" "${all_work:-}"' EXIT
+  if [[ -z "$mnist" ]]; then
+    mnist="$all_work/mnist"
+    "$make_mnist" --out "$mnist" --count "$count" >/dev/null
+    say "synthetic MNIST ($count samples) in $mnist"
+  fi
+  local rows="$all_work/rows.jsonl"
+  : >"$rows"
+  local common=(--batch-size "$batch" --steps "$steps" --ceiling-steps "$ceiling_steps" --device "$device"
+                --torch-threads "$torch_threads" --log-every 0 --json)
+
+  # row NAME ARGS...: one bounded mnist_train.py run; its JSON line with the
+  # row's name added, or an error line naming why there is none.
+  row() {
+    local name="$1" out rc=0 line
+    shift
+    if (( SECONDS - started > budget_s )); then
+      line="{\"row\": \"$name\", \"error\": \"skipped: past the ${budget_s} s budget\"}"
+    else
+      say "row $name"
+      out="$(timeout --kill-after=10 "$row_timeout" "$python" "$here/mnist_train.py" "$@" "${common[@]}")" || rc=$?
+      line="$(grep '^{' <<<"$out" | tail -n 1 || true)"
+      if (( rc != 0 )) || [[ -z "$line" ]]; then
+        local why="exit $rc"
+        (( rc != 124 && rc != 137 )) || why="over the ${row_timeout} s row bound"
+        line="{\"row\": \"$name\", \"error\": \"$why\"}"
+      else
+        line="$("$python" -c 'import json, sys; print(json.dumps({"row": sys.argv[2], **json.loads(sys.argv[1])}))' \
+                "$line" "$name")"
+      fi
+    fi
+    echo "$line"
+    echo "$line" >>"$rows"
+  }
+
+  local t
+  for t in 1 2 4; do
+    producer_threads="$t"
+    bundle_start_producer "gpu-all-$t" "$blur_pipeline" "$count"
+    row "datafeed-shm-${t}t" --source datafeed --endpoint "$endpoint" --producer-pid "$producer_pid" \
+        --producer-threads "$t" --pipeline "$blur_pipeline"
+    bundle_stop_producer
+    rm -rf "$work"
+  done
+  # The blur runs after to_tensor, so it cannot be split: the split row
+  # ships uint8 and finishes (to_tensor, normalize) on the device, no blur.
+  local split_pipeline="|$plain_pipeline"
+  producer_threads=4
+  bundle_start_producer gpu-all-split "$split_pipeline" "$count"
+  row "datafeed-shm-split-4t-noblur" --source datafeed --endpoint "$endpoint" --producer-pid "$producer_pid" \
+      --producer-threads 4 --pipeline "$split_pipeline"
+  bundle_stop_producer
+  rm -rf "$work"
+  if "$python" -c 'import torchvision' 2>/dev/null; then
+    row "dataloader-${workers}w" --source dataloader --mnist "$mnist" --workers "$workers"
+  else
+    echo "{\"row\": \"dataloader-${workers}w\", \"error\": \"no torchvision under $python\"}" | tee -a "$rows"
+  fi
+
+  "$python" - "$rows" "$batch" "$((SECONDS - started))" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+batch, took = int(sys.argv[2]), int(sys.argv[3])
+failed = sum("error" in r for r in rows)
+first = next((r for r in rows if "error" not in r and (r.get("ceiling_step_s") or 0) > 0), None)
+if first:
+    c = {"row": "ceiling (resident batch, timed in %s)" % first["row"], "device": first["device"],
+         "step_s": first["ceiling_step_s"], "samples_per_s": batch / first["ceiling_step_s"]}
+    print(json.dumps(c))
+    rows.insert(0, c)
+def num(v):
+    return v if isinstance(v, (int, float)) else float("nan")
+print("%-52s %-6s %9s %8s %7s %11s" % ("row", "device", "step_s", "ratio", "wait", "samples/s"))
+for r in rows:
+    if "error" in r:
+        print("%-52s %s" % (r["row"], r["error"]))
+        continue
+    wait = r.get("data_wait_frac")
+    print("%-52s %-6s %9.4f %8.3f %7s %11.0f" % (r["row"], r["device"], num(r["step_s"]), num(r.get("ratio", 1.0)),
+          "-" if wait is None else "%.1f%%" % (100 * wait), num(r["samples_per_s"])))
+print("gpu_run all: %d rows, %d failed, %d s" % (len(rows) - failed, failed, took))
+sys.exit(1 if failed else 0)
+PY
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
   pack) pack "$@" ;;
   run) run "$@" ;;
   check) run --check-only "$@" ;;
-  *) die "usage: $0 pack [BUILD_DIR] [OUT.tar.gz] | run [options] | check [--python PY]" ;;
+  all) all "$@" ;;
+  *) die "usage: $0 pack [BUILD_DIR] [OUT.tar.gz] | run [options] | check [--python PY] | all [--dry-run]" ;;
 esac

@@ -3,6 +3,7 @@ libraries. Checked here by unpacking it and running its binaries with a
 clean environment, verifying that every bundled dependency is loaded from
 the bundle."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,3 +118,31 @@ def test_gpu_run_check(bundle, mnist_dir):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "check passed" in r.stderr
+
+
+def test_gpu_run_all_dry_run(bundle):
+    # `gpu_run.sh all --dry-run`: the GPU run's rows tiny on the CPU, from the
+    # unpacked bundle with a scrubbed environment. Every row must come back
+    # as a JSON line with its figures (or the DataLoader row's reason when
+    # torchvision is missing), then the summary table.
+    pytest.importorskip("torch")
+    root, manifest = bundle
+    env = clean_env(root, manifest)
+    r = subprocess.run(["bash", str(root / "gpu_run.sh"), "all", "--dry-run", "--python", sys.executable],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    names = [row["row"] for row in rows]
+    for want in ("datafeed-shm-1t", "datafeed-shm-2t", "datafeed-shm-4t", "datafeed-shm-split-4t-noblur",
+                 "dataloader-2w"):
+        assert want in names, (want, r.stdout)
+    assert any(n.startswith("ceiling (resident batch") for n in names), r.stdout
+    for row in rows:
+        assert "error" not in row, row
+        assert row["samples_per_s"] > 0, row
+        if "data_wait_frac" in row:
+            assert 0 <= row["data_wait_frac"] <= 1, row
+            assert row["device"] == "cpu", row
+    split = rows[names.index("datafeed-shm-split-4t-noblur")]
+    assert split["pipeline"].startswith("|"), split
+    assert "gpu_run all: 6 rows, 0 failed" in r.stdout, r.stdout

@@ -316,11 +316,20 @@ struct ReaderOptions {
   SessionOptions session;
   // shm: the uid that must own the segment (-1: this process's uid).
   int64_t shm_owner_uid = -1;
-  // Before sleeping, Next() polls for this long. 0 (the default) sleeps on
-  // a futex at once: on the 2-core VM this was measured on, the futex
-  // handoff (4 KB p50 ~4 us) beat polling (p50 ~38 us, as the poller and
-  // the producer compete for the cores). Try it on machines with spare
-  // cores. Idle readers sleep in the kernel either way.
+  // shm: how a Next() that finds no batch waits. With adaptive_spin (the
+  // default) it polls for up to kAdaptiveSpinUs first, but only while
+  // batches have been arriving close together (a moving average of the
+  // gaps between this reader's last arrivals under kAdaptiveCloseGapUs)
+  // and this process may run on more than one CPU; otherwise, and once the
+  // poll runs out, it sleeps on a futex. A reader waiting out a pause or an
+  // idle stream therefore sleeps at once and uses no CPU, while a busy
+  // stream is handed over in a few microseconds instead of a futex wake-up
+  // (tens of microseconds on a loaded VM). adaptive_spin = false: always
+  // sleep at once. spin_us > 0: always poll for that long first, whatever
+  // the pattern (overrides adaptive_spin).
+  bool adaptive_spin = true;
+  static constexpr int64_t kAdaptiveSpinUs = 50;
+  static constexpr int64_t kAdaptiveCloseGapUs = 250;
   int64_t spin_us = 0;
   // Producer liveness is checked this often while blocked (bounds how soon
   // a dead producer is reported).
