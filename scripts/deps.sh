@@ -14,6 +14,9 @@ DATAFEED_DEBIAN_PACKAGES=(
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs
+  libspdlog-dev        # the library's log (transport/include/datafeed/transport/log.h)
+  libcpp-httplib-dev   # datafeed-producer --metrics-port (Prometheus /metrics)
+  python3-matplotlib   # bench/plot.py's PNG charts
 )
 
 missing=()

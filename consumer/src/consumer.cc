@@ -1,4 +1,5 @@
 #include "datafeed/consumer/consumer.h"
+#include "datafeed/transport/log.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -37,6 +38,13 @@ std::string ConsumerStats::ToString() const {
                 samples_per_s(), elapsed_s > 0 ? bytes / elapsed_s / 1e9 : 0.0,
                 100.0 * wait_fraction(), elapsed_s);
   return buf;
+}
+
+std::string InputBoundAdvice(double wait_fraction) {
+  if (!(wait_fraction >= kInputBoundFraction)) return "";
+  return StrFormat("input-bound: the trainer waited %.0f%% of the time for batches; more producer threads "
+                   "(datafeed-producer --threads) or more producers (--num-shards) would help",
+                   100.0 * wait_fraction);
 }
 
 struct Consumer::Impl {
@@ -121,9 +129,10 @@ void Consumer::Impl::MaybeLog(Clock::time_point now) {
   s.wait_s = Seconds(waited);
   const double dt = s.elapsed_s - logged.elapsed_s;
   const double dw = s.wait_s - logged.wait_s;
-  std::fprintf(stderr, "%s: %s (last %.1f s: %.0f samples/s, waiting %.1f%%)\n",
-               options.log_name.c_str(), s.ToString().c_str(), dt,
-               dt > 0 ? (s.samples - logged.samples) / dt : 0.0, dt > 0 ? 100.0 * dw / dt : 0.0);
+  const std::string advice = InputBoundAdvice(dt > 0 ? dw / dt : 0.0);
+  LogInfo(StrFormat("%s: %s (last %.1f s: %.0f samples/s, waiting %.1f%%)%s%s", options.log_name.c_str(),
+                    s.ToString().c_str(), dt, dt > 0 ? (s.samples - logged.samples) / dt : 0.0,
+                    dt > 0 ? 100.0 * dw / dt : 0.0, advice.empty() ? "" : "; ", advice.c_str()));
   logged = s;
   while (next_log <= now) {
     next_log += std::chrono::duration_cast<Clock::duration>(

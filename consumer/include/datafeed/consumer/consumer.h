@@ -82,6 +82,13 @@ struct ConsumerStats {
   std::string ToString() const;
 };
 
+// What a live line says when the trainer waits for data: "" when it waited
+// less than kInputBoundFraction of an interval, else "input-bound: the
+// trainer waited 38% of the time for batches; more producer threads
+// (datafeed-producer --threads) or more producers (--num-shards) would help".
+inline constexpr double kInputBoundFraction = 0.10;
+std::string InputBoundAdvice(double wait_fraction);
+
 class Consumer {
  public:
   class Iterator;

@@ -121,8 +121,17 @@ struct ProducerStats {
   double loan_blocked_s = 0;     // waiting for a free transport slot (consumers slow)
   double publish_s = 0;          // waiting to publish in order, and publishing
   uint64_t remade = 0;           // batches made again (a lease was lost)
+  // Where the run stands, for progress lines: epochs in the run (0:
+  // endless), batches per epoch (this shard's), and the run's batches made
+  // so far, counting those a journal says were made before a restart.
+  uint64_t epochs = 0;
+  uint64_t batches_per_epoch = 0;
+  uint64_t run_batches_done = 0;
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
   double batches_per_s() const { return elapsed_s > 0 ? batches / elapsed_s : 0; }
+  // "epoch 2/10, 14.0%, ETA 1m05s" ("epoch 3 of an endless run" when
+  // endless; "" before the run is known).
+  std::string Progress() const;
   std::string ToString() const;  // one progress line
 };
 
