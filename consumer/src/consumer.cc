@@ -58,6 +58,13 @@ struct Consumer::Impl {
     if (end.ok()) end = std::move(st);
   }
   void MaybeLog(Clock::time_point now);
+  // The clock starts at the first Next() or Peek(). mu held.
+  void StartLocked(Clock::time_point entered) {
+    if (started) return;
+    started = true;
+    first_next = entered;
+    next_log = entered + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.log_every_s));
+  }
 
   std::unique_ptr<BatchReader> reader;
   const ConsumerOptions options;
@@ -185,12 +192,7 @@ Result<BatchView> Consumer::Next() {
   const Deadline deadline = m.options.timeout_ms < 0 ? Deadline::Infinite()
                                                      : Deadline::AfterMillis(m.options.timeout_ms);
   std::unique_lock<std::mutex> lock(m.mu);
-  if (!m.started) {
-    m.started = true;
-    m.first_next = entered;
-    m.next_log = entered + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(m.options.log_every_s));
-  }
+  m.StartLocked(entered);
   Result<BatchView> got = Status::Internal("unset");
   // Asking for the next batch acknowledges every batch handed out before.
   lock.unlock();
@@ -349,13 +351,22 @@ Result<BatchMeta> Consumer::Peek() {
     return Status::FailedPrecondition("Consumer::Peek needs a prefetching consumer (ConsumerOptions::prefetch > 0)");
   }
   DATAFEED_RETURN_NOT_OK(m.reader->Ack());
+  const Clock::time_point entered = Clock::now();
   const Deadline deadline = m.options.timeout_ms < 0 ? Deadline::Infinite()
                                                      : Deadline::AfterMillis(m.options.timeout_ms);
   std::unique_lock<std::mutex> lock(m.mu);
+  m.StartLocked(entered);
   auto have = [&] { return !m.queue.empty() || !m.end.ok(); };
+  bool arrived = true;
   if (deadline.infinite()) {
     m.ready_cv.wait(lock, have);
-  } else if (!m.ready_cv.wait_until(lock, deadline.when(), have)) {
+  } else {
+    arrived = m.ready_cv.wait_until(lock, deadline.when(), have);
+  }
+  // Waiting here for the next batch is the trainer waiting for data, as in
+  // Next() (Python's Loader peeks before it takes each batch).
+  m.waited += Clock::now() - entered;
+  if (!arrived) {
     return Status::DeadlineExceeded("no batch from " + (m.endpoint.empty() ? std::string("the reader") : m.endpoint) +
                                     " within " + std::to_string(m.options.timeout_ms) + " ms");
   }

@@ -39,6 +39,9 @@ from .errors import (
 from .finishing import finish
 from .loader import Batch, Loader
 from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
+from . import _log
+
+_log.install()  # the library's log lines go to the "datafeed" logger
 
 __version__ = "0.1.0"
 
