@@ -1,6 +1,7 @@
 #include "metrics_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <thread>
 #include <utility>
@@ -27,6 +28,12 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& a
     return Status::InvalidArgument("--metrics-port " + std::to_string(port) + " is not a port (0..65535)");
   }
   auto impl = std::make_unique<Impl>();
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which lets a
+  // second producer bind the same port and take half the scrapes.
+  impl->server.set_socket_options([](auto sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   // Scrapes are rare and cheap: two threads answer them.
   impl->server.new_task_queue = [] { return new httplib::ThreadPool(2); };
   impl->server.Get("/metrics", [render](const httplib::Request&, httplib::Response& res) {

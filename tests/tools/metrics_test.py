@@ -151,6 +151,15 @@ def main():
             fail("batches_total %s after a consumer read 25" % batches)
         if after[("datafeed_producer_samples_total", "")] != 200 * batches:
             fail("samples_total is not 200 x batches_total")
+        # A second producer asking for the same port is refused, naming the flag
+        # (not bound beside the first one, taking half of the scrapes).
+        port = re.search(r":(\d+)/", url).group(1)
+        second = subprocess.run([producer, "--mnist", work + "/mnist", "--endpoint", "shm://" + name + "-2",
+                                 "--epochs", "0", "--quiet", "--metrics-port", port],
+                                capture_output=True, text=True, timeout=60)
+        if second.returncode != 1 or "cannot listen for metrics on 127.0.0.1:" + port not in second.stderr \
+                or "--metrics-port" not in second.stderr:
+            fail("a second producer on port %s: exit %d, %s" % (port, second.returncode, second.stderr))
         for key in sorted(after):
             print("  %s%s %g" % (key[0], "{%s}" % key[1] if key[1] else "", after[key]))
     finally:

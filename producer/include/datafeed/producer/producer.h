@@ -94,7 +94,8 @@ struct ProducerOptions {
   // so far (counted over at least one epoch's worth, so a few early ones do
   // not stop it) were bad. 1 never stops for the fraction.
   double max_bad_fraction = 0.001;
-  // Where bad-sample lines go (one line per call, no newline); null: stderr.
+  // Where bad-sample lines go (one line per call, no newline); null: the
+  // library's log at warning level (datafeed/transport/log.h; stderr by default).
   std::function<void(const std::string&)> log;
   // How encoded images are decoded.
   DecodeMode decode = DecodeMode::kExact;
