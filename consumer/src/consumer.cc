@@ -83,7 +83,8 @@ struct Consumer::Impl {
   bool stopping = false;
 
   // Statistics, guarded by mu.
-  bool started = false;
+  bool started = false;      // the stats clock runs (first Next() or Peek())
+  bool next_called = false;  // a Next() came (LoadState must come before)
   Clock::time_point first_next;
   Clock::duration waited{0};
   uint64_t batches = 0, samples = 0, bytes = 0;
@@ -193,6 +194,7 @@ Result<BatchView> Consumer::Next() {
                                                      : Deadline::AfterMillis(m.options.timeout_ms);
   std::unique_lock<std::mutex> lock(m.mu);
   m.StartLocked(entered);
+  m.next_called = true;
   Result<BatchView> got = Status::Internal("unset");
   // Asking for the next batch acknowledges every batch handed out before.
   lock.unlock();
@@ -315,7 +317,7 @@ Status Consumer::LoadState(const std::vector<ConsumerState>& states, const Sessi
   }
   {
     std::lock_guard<std::mutex> lock(m.mu);
-    if (m.started) return Status::FailedPrecondition("Consumer::LoadState must come before the first Next()");
+    if (m.next_called) return Status::FailedPrecondition("Consumer::LoadState must come before the first Next()");
   }
   ConsumerOptions options = m.options;
   options.reader.session = group;
