@@ -407,8 +407,11 @@ int main(int argc, char** argv) {
         const ProducerStats ps = (*producer)->stats();
         const std::string progress = ps.Progress();
         // The counters first (scripts read "N batches"), then where the run is.
-        std::fprintf(stderr, "datafeed-producer: %s%s%s\n", ps.ToString().c_str(), progress.empty() ? "" : "; ",
-                     progress.c_str());
+        // And what one thread does, for sizing --threads against what
+        // consumers ask for.
+        std::fprintf(stderr, "datafeed-producer: %s%s%s; one thread makes ~%.0f samples/s of this pipeline\n",
+                     ps.ToString().c_str(), progress.empty() ? "" : "; ", progress.c_str(),
+                     ps.samples_per_thread_s());
         next_progress += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(progress_s));
       }
     }

@@ -130,6 +130,12 @@ struct ProducerStats {
   uint64_t run_batches_done = 0;
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
   double batches_per_s() const { return elapsed_s > 0 ? batches / elapsed_s : 0; }
+  // What one worker thread makes of this pipeline: samples per second of
+  // thread time spent reading, decoding and transforming (0 before any).
+  double samples_per_thread_s() const {
+    const double busy = read_s + decode_s + transform_s;
+    return busy > 0 ? samples / busy : 0;
+  }
   // "epoch 2/10, 14.0%, ETA 1m05s" ("epoch 3 of an endless run" when
   // endless; "" before the run is known).
   std::string Progress() const;
