@@ -3,11 +3,20 @@ logger (python/datafeed/_log.py over df_set_log_callback)."""
 
 import logging
 import os
+import socket
 import stat
 import time
 
 import datafeed
 from conftest import free_port, producer_args, unique_name, wait_for
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def test_library_warning_reaches_logging(mnist_dir, spawn, caplog):
@@ -18,6 +27,8 @@ def test_library_warning_reaches_logging(mnist_dir, spawn, caplog):
     spawn(producer_args(mnist_dir, "auto://127.0.0.1:%d" % port, epochs=0))
     segment = "/dev/shm/datafeed.datafeed-grpc-%d" % port
     wait_for(lambda: os.path.exists(segment), timeout=30, what=segment)
+    # The ring comes before the gRPC port: wait until that listens too.
+    wait_for(lambda: _listening(port), timeout=30, what="port %d" % port)
     os.chmod(segment, os.stat(segment).st_mode | stat.S_IWOTH)
     caplog.set_level(logging.INFO, logger="datafeed")
     with datafeed.Loader("auto://127.0.0.1:%d" % port, connect_timeout=20, timeout=20) as loader:
