@@ -16,6 +16,9 @@ DATAFEED_DEBIAN_PACKAGES=(
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs
   python3-mypy        # tests/python/test_typing.py: mypy checks the Python package's type hints
   python3-grpcio      # bench/python_writer_bench.py: the seed-style Python gRPC service it compares against
+  libspdlog-dev        # the library's log (transport/include/datafeed/transport/log.h)
+  libcpp-httplib-dev   # datafeed-producer --metrics-port (Prometheus /metrics)
+  python3-matplotlib   # bench/plot.py's PNG charts
 )
 
 missing=()

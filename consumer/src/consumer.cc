@@ -1,4 +1,5 @@
 #include "datafeed/consumer/consumer.h"
+#include "datafeed/transport/log.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -39,6 +40,13 @@ std::string ConsumerStats::ToString() const {
   return buf;
 }
 
+std::string InputBoundAdvice(double wait_fraction) {
+  if (!(wait_fraction >= kInputBoundFraction)) return "";
+  return StrFormat("input-bound: the trainer waited %.0f%% of the time for batches; more producer threads "
+                   "(datafeed-producer --threads) or more producers (--num-shards) would help",
+                   100.0 * wait_fraction);
+}
+
 struct Consumer::Impl {
   Impl(std::unique_ptr<BatchReader> r, ConsumerOptions o, std::string uri)
       : reader(std::move(r)), options(std::move(o)), endpoint(std::move(uri)) {}
@@ -50,6 +58,13 @@ struct Consumer::Impl {
     if (end.ok()) end = std::move(st);
   }
   void MaybeLog(Clock::time_point now);
+  // The clock starts at the first Next() or Peek(). mu held.
+  void StartLocked(Clock::time_point entered) {
+    if (started) return;
+    started = true;
+    first_next = entered;
+    next_log = entered + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.log_every_s));
+  }
 
   std::unique_ptr<BatchReader> reader;
   const ConsumerOptions options;
@@ -68,7 +83,8 @@ struct Consumer::Impl {
   bool stopping = false;
 
   // Statistics, guarded by mu.
-  bool started = false;
+  bool started = false;      // the stats clock runs (first Next() or Peek())
+  bool next_called = false;  // a Next() came (LoadState must come before)
   Clock::time_point first_next;
   Clock::duration waited{0};
   uint64_t batches = 0, samples = 0, bytes = 0;
@@ -121,9 +137,10 @@ void Consumer::Impl::MaybeLog(Clock::time_point now) {
   s.wait_s = Seconds(waited);
   const double dt = s.elapsed_s - logged.elapsed_s;
   const double dw = s.wait_s - logged.wait_s;
-  std::fprintf(stderr, "%s: %s (last %.1f s: %.0f samples/s, waiting %.1f%%)\n",
-               options.log_name.c_str(), s.ToString().c_str(), dt,
-               dt > 0 ? (s.samples - logged.samples) / dt : 0.0, dt > 0 ? 100.0 * dw / dt : 0.0);
+  const std::string advice = InputBoundAdvice(dt > 0 ? dw / dt : 0.0);
+  LogInfo(StrFormat("%s: %s (last %.1f s: %.0f samples/s, waiting %.1f%%)%s%s", options.log_name.c_str(),
+                    s.ToString().c_str(), dt, dt > 0 ? (s.samples - logged.samples) / dt : 0.0,
+                    dt > 0 ? 100.0 * dw / dt : 0.0, advice.empty() ? "" : "; ", advice.c_str()));
   logged = s;
   while (next_log <= now) {
     next_log += std::chrono::duration_cast<Clock::duration>(
@@ -176,12 +193,8 @@ Result<BatchView> Consumer::Next() {
   const Deadline deadline = m.options.timeout_ms < 0 ? Deadline::Infinite()
                                                      : Deadline::AfterMillis(m.options.timeout_ms);
   std::unique_lock<std::mutex> lock(m.mu);
-  if (!m.started) {
-    m.started = true;
-    m.first_next = entered;
-    m.next_log = entered + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(m.options.log_every_s));
-  }
+  m.StartLocked(entered);
+  m.next_called = true;
   Result<BatchView> got = Status::Internal("unset");
   // Asking for the next batch acknowledges every batch handed out before.
   lock.unlock();
@@ -304,7 +317,7 @@ Status Consumer::LoadState(const std::vector<ConsumerState>& states, const Sessi
   }
   {
     std::lock_guard<std::mutex> lock(m.mu);
-    if (m.started) return Status::FailedPrecondition("Consumer::LoadState must come before the first Next()");
+    if (m.next_called) return Status::FailedPrecondition("Consumer::LoadState must come before the first Next()");
   }
   ConsumerOptions options = m.options;
   options.reader.session = group;
@@ -340,13 +353,22 @@ Result<BatchMeta> Consumer::Peek() {
     return Status::FailedPrecondition("Consumer::Peek needs a prefetching consumer (ConsumerOptions::prefetch > 0)");
   }
   DATAFEED_RETURN_NOT_OK(m.reader->Ack());
+  const Clock::time_point entered = Clock::now();
   const Deadline deadline = m.options.timeout_ms < 0 ? Deadline::Infinite()
                                                      : Deadline::AfterMillis(m.options.timeout_ms);
   std::unique_lock<std::mutex> lock(m.mu);
+  m.StartLocked(entered);
   auto have = [&] { return !m.queue.empty() || !m.end.ok(); };
+  bool arrived = true;
   if (deadline.infinite()) {
     m.ready_cv.wait(lock, have);
-  } else if (!m.ready_cv.wait_until(lock, deadline.when(), have)) {
+  } else {
+    arrived = m.ready_cv.wait_until(lock, deadline.when(), have);
+  }
+  // Waiting here for the next batch is the trainer waiting for data, as in
+  // Next() (Python's Loader peeks before it takes each batch).
+  m.waited += Clock::now() - entered;
+  if (!arrived) {
     return Status::DeadlineExceeded("no batch from " + (m.endpoint.empty() ? std::string("the reader") : m.endpoint) +
                                     " within " + std::to_string(m.options.timeout_ms) + " ms");
   }

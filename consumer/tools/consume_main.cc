@@ -174,6 +174,7 @@ int main(int argc, char** argv) {
   uint64_t batches = 0, samples = 0, bytes = 0, sink = 0, nonfinite = 0, finished = 0;
   std::vector<float> finish_buf;  // a split pipeline's finished tensor, reused
   Clock::time_point first{}, last{}, next_report{};
+  ConsumerStats reported;  // at the last live line
   Status end;
   auto save_checkpoint = [&]() -> Status {
     if (checkpoint_path.empty()) return Status::OK();
@@ -214,6 +215,7 @@ int main(int argc, char** argv) {
       line += "\n";
       std::fwrite(line.data(), 1, line.size(), record);
     }
+    if (batches == 0) reported = (*consumer)->stats();
     if (step_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
     const auto now = Clock::now();
     if (batches == 0) {
@@ -252,9 +254,18 @@ int main(int argc, char** argv) {
     }
     if (report_s > 0 && last >= next_report && !json) {
       const double s = std::chrono::duration<double>(last - first).count();
-      std::fprintf(stderr, "datafeed-consume: %llu batches, %.1f batches/s, %.0f samples/s, %.2f GB/s\n",
+      // The share of this interval spent waiting for batches, and what
+      // would help when that is most of it.
+      const ConsumerStats now_stats = (*consumer)->stats();
+      const double dt = now_stats.elapsed_s - reported.elapsed_s;
+      const double waited = dt > 0 ? (now_stats.wait_s - reported.wait_s) / dt : 0.0;
+      reported = now_stats;
+      const std::string advice = InputBoundAdvice(waited);
+      std::fprintf(stderr,
+                   "datafeed-consume: %llu batches, %.1f batches/s, %.0f samples/s, %.2f GB/s, waiting %.0f%%%s%s\n",
                    static_cast<unsigned long long>(batches), s > 0 ? (batches - 1) / s : 0.0,
-                   s > 0 ? samples / s : 0.0, s > 0 ? bytes / s / 1e9 : 0.0);
+                   s > 0 ? samples / s : 0.0, s > 0 ? bytes / s / 1e9 : 0.0, 100.0 * waited,
+                   advice.empty() ? "" : "; ", advice.c_str());
       next_report += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(report_s));
     }
   }

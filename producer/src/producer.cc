@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -14,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "rate_limited_log.h"
+#include "datafeed/transport/log.h"
 #include "reduced_decode_internal.h"
 
 namespace datafeed {
@@ -148,7 +149,7 @@ struct Producer::Impl {
   std::unique_ptr<Sampler> sampler;
 
   // Bad samples: counted per reason, logged at most once a second.
-  std::unique_ptr<internal::RateLimitedLog> bad_log;
+  std::unique_ptr<RateLimitedLog> bad_log;
   RecentBad recent_bad;
   std::atomic<uint64_t> bad{0}, bad_read{0}, bad_decode{0}, bad_size{0}, bad_transform{0};
   std::atomic<bool> seen_good{false};  // some sample has been made
@@ -578,7 +579,7 @@ Result<std::unique_ptr<Producer>> Producer::Make(std::shared_ptr<const Dataset> 
   impl->pipeline.emplace(std::move(pipeline));
   impl->options = options;
   impl->writer = writer;
-  impl->bad_log = std::make_unique<internal::RateLimitedLog>(options.log);
+  impl->bad_log = std::make_unique<RateLimitedLog>(options.log);
   // The layouts of a full batch and of an epoch's short last one, made now
   // so that a layout that cannot be made fails here, not in a worker.
   const size_t batch = options.sampler.batch_size;
@@ -642,7 +643,53 @@ ProducerStats Producer::stats() const {
   s.loan_blocked_s = m.loan_ns.load() / 1e9;
   s.publish_s = m.publish_ns.load() / 1e9;
   s.remade = m.remade.load();
+  s.epochs = m.run.num_epochs == RunInfo::kEndless ? 0 : m.run.num_epochs;
+  s.batches_per_epoch = m.run.batches_per_epoch;
+  // Made before this process (the journal's position), then by it: remade
+  // batches replace ones counted already.
+  const uint64_t before =
+      m.start.next.epoch >= m.run.first_epoch
+          ? (m.start.next.epoch - m.run.first_epoch) * m.run.batches_per_epoch + m.start.next.index
+          : 0;
+  s.run_batches_done = before + (s.batches >= s.remade ? s.batches - s.remade : 0);
   return s;
+}
+
+std::string ProducerStats::Progress() const {
+  if (batches_per_epoch == 0) return "";
+  const uint64_t epoch = run_batches_done / batches_per_epoch;  // 0-based, the one being made
+  char buf[160];
+  if (epochs == 0) {
+    std::snprintf(buf, sizeof buf, "epoch %llu of an endless run", static_cast<unsigned long long>(epoch + 1));
+    return buf;
+  }
+  const uint64_t total = epochs * batches_per_epoch;
+  const uint64_t done = std::min(run_batches_done, total);
+  const double pct = 100.0 * static_cast<double>(done) / static_cast<double>(total);
+  // The rate of this process's batches; nothing to go on before the first.
+  std::string eta = "ETA unknown";
+  const uint64_t made_here = batches >= remade ? batches - remade : 0;
+  if (done >= total) {
+    eta = "done";
+  } else if (made_here > 0 && elapsed_s > 0) {
+    const double left_s = static_cast<double>(total - done) * elapsed_s / static_cast<double>(made_here);
+    const long long t = std::llround(left_s);
+    char e[64];
+    if (left_s < 1.0) {
+      std::snprintf(e, sizeof e, "ETA <1s");
+    } else if (t >= 3600) {
+      std::snprintf(e, sizeof e, "ETA %lldh%02lldm", t / 3600, t % 3600 / 60);
+    } else if (t >= 60) {
+      std::snprintf(e, sizeof e, "ETA %lldm%02llds", t / 60, t % 60);
+    } else {
+      std::snprintf(e, sizeof e, "ETA %llds", t);
+    }
+    eta = e;
+  }
+  std::snprintf(buf, sizeof buf, "epoch %llu/%llu, %.1f%%, %s",
+                static_cast<unsigned long long>(std::min(epoch + 1, epochs)), static_cast<unsigned long long>(epochs),
+                pct, eta.c_str());
+  return buf;
 }
 
 const RunStart& Producer::run_start() const { return impl_->start; }

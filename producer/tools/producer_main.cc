@@ -12,9 +12,11 @@
 #include <thread>
 
 #include "datafeed/producer/dataset.h"
+#include "datafeed/producer/metrics.h"
 #include "datafeed/producer/producer.h"
 #include "datafeed/tools/cli.h"
 #include "datafeed/transport/transport.h"
+#include "metrics_server.h"
 
 using namespace datafeed;
 
@@ -68,6 +70,8 @@ int main(int argc, char** argv) {
   std::string state_dir;
   double consumer_timeout_s = 30.0;
   int64_t finish_grace_ms = 2000;
+  int64_t metrics_port = -1;
+  std::string metrics_address = "127.0.0.1";
 
   CLI::App app{"Preprocesses a dataset on a C++ thread pool and serves finished batches\n"
                "(float32 'image' [B,C,H,W] and int64 'label' [B]) on an endpoint.\n"
@@ -216,6 +220,13 @@ int main(int argc, char** argv) {
       ->check(tools::Number(0))
       ->group(kOutput);
   app.add_flag("--quiet", quiet, "no progress lines")->group(kOutput);
+  app.add_option("--metrics-port", metrics_port,
+                 "serve Prometheus metrics on http://ADDRESS:PORT/metrics (0: a free port, printed; default: none)")
+      ->check(tools::WholeNumber(0, 65535))
+      ->group(kOutput);
+  app.add_option("--metrics-address", metrics_address,
+                 "address the metrics server listens on (default 127.0.0.1; 0.0.0.0 for a scraper on another host)")
+      ->group(kOutput);
   if (std::optional<int> done = tools::Parse(app, argc, argv)) return *done;
 
   auto endpoint = endpoint_flags.Resolve();
@@ -372,6 +383,18 @@ int main(int argc, char** argv) {
                threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::thread::hardware_concurrency()));
   std::fprintf(stderr, "datafeed-producer: run %016llx: %s\n",
                static_cast<unsigned long long>(wo.run->fingerprint), (*producer)->run_start().summary.c_str());
+  // Metrics: read-only snapshots of the producer's and the writer's counters.
+  std::unique_ptr<MetricsServer> metrics;
+  if (metrics_port >= 0) {
+    Producer* p = producer->get();
+    BatchWriter* wr = writer.get();
+    auto m = MetricsServer::Start(metrics_address, static_cast<int>(metrics_port), [p, wr] {
+      return PrometheusText(p->stats(), wr->delivery_stats(), wr->gauges());
+    });
+    if (!m.ok()) return Die(m.status());
+    metrics = std::move(m).value();
+    std::fprintf(stderr, "datafeed-producer: metrics on %s\n", metrics->url().c_str());
+  }
   std::atomic<bool> done{false};          // Run() returned
   std::atomic<bool> monitor_done{false};  // the writer is gone
   std::atomic<int> got_signal{0};
@@ -393,7 +416,14 @@ int main(int argc, char** argv) {
       }
       if (done.load()) continue;
       if (!quiet && progress_s > 0 && std::chrono::steady_clock::now() >= next_progress) {
-        std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
+        const ProducerStats ps = (*producer)->stats();
+        const std::string progress = ps.Progress();
+        // The counters first (scripts read "N batches"), then where the run is.
+        // And what one thread does, for sizing --threads against what
+        // consumers ask for.
+        std::fprintf(stderr, "datafeed-producer: %s%s%s; one thread makes ~%.0f samples/s of this pipeline\n",
+                     ps.ToString().c_str(), progress.empty() ? "" : "; ", progress.c_str(),
+                     ps.samples_per_thread_s());
         next_progress += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(progress_s));
       }
     }
@@ -401,6 +431,7 @@ int main(int argc, char** argv) {
   Status st = (*producer)->Run();
   done.store(true);
   Status closed = writer->Close();
+  metrics.reset();  // reads the producer and the writer: goes first
   std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
   // Lingers until connected consumers took what was published (none
   // connected: at once; a second signal: at once).

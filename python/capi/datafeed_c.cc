@@ -23,6 +23,7 @@
 #include "datafeed/transport/delivery.h"
 #include "datafeed/transport/endpoint.h"
 #include "datafeed/transport/frame.h"
+#include "datafeed/transport/log.h"
 #include "datafeed/transport/status.h"
 #include "datafeed/transport/transport.h"
 
@@ -450,6 +451,27 @@ int df_finish_tables(const char* spec, int64_t channels, float* out, size_t n, c
 void df_batch_release(df_batch* batch) {
   try {
     delete batch;
+  } catch (...) {
+  }
+}
+
+void df_set_log_callback(df_log_fn fn, void* user) {
+  try {
+    if (fn == nullptr) {
+      datafeed::SetLogSink(nullptr);
+      return;
+    }
+    datafeed::SetLogSink([fn, user](datafeed::LogLevel level, const std::string& line) {
+      fn(static_cast<int>(level), line.c_str(), user);
+    });
+  } catch (...) {
+  }
+}
+
+void df_set_log_level(int level) {
+  if (level < DF_LOG_DEBUG || level > DF_LOG_OFF) return;
+  try {
+    datafeed::SetLogLevel(static_cast<datafeed::LogLevel>(level));
   } catch (...) {
   }
 }

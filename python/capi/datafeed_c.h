@@ -348,6 +348,21 @@ DF_API const char* df_writer_endpoint(const df_writer* writer);
 /* Closes (see linger_ms) and destroys the writer. Loans must be published
  * or abandoned first. NULL is ignored. */
 DF_API void df_writer_free(df_writer* writer);
+/* The library's log (datafeed/transport/log.h). Levels: */
+#define DF_LOG_DEBUG 0
+#define DF_LOG_INFO 1
+#define DF_LOG_WARNING 2
+#define DF_LOG_ERROR 3
+#define DF_LOG_OFF 4
+/* Receives one line (NUL-terminated, no newline, valid during the call) at
+ * a DF_LOG_* level, from whichever thread wrote it; never two calls at once. */
+typedef void (*df_log_fn)(int level, const char* line, void* user);
+/* Sends the library's log lines to fn(level, line, user) instead of stderr;
+ * fn NULL restores stderr. Lines below the level (df_set_log_level,
+ * default info or $DATAFEED_LOG_LEVEL) are not sent. */
+DF_API void df_set_log_callback(df_log_fn fn, void* user);
+/* Lines at or above `level` (DF_LOG_*) are written; out of range: ignored. */
+DF_API void df_set_log_level(int level);
 
 #ifdef __cplusplus
 }  /* extern "C" */

@@ -42,6 +42,9 @@ from .finishing import finish
 from .loader import Batch, Loader
 from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
 from .writer import Writer
+from . import _log
+
+_log.install()  # the library's log lines go to the "datafeed" logger
 
 __version__ = "0.1.0"
 

@@ -24,6 +24,19 @@ echo "shm: $out"
 grep -q '"batches": 12,' <<<"$out" || fail "shm: expected 12 batches: $out"
 grep -q '"samples": 6000,' <<<"$out" || fail "shm: expected 6000 samples: $out"
 
+# The progress line: the counters, then epoch x/N, percent and ETA, and
+# what one thread makes. The
+# consumer takes 100 ms a batch, so the producer is still serving when its
+# 0.2 s progress lines come.
+name="smoke-progress-$$"
+"$producer" --mnist "$work/mnist" --endpoint "shm://$name" --batch-size 512 --epochs 2 --progress-s 0.2 \
+    2>"$work/progress.log" &
+"$consume" --endpoint "shm://$name" --step-ms 100 --json >/dev/null
+wait $!
+line="$(grep -m1 -E '^datafeed-producer: [0-9]+ batches \(.*publish [0-9.]+ s; epoch [12]/2, [0-9]+\.[0-9]%, (ETA [0-9]+(s|m[0-9]{2}s|h[0-9]{2}m)|ETA <1s|ETA unknown|done); one thread makes ~[0-9]+ samples/s of this pipeline$' \
+    "$work/progress.log")" || fail "no progress line with epoch x/2, percent and ETA: $(cat "$work/progress.log")"
+echo "progress: $line"
+
 # An auto:// producer on a port the kernel picks; sets $served to the
 # endpoint it prints and $producer_pid.
 start_auto_producer() {

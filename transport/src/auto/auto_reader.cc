@@ -13,6 +13,7 @@
 #include "grpc/util_internal.h"
 #include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
+#include "datafeed/transport/log.h"
 
 namespace datafeed::internal {
 
@@ -70,8 +71,8 @@ Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, co
     // the producer or its host is not what it should be. Its stream is as
     // trustworthy as the producer itself, so read that, but say why.
     if (shm.status().code() != StatusCode::kNotFound) {
-      std::fprintf(stderr, "datafeed: %s: not reading the shared memory its handshake named (%s); reading its gRPC "
-                   "stream instead\n", Uri(endpoint).c_str(), shm.status().ToString().c_str());
+      LogWarning("datafeed: " + Uri(endpoint) + ": not reading the shared memory its handshake named (" +
+                 shm.status().ToString() + "); reading its gRPC stream instead");
     }
   }
   return OpenGrpcStreamReader(endpoint, options, std::move(channel), deadline);

@@ -1,4 +1,5 @@
 #include "delivery/ledger_internal.h"
+#include "datafeed/transport/log.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -588,7 +589,7 @@ void Ledger::Interrupt() {
 void Ledger::TruncateLocked(uint32_t ref, uint64_t len, bool lease_loss, bool journal) {
   Consumer& c = *consumers_[ref - 1];
   if (c.log.size() <= len) return;
-  if (Debug()) std::fprintf(stderr, "ledger: truncate ref %u from %zu to %llu\n", ref, c.log.size(), (unsigned long long)len);
+  if (Debug()) LogInfo(StrFormat("ledger: truncate ref %u from %zu to %llu", ref, c.log.size(), (unsigned long long)len));
   while (c.log.size() > len) {
     const BatchKey key = c.log.back();
     c.log.pop_back();
@@ -900,7 +901,7 @@ Status Ledger::Delivered(uint64_t session, const BatchKey& key) {
     return Status::Internal(options_.name + ": " + ToString(key) + " was delivered but was not waiting in the ring");
   }
   DATAFEED_RETURN_NOT_OK(AppendLocked(kRecDelivered, ref, key.epoch, key.index));
-  if (Debug()) std::fprintf(stderr, "ledger: deliver %s to ref %u at %zu\n", ToString(key).c_str(), ref, consumers_[ref - 1]->log.size());
+  if (Debug()) LogInfo(StrFormat("ledger: deliver %s to ref %u at %zu", ToString(key).c_str(), ref, consumers_[ref - 1]->log.size()));
   SetLocked(slot, kOwned, ref);
   Consumer& c = *consumers_[ref - 1];
   // A consumer that held nothing was waiting in Next(): the timeout counts
@@ -915,7 +916,7 @@ void Ledger::Returned(const BatchKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   Slot* slot = SlotLocked(key);
   if (slot != nullptr && slot->state == kInRing) {
-    if (Debug()) std::fprintf(stderr, "ledger: returned %s\n", ToString(key).c_str());
+    if (Debug()) LogInfo(StrFormat("ledger: returned %s", ToString(key).c_str()));
     SetLocked(slot, kQueued, 0);
     remake_.insert(key);
     ++stats_.remade;
@@ -932,7 +933,7 @@ void Ledger::Progress(uint64_t session, uint64_t acked, LedgerClock::time_point 
   Consumer& c = *consumers_[ref - 1];
   acked = std::min<uint64_t>(acked, c.log.size());
   if (acked > c.acked) {
-    if (Debug()) std::fprintf(stderr, "ledger: ref %u acked %llu\n", ref, (unsigned long long)acked);
+    if (Debug()) LogInfo(StrFormat("ledger: ref %u acked %llu", ref, (unsigned long long)acked));
     c.acked = acked;
     (void)AppendLocked(kRecAcked, ref, acked, 0);
     work_cv_.notify_all();

@@ -72,7 +72,7 @@ struct ServerState {
 
   // Live streams by ledger session, for revocations; every stream, for the
   // watchdog that cuts off sends that wait too long.
-  std::mutex streams_mu;
+  mutable std::mutex streams_mu;
   std::map<uint64_t, StreamControl*> streams;
   std::set<StreamControl*> all_streams;
   void Revoke(const Revocation& r) {
@@ -531,6 +531,12 @@ class GrpcWriter final : public BatchWriter {
   }
   Work WaitForWork(Deadline deadline) override { return ring_ ? ring_->WaitForWork(deadline) : Work::kDone; }
   DeliveryStats delivery_stats() const override { return ring_ ? ring_->delivery_stats() : DeliveryStats{}; }
+  WriterGauges gauges() const override {
+    WriterGauges g = ring_ ? ring_->gauges() : WriterGauges{};
+    std::lock_guard<std::mutex> lock(state_.streams_mu);
+    g.grpc_consumers = static_cast<uint64_t>(state_.streams_open);
+    return g;
+  }
 
  private:
   GrpcWriter() = default;

@@ -26,6 +26,7 @@
 
 #include "multi/multi_reader_internal.h"
 #include "transports_internal.h"
+#include "datafeed/transport/log.h"
 
 namespace datafeed::internal {
 namespace {
@@ -449,11 +450,11 @@ class MultiReader final : public BatchReader {
         pending_ = true;
         size_t reading = 0;
         for (auto& o : children_) reading += o->state == Child::kReading ? 1 : 0;
-        std::fprintf(stderr,
+        LogWarning(StrFormat(
                      "datafeed: WARNING: lost producer %s: %s; reading the other %zu. Batches it had leased to "
                      "this consumer and not yet acknowledged may go to other consumers if it comes back "
-                     "(ReaderOptions::reconnect resumes instead)\n",
-                     c->uri.c_str(), v.status().ToString().c_str(), reading);
+                     "(ReaderOptions::reconnect resumes instead)",
+                     c->uri.c_str(), v.status().ToString().c_str(), reading));
       }
       cv_.notify_all();
       if (c->state != Child::kReading) return;
@@ -478,8 +479,8 @@ class MultiReader final : public BatchReader {
       if (due) last_resolve = NowNs();
       Status st = Discover(Deadline::AfterMillis(options_.connect_timeout_ms), /*first=*/false);
       if (!st.ok() && st.code() != StatusCode::kUnavailable && st.code() != StatusCode::kCancelled) {
-        std::fprintf(stderr, "datafeed: WARNING: %s: a producer that appeared refused this consumer: %s\n",
-                     endpoint_.ToString().c_str(), st.ToString().c_str());
+        LogWarning(StrFormat("datafeed: WARNING: %s: a producer that appeared refused this consumer: %s",
+                             endpoint_.ToString().c_str(), st.ToString().c_str()));
       }
     }
   }

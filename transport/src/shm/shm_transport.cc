@@ -21,6 +21,7 @@
 #include "shm/shm_ring_internal.h"
 #include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
+#include "datafeed/transport/log.h"
 
 namespace datafeed::internal {
 namespace {
@@ -308,6 +309,17 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   Ledger* ledger() override { return ledger_ && ledger_->begun() ? ledger_.get() : nullptr; }
   uint64_t producer_id() const override { return seg_->producer_id(); }
   DeliveryStats delivery_stats() const override { return ledger_ ? ledger_->stats() : DeliveryStats{}; }
+  WriterGauges gauges() const override {
+    WriterGauges g;
+    const ShmControl* c = seg_->control();
+    g.slots = seg_->slot_count();
+    for (size_t i = 0; i < g.slots; ++i) {
+      if (WordState(c->slot_word[i].load(std::memory_order_relaxed)) != SlotState::kFree) ++g.slots_in_use;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const ReaderRec& r : readers_) g.shm_consumers += r.active && !r.relay ? 1 : 0;
+    return g;
+  }
   void SetRevocationSink(std::function<void(const Revocation&)> sink) override {
     std::lock_guard<std::mutex> lock(mu_);
     sink_ = std::move(sink);
@@ -386,12 +398,12 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
     const uint64_t n = ++overwritten_;
     if (n > kReportedOverwrites) return;
     const std::string path = "/dev/shm/" + ShmObjectName(seg_->name());
-    std::fprintf(stderr,
+    LogWarning(StrFormat(
                  "datafeed: %s: slot %zu held 0x%016llx, a word neither this producer nor a reader's claim leaves "
-                 "there (something else writes into %s); the slot is taken back%s (%llu so far%s)\n",
+                 "there (something else writes into %s); the slot is taken back%s (%llu so far%s)",
                  endpoint().c_str(), i, static_cast<unsigned long long>(w), path.c_str(),
                  !had_batch ? "" : rec.tracked && ledger_ ? " and its batch made again" : " and its batch lost",
-                 static_cast<unsigned long long>(n), n == kReportedOverwrites ? "; further ones are not reported" : "");
+                 static_cast<unsigned long long>(n), n == kReportedOverwrites ? "; further ones are not reported" : ""));
   }
 
   // Records every complete claim in sequence order, gives back claims that
@@ -612,11 +624,11 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
           rec.owner = -1;
           FreeSlot(i, w);
         }
-        std::fprintf(stderr,
+        LogWarning(StrFormat(
                      "datafeed: %s: consumer %016llx did not ask for a batch for longer than the consumer timeout; "
-                     "its %zu leased batches go to other consumers (%s)\n",
+                     "its %zu leased batches go to other consumers (%s)",
                      endpoint().c_str(), static_cast<unsigned long long>(rev.consumer_id), rev.keys.size(),
-                     ToString(rev.keys, 4).c_str());
+                     ToString(rev.keys, 4).c_str()));
       }
       c->data_futex.fetch_add(1);
       ShmSegment::Wake(&c->data_futex, INT_MAX);
@@ -645,7 +657,7 @@ class ShmWriter final : public ShmRingWriter, public LoanOwner {
   std::unique_ptr<Ledger> ledger_;
   RunStart run_start_;
   std::mutex publish_mu_;
-  std::mutex mu_;  // readers_, slots_, recording, sink_
+  mutable std::mutex mu_;  // readers_, slots_, recording, sink_
   std::vector<ReaderRec> readers_;
   std::vector<SlotRec> slots_;
   std::function<void(const Revocation&)> sink_;

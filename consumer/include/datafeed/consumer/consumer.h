@@ -70,7 +70,7 @@ struct ConsumerStats {
   uint64_t samples = 0;   // sum of dimension 0 of each batch's first tensor
   uint64_t bytes = 0;     // frame bytes of those batches
   double elapsed_s = 0;   // wall time since the first Next() call began
-  double wait_s = 0;      // time spent inside Next(): the trainer waiting for data
+  double wait_s = 0;      // time spent inside Next() and Peek(): the trainer waiting for data
   uint64_t dropped = 0;   // read-ahead batches whose lease the producer took back
 
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
@@ -81,6 +81,13 @@ struct ConsumerStats {
   // "120 batches, 983040 samples, 8123 samples/s, 1.2 GB/s, waiting 3.1% of 121.0 s"
   std::string ToString() const;
 };
+
+// What a live line says when the trainer waits for data: "" when it waited
+// less than kInputBoundFraction of an interval, else "input-bound: the
+// trainer waited 38% of the time for batches; more producer threads
+// (datafeed-producer --threads) or more producers (--num-shards) would help".
+inline constexpr double kInputBoundFraction = 0.10;
+std::string InputBoundAdvice(double wait_fraction);
 
 class Consumer {
  public:

@@ -94,7 +94,8 @@ struct ProducerOptions {
   // so far (counted over at least one epoch's worth, so a few early ones do
   // not stop it) were bad. 1 never stops for the fraction.
   double max_bad_fraction = 0.001;
-  // Where bad-sample lines go (one line per call, no newline); null: stderr.
+  // Where bad-sample lines go (one line per call, no newline); null: the
+  // library's log at warning level (datafeed/transport/log.h; stderr by default).
   std::function<void(const std::string&)> log;
   // How encoded images are decoded.
   DecodeMode decode = DecodeMode::kExact;
@@ -121,8 +122,23 @@ struct ProducerStats {
   double loan_blocked_s = 0;     // waiting for a free transport slot (consumers slow)
   double publish_s = 0;          // waiting to publish in order, and publishing
   uint64_t remade = 0;           // batches made again (a lease was lost)
+  // Where the run stands, for progress lines: epochs in the run (0:
+  // endless), batches per epoch (this shard's), and the run's batches made
+  // so far, counting those a journal says were made before a restart.
+  uint64_t epochs = 0;
+  uint64_t batches_per_epoch = 0;
+  uint64_t run_batches_done = 0;
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
   double batches_per_s() const { return elapsed_s > 0 ? batches / elapsed_s : 0; }
+  // What one worker thread makes of this pipeline: samples per second of
+  // thread time spent reading, decoding and transforming (0 before any).
+  double samples_per_thread_s() const {
+    const double busy = read_s + decode_s + transform_s;
+    return busy > 0 ? samples / busy : 0;
+  }
+  // "epoch 2/10, 14.0%, ETA 1m05s" ("epoch 3 of an endless run" when
+  // endless; "" before the run is known).
+  std::string Progress() const;
   std::string ToString() const;  // one progress line
 };
 

@@ -124,6 +124,14 @@ class BatchView {
   Delivery delivery_;
 };
 
+// What a writer holds now (BatchWriter::gauges()), for metrics.
+struct WriterGauges {
+  uint64_t slots = 0;           // shared-memory ring slots (0: no ring)
+  uint64_t slots_in_use = 0;    // of those, loaned, waiting for a reader or being read
+  uint64_t shm_consumers = 0;   // readers attached to the ring (the gRPC server's relay not counted)
+  uint64_t grpc_consumers = 0;  // gRPC batch streams open
+};
+
 // Producer side of a transport. Loan and Publish may be called from several
 // threads at once; batches are delivered in the order Publish is called.
 class BatchWriter {
@@ -157,6 +165,8 @@ class BatchWriter {
   virtual void Unmade(const BatchKey& key);
   // The delivery contract's counters (zero for a writer without a run).
   virtual DeliveryStats delivery_stats() const { return {}; }
+  // A snapshot of the ring and the consumers connected. Thread-safe.
+  virtual WriterGauges gauges() const { return {}; }
   enum class Work { kRemake, kDone, kWait };
   // For a producer that made every fresh batch: waits until a batch must be
   // made again (kRemake), or every batch was made and acknowledged by its
