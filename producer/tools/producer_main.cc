@@ -20,6 +20,22 @@ using namespace datafeed;
 
 namespace {
 
+// --shard-from-hostname: the trailing "-N" of the host name, as a
+// Kubernetes StatefulSet names its pods (datafeed-producer-3 -> 3).
+Result<int64_t> ShardFromHostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return Status::FromErrno(errno, "--shard-from-hostname: gethostname");
+  const std::string name(buf);
+  const size_t dash = name.rfind('-');
+  const std::string digits = dash == std::string::npos ? std::string() : name.substr(dash + 1);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) {
+    return Status::InvalidArgument("--shard-from-hostname: host name '" + name +
+                                   "' does not end in '-N' (a StatefulSet pod's ordinal, e.g. "
+                                   "datafeed-producer-3); give --shard instead");
+  }
+  return static_cast<int64_t>(std::stoll(digits));
+}
+
 int Die(const Status& st) {
   std::fprintf(stderr, "datafeed-producer: %s\n", st.ToString().c_str());
   return 1;
@@ -64,7 +80,7 @@ int main(int argc, char** argv) {
   int64_t max_streams = 64, max_streams_per_peer = 16;
   int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
-  bool with_index = false;
+  bool with_index = false, shard_from_hostname = false;
   std::string state_dir;
   double consumer_timeout_s = 30.0;
   int64_t finish_grace_ms = 2000;
@@ -153,6 +169,11 @@ int main(int argc, char** argv) {
   app.add_option("--shard", shard, "this producer's shard index (--webdataset: of the tar shards)")
       ->check(tools::WholeNumber(0))
       ->group(kBatches);
+  app.add_flag("--shard-from-hostname", shard_from_hostname,
+               "take --shard from the host name's trailing -N (a Kubernetes StatefulSet's pod ordinal: "
+               "datafeed-producer-3 is shard 3); needs --num-shards")
+      ->excludes("--shard")
+      ->group(kBatches);
   app.add_option("--num-shards", num_shards, "number of shards (producers)")
       ->check(tools::WholeNumber(1))
       ->group(kBatches);
@@ -233,6 +254,20 @@ int main(int argc, char** argv) {
     return Die(Status::InvalidArgument(
         "give exactly one dataset: --mnist DIR, --image-folder ROOT, --image-list FILE or "
         "--webdataset 'PATTERN'"));
+  }
+  if (shard_from_hostname) {
+    if (app.count("--num-shards") == 0) {
+      return Die(Status::InvalidArgument("--shard-from-hostname needs --num-shards (the StatefulSet's replicas)"));
+    }
+    auto from_name = ShardFromHostname();
+    if (!from_name.ok()) return Die(from_name.status());
+    if (*from_name >= num_shards) {
+      return Die(Status::InvalidArgument("--shard-from-hostname: the host name's ordinal " +
+                                         std::to_string(*from_name) + " is not below --num-shards " +
+                                         std::to_string(num_shards) +
+                                         "; give the StatefulSet's replicas as --num-shards"));
+    }
+    shard = *from_name;
   }
   if (num_shards < 1 || shard < 0 || shard >= num_shards) {
     return Die(Status::InvalidArgument("--shard must be in [0, --num-shards)"));
