@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <ctime>
 #include <memory>
@@ -35,6 +37,66 @@ Result<int64_t> ShardFromHostname() {
   }
   return static_cast<int64_t>(std::stoll(digits));
 }
+
+// --max-samples-per-s: a token bucket in front of the transport. Publish
+// waits until the batch's samples are in the bucket, which fills at `rate`
+// samples/s and holds at most one full batch, so over any window of t
+// seconds at most rate * t + one batch of samples are published. Waiting
+// here is backpressure like a full ring: the pipeline stops loaning.
+// Stop() ends a wait at once (SIGTERM).
+class PacedWriter final : public BatchWriter {
+ public:
+  PacedWriter(std::unique_ptr<BatchWriter> inner, double rate, double burst)
+      : inner_(std::move(inner)), rate_(rate), burst_(burst), tokens_(burst), last_(Clock::now()) {}
+
+  Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
+    return inner_->Loan(std::move(layout), deadline);
+  }
+  Status Publish(WritableBatch batch) override {
+    const BatchLayout& layout = batch.layout();
+    const double n = layout.num_tensors() > 0 && !layout.spec(0).shape.empty()
+                         ? static_cast<double>(layout.spec(0).shape[0])
+                         : 1.0;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      const Clock::time_point now = Clock::now();
+      tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
+      last_ = now;
+      if (tokens_ >= std::min(n, burst_) || stopped_) break;
+      const double wait_s = (std::min(n, burst_) - tokens_) / rate_;
+      wake_.wait_for(lock, std::chrono::duration<double>(wait_s));
+    }
+    tokens_ -= n;  // a batch larger than the bucket leaves it in debt
+    lock.unlock();
+    return inner_->Publish(std::move(batch));
+  }
+  Status Close() override {
+    Stop();
+    return inner_->Close();
+  }
+  std::string endpoint() const override { return inner_->endpoint(); }
+  Result<RunStart> run_start() const override { return inner_->run_start(); }
+  std::optional<BatchKey> TakeRemake() override { return inner_->TakeRemake(); }
+  void Unmade(const BatchKey& key) override { inner_->Unmade(key); }
+  DeliveryStats delivery_stats() const override { return inner_->delivery_stats(); }
+  Work WaitForWork(Deadline deadline) override { return inner_->WaitForWork(deadline); }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    wake_.notify_all();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::unique_ptr<BatchWriter> inner_;
+  const double rate_, burst_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  double tokens_;
+  Clock::time_point last_;
+  bool stopped_ = false;
+};
 
 int Die(const Status& st) {
   std::fprintf(stderr, "datafeed-producer: %s\n", st.ToString().c_str());
@@ -74,7 +136,7 @@ int main(int argc, char** argv) {
   int64_t batch_size = 8192, threads = 0, seed = 0, epochs = 1, shard = 0, num_shards = 1;
   int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
   int64_t max_in_flight = 2;
-  double progress_s = 2.0, max_bad_fraction = 0.001;
+  double progress_s = 2.0, max_bad_fraction = 0.001, max_samples_per_s = 0;
   std::string tls_cert, tls_key, tls_client_ca, shm_name, auth_token_file;
   bool insecure = false;
   int64_t max_streams = 64, max_streams_per_peer = 16;
@@ -173,6 +235,11 @@ int main(int argc, char** argv) {
                "take --shard from the host name's trailing -N (a Kubernetes StatefulSet's pod ordinal: "
                "datafeed-producer-3 is shard 3); needs --num-shards")
       ->excludes("--shard")
+      ->group(kBatches);
+  app.add_option("--max-samples-per-s", max_samples_per_s,
+                 "publish at most this many samples per second (a token bucket holding one batch; 0: no "
+                 "limit)")
+      ->check(tools::Number(0))
       ->group(kBatches);
   app.add_option("--num-shards", num_shards, "number of shards (producers)")
       ->check(tools::WholeNumber(1))
@@ -394,6 +461,12 @@ int main(int argc, char** argv) {
   auto w = OpenWriter(*endpoint, wo);
   if (!w.ok()) return Die(w.status());
   writer = std::move(w).value();
+  PacedWriter* paced = nullptr;
+  if (max_samples_per_s > 0) {
+    auto p = std::make_unique<PacedWriter>(std::move(writer), max_samples_per_s, static_cast<double>(batch_size));
+    paced = p.get();
+    writer = std::move(p);
+  }
   auto producer = Producer::Make(dataset, *pipeline, po, writer.get());
   if (!producer.ok()) return Die(producer.status());
 
@@ -414,6 +487,7 @@ int main(int argc, char** argv) {
       if (sig > 0) {
         got_signal.store(sig);
         (*producer)->Stop();
+        if (paced != nullptr) paced->Stop();
       }
       if (!quiet && progress_s > 0 && std::chrono::steady_clock::now() >= next_progress) {
         std::fprintf(stderr, "datafeed-producer: %s\n", (*producer)->stats().ToString().c_str());
