@@ -15,6 +15,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs
   iproute2 util-linux   # tests/multihost: network namespaces, veth, bridges (ip), unshare, nsenter
+  python3-kubernetes python3-yaml   # tests/deploy: unknown fields in the Kubernetes manifests
 )
 
 missing=()
