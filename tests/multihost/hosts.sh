@@ -10,6 +10,8 @@
 #
 # Each host is held open by a sentinel process (sleep) that lives in its
 # namespaces; programs run in a host with nsenter into the sentinel's.
+# MH_FORCE_ETC_OVERLAY=1 takes the overlay path (for machines without
+# /etc/machine-id) even where the file exists, to test it.
 # Every namespace, link and process is made by this file and removed by
 # mh_cleanup (call it from an EXIT trap). Needs root (CAP_SYS_ADMIN and
 # CAP_NET_ADMIN); mh_probe says plainly when the kernel refuses.
@@ -87,10 +89,24 @@ mh_host() {
   # The sentinel: mounts this host's /dev/shm and machine id in a new mount
   # namespace inside the network namespace, then sleeps (exec'd, so its pid
   # is the one to enter). ip netns exec and unshare exec without forking.
+  # A machine without /etc/machine-id (a bare container) has nothing to
+  # bind over: /etc gets an overlay whose upper layer (a tmpfs) holds one.
+  mkdir -p "$dir/etc-layer"
   ip netns exec "$ns" unshare --mount --uts --propagation private -- sh -c '
-      mount -t tmpfs -o size=512m,mode=1777 "datafeed-shm-$3" /dev/shm &&
-      mount --bind "$1" /etc/machine-id && hostname "$3" && echo ready >"$2" && exec sleep 100000' \
-    sh "$dir/machine-id" "$dir/ready" "$name" >"$dir/sentinel.log" 2>&1 &
+      set -e
+      mount -t tmpfs -o size=512m,mode=1777 "datafeed-shm-$3" /dev/shm
+      if [ -e /etc/machine-id ] && [ -z "$MH_FORCE_ETC_OVERLAY" ]; then
+        mount --bind "$1" /etc/machine-id
+      else
+        mount -t tmpfs etc-layer "$4"
+        mkdir "$4/upper" "$4/work"
+        cp "$1" "$4/upper/machine-id"
+        mount -t overlay overlay -o "lowerdir=/etc,upperdir=$4/upper,workdir=$4/work" /etc
+      fi
+      hostname "$3"
+      echo ready >"$2"
+      exec sleep 100000' \
+    sh "$dir/machine-id" "$dir/ready" "$name" "$dir/etc-layer" >"$dir/sentinel.log" 2>&1 &
   MH_SENTINEL[$name]=$!
   MH_PIDS[$name]=""
   mh_wait_file_match "$dir/ready" ready 20 "host $name to mount its /dev/shm and machine id" || {

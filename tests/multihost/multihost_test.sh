@@ -52,6 +52,25 @@ for i in 0 1 2; do mh_host "${producers[$i]}" "${addrs[$i]}"; done
 mh_host trainer-a 10.77.0.20
 mh_host trainer-b 10.77.0.21
 list="auto://10.77.0.10:5000,10.77.0.11:5000,10.77.0.12:5000"
+# Each host sees its own machine id, host name and /dev/shm: what datafeed
+# decides "same host" by.
+real_id="$(cat /etc/machine-id 2>/dev/null || true)"
+touch_name="datafeed-multihost-mark-$$"
+mh_exec datafeed-producer-0 touch "/dev/shm/$touch_name"
+for h in "${MH_HOSTS[@]}"; do
+  id="$(mh_exec "$h" cat /etc/machine-id)"
+  [[ "$id" == "$(cat "$MH_DIR/hosts/$h/machine-id")" && "$id" != "$real_id" ]] ||
+    { mh_log "host $h sees machine id '$id', not its own"; exit 1; }
+  [[ "$(mh_exec "$h" hostname)" == "$h" ]] || { mh_log "host $h has host name $(mh_exec "$h" hostname)"; exit 1; }
+  if [[ "$h" != datafeed-producer-0 ]] && mh_exec "$h" test -e "/dev/shm/$touch_name"; then
+    mh_log "host $h sees producer 0's /dev/shm"
+    exit 1
+  fi
+done
+[[ ! -e "/dev/shm/$touch_name" ]] || { mh_log "the machine's own /dev/shm sees host 0's"; exit 1; }
+mh_exec datafeed-producer-0 rm "/dev/shm/$touch_name"
+ids="$(for h in "${MH_HOSTS[@]}"; do cat "$MH_DIR/hosts/$h/machine-id"; done | sort -u | wc -l)"
+[[ "$ids" == "${#MH_HOSTS[@]}" ]] || { mh_log "hosts share machine ids"; exit 1; }
 
 # run_scenario NAME EPOCHS: starts three producers and three trainers.
 # Leaves pids in ppids/tpids, files in $work/NAME.
