@@ -27,6 +27,9 @@
 #   mh_cleanup                    everything away
 
 MH_ID="dfmh$$"
+# SIGTERM/SIGINT end the script through its EXIT trap (mh_cleanup).
+trap 'exit 143' TERM
+trap 'exit 130' INT
 MH_DIR=""
 MH_BRIDGE_NS=""
 MH_HOSTS=()
@@ -59,7 +62,25 @@ mh_probe() {
   return 0
 }
 
+# Namespaces left by a run of this file that was killed (SIGKILL runs no
+# trap): named dfmh<its pid>-..., taken down with what runs in them when
+# that pid is gone. (Their sentinels also end on their own after
+# MH_SENTINEL_S.)
+mh_reap_stale() {
+  local ns owner p
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^dfmh[0-9]+(-|probe)' || true); do
+    owner="${ns#dfmh}"
+    owner="${owner%%[!0-9]*}"
+    # Its test still runs (a zombie does not count).
+    [[ "$(ps -o stat= -p "$owner" 2>/dev/null || true)" =~ ^[^Z] ]] && continue
+    mh_log "removing namespace $ns left by an earlier run (pid $owner is gone)"
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
+
 mh_init() {
+  mh_reap_stale
   MH_DIR="$(mktemp -d /tmp/datafeed-multihost.XXXXXX)"
   MH_BRIDGE_NS="${MH_ID}-br"
   ip netns add "$MH_BRIDGE_NS"
@@ -105,8 +126,8 @@ mh_host() {
       fi
       hostname "$3"
       echo ready >"$2"
-      exec sleep 100000' \
-    sh "$dir/machine-id" "$dir/ready" "$name" "$dir/etc-layer" >"$dir/sentinel.log" 2>&1 &
+      exec sleep "$5"' \
+    sh "$dir/machine-id" "$dir/ready" "$name" "$dir/etc-layer" "${MH_SENTINEL_S:-900}" >"$dir/sentinel.log" 2>&1 &
   MH_SENTINEL[$name]=$!
   MH_PIDS[$name]=""
   mh_wait_file_match "$dir/ready" ready 20 "host $name to mount its /dev/shm and machine id" || {
