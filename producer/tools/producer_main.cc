@@ -237,8 +237,8 @@ int main(int argc, char** argv) {
       ->excludes("--shard")
       ->group(kBatches);
   app.add_option("--max-samples-per-s", max_samples_per_s,
-                 "publish at most this many samples per second (a token bucket holding one batch; 0: no "
-                 "limit)")
+                 "publish at most this many samples per second (a token bucket holding one batch; the wait "
+                 "counts as publish time in the progress line; 0: no limit)")
       ->check(tools::Number(0))
       ->group(kBatches);
   app.add_option("--num-shards", num_shards, "number of shards (producers)")
