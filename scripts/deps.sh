@@ -19,6 +19,8 @@ DATAFEED_DEBIAN_PACKAGES=(
   libspdlog-dev        # the library's log (transport/include/datafeed/transport/log.h)
   libcpp-httplib-dev   # datafeed-producer --metrics-port (Prometheus /metrics)
   python3-matplotlib   # bench/plot.py's PNG charts
+  iproute2 util-linux   # tests/multihost: network namespaces, veth, bridges (ip), unshare, nsenter
+  python3-kubernetes python3-yaml   # tests/deploy: unknown fields in the Kubernetes manifests
 )
 
 missing=()
@@ -33,4 +35,24 @@ if ((${#missing[@]})); then
   if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# deploy/k8s manifests are validated (ctest deploy.manifests) with the
+# kubernetes-models npm package: node and npm from Debian when there is no
+# node at all, the npm packages into a fixed folder once (deps time, never
+# at test time).
+DATAFEED_K8S_VALIDATE=/opt/datafeed-k8s-validate
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "datafeed: installing nodejs and npm (Debian) for the manifest validator" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d "$DATAFEED_K8S_VALIDATE/node_modules/kubernetes-models" ] || [ ! -d "$DATAFEED_K8S_VALIDATE/node_modules/js-yaml" ]; then
+  echo "datafeed: installing kubernetes-models and js-yaml (npm) into $DATAFEED_K8S_VALIDATE" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO mkdir -p "$DATAFEED_K8S_VALIDATE"
+  $SUDO npm install --no-audit --no-fund --silent --prefix "$DATAFEED_K8S_VALIDATE" kubernetes-models@5 js-yaml@4
 fi

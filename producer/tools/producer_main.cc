@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <ctime>
 #include <memory>
@@ -21,6 +23,82 @@
 using namespace datafeed;
 
 namespace {
+
+// --shard-from-hostname: the trailing "-N" of the host name, as a
+// Kubernetes StatefulSet names its pods (datafeed-producer-3 -> 3).
+Result<int64_t> ShardFromHostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return Status::FromErrno(errno, "--shard-from-hostname: gethostname");
+  const std::string name(buf);
+  const size_t dash = name.rfind('-');
+  const std::string digits = dash == std::string::npos ? std::string() : name.substr(dash + 1);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) {
+    return Status::InvalidArgument("--shard-from-hostname: host name '" + name +
+                                   "' does not end in '-N' (a StatefulSet pod's ordinal, e.g. "
+                                   "datafeed-producer-3); give --shard instead");
+  }
+  return static_cast<int64_t>(std::stoll(digits));
+}
+
+// --max-samples-per-s: a token bucket in front of the transport. Publish
+// waits until the batch's samples are in the bucket, which fills at `rate`
+// samples/s and holds at most one full batch, so over any window of t
+// seconds at most rate * t + one batch of samples are published. Waiting
+// here is backpressure like a full ring: the pipeline stops loaning.
+// Stop() ends a wait at once (SIGTERM).
+class PacedWriter final : public BatchWriter {
+ public:
+  PacedWriter(std::unique_ptr<BatchWriter> inner, double rate, double burst)
+      : inner_(std::move(inner)), rate_(rate), burst_(burst), tokens_(burst), last_(Clock::now()) {}
+
+  Result<WritableBatch> Loan(std::shared_ptr<const BatchLayout> layout, Deadline deadline) override {
+    return inner_->Loan(std::move(layout), deadline);
+  }
+  Status Publish(WritableBatch batch) override {
+    const BatchLayout& layout = batch.layout();
+    const double n = layout.num_tensors() > 0 && !layout.spec(0).shape.empty()
+                         ? static_cast<double>(layout.spec(0).shape[0])
+                         : 1.0;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      const Clock::time_point now = Clock::now();
+      tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
+      last_ = now;
+      if (tokens_ >= std::min(n, burst_) || stopped_) break;
+      const double wait_s = (std::min(n, burst_) - tokens_) / rate_;
+      wake_.wait_for(lock, std::chrono::duration<double>(wait_s));
+    }
+    tokens_ -= n;  // a batch larger than the bucket leaves it in debt
+    lock.unlock();
+    return inner_->Publish(std::move(batch));
+  }
+  Status Close() override {
+    Stop();
+    return inner_->Close();
+  }
+  std::string endpoint() const override { return inner_->endpoint(); }
+  Result<RunStart> run_start() const override { return inner_->run_start(); }
+  std::optional<BatchKey> TakeRemake() override { return inner_->TakeRemake(); }
+  void Unmade(const BatchKey& key) override { inner_->Unmade(key); }
+  DeliveryStats delivery_stats() const override { return inner_->delivery_stats(); }
+  Work WaitForWork(Deadline deadline) override { return inner_->WaitForWork(deadline); }
+
+  void Stop() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    wake_.notify_all();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::unique_ptr<BatchWriter> inner_;
+  const double rate_, burst_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  double tokens_;
+  Clock::time_point last_;
+  bool stopped_ = false;
+};
 
 int Die(const Status& st) {
   std::fprintf(stderr, "datafeed-producer: %s\n", st.ToString().c_str());
@@ -60,13 +138,13 @@ int main(int argc, char** argv) {
   int64_t batch_size = 8192, threads = 0, seed = 0, epochs = 1, shard = 0, num_shards = 1;
   int64_t height = 0, width = 0, channels = 3, slots = 4, slot_bytes = 0, linger_ms = 10'000;
   int64_t max_in_flight = 2;
-  double progress_s = 2.0, max_bad_fraction = 0.001;
+  double progress_s = 2.0, max_bad_fraction = 0.001, max_samples_per_s = 0;
   std::string tls_cert, tls_key, tls_client_ca, shm_name, auth_token_file;
   bool insecure = false;
   int64_t max_streams = 64, max_streams_per_peer = 16;
   int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
-  bool with_index = false;
+  bool with_index = false, shard_from_hostname = false;
   std::string state_dir;
   double consumer_timeout_s = 30.0;
   int64_t finish_grace_ms = 2000;
@@ -157,6 +235,16 @@ int main(int argc, char** argv) {
   app.add_option("--shard", shard, "this producer's shard index (--webdataset: of the tar shards)")
       ->check(tools::WholeNumber(0))
       ->group(kBatches);
+  app.add_flag("--shard-from-hostname", shard_from_hostname,
+               "take --shard from the host name's trailing -N (a Kubernetes StatefulSet's pod ordinal: "
+               "datafeed-producer-3 is shard 3); needs --num-shards")
+      ->excludes("--shard")
+      ->group(kBatches);
+  app.add_option("--max-samples-per-s", max_samples_per_s,
+                 "publish at most this many samples per second (a token bucket holding one batch; the wait "
+                 "counts as publish time in the progress line; 0: no limit)")
+      ->check(tools::Number(0))
+      ->group(kBatches);
   app.add_option("--num-shards", num_shards, "number of shards (producers)")
       ->check(tools::WholeNumber(1))
       ->group(kBatches);
@@ -244,6 +332,20 @@ int main(int argc, char** argv) {
     return Die(Status::InvalidArgument(
         "give exactly one dataset: --mnist DIR, --image-folder ROOT, --image-list FILE or "
         "--webdataset 'PATTERN'"));
+  }
+  if (shard_from_hostname) {
+    if (app.count("--num-shards") == 0) {
+      return Die(Status::InvalidArgument("--shard-from-hostname needs --num-shards (the StatefulSet's replicas)"));
+    }
+    auto from_name = ShardFromHostname();
+    if (!from_name.ok()) return Die(from_name.status());
+    if (*from_name >= num_shards) {
+      return Die(Status::InvalidArgument("--shard-from-hostname: the host name's ordinal " +
+                                         std::to_string(*from_name) + " is not below --num-shards " +
+                                         std::to_string(num_shards) +
+                                         "; give the StatefulSet's replicas as --num-shards"));
+    }
+    shard = *from_name;
   }
   if (num_shards < 1 || shard < 0 || shard >= num_shards) {
     return Die(Status::InvalidArgument("--shard must be in [0, --num-shards)"));
@@ -373,6 +475,12 @@ int main(int argc, char** argv) {
   auto w = OpenWriter(*endpoint, wo);
   if (!w.ok()) return Die(w.status());
   writer = std::move(w).value();
+  PacedWriter* paced = nullptr;
+  if (max_samples_per_s > 0) {
+    auto p = std::make_unique<PacedWriter>(std::move(writer), max_samples_per_s, static_cast<double>(batch_size));
+    paced = p.get();
+    writer = std::move(p);
+  }
   auto producer = Producer::Make(dataset, *pipeline, po, writer.get());
   if (!producer.ok()) return Die(producer.status());
 
@@ -411,6 +519,7 @@ int main(int argc, char** argv) {
                      "consumers to take what was published (another signal: stop at once)\n", sig,
                      static_cast<long long>(linger_ms));
         (*producer)->Stop();
+        if (paced != nullptr) paced->Stop();
       } else if (sig > 0 && !stop_lingering.exchange(true)) {
         std::fprintf(stderr, "datafeed-producer: signal %d again: not waiting for consumers\n", sig);
       }
