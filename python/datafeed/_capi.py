@@ -8,7 +8,7 @@ loaded; the error then says which file failed and why.
 import ctypes
 import os
 import threading
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, List, NoReturn, Optional
 
 from . import errors
 
@@ -48,6 +48,11 @@ ERR_SIZE = 2048
 
 _lock = threading.Lock()
 _lib: Any = None
+# Called with the library once it is loaded (under _lock): _log installs
+# its callback there.
+ON_LOAD: List[Callable[[Any], None]] = []
+# df_set_log_callback's callback type: (level, line, user).
+LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 _c_int64_p = ctypes.POINTER(ctypes.c_int64)
 _c_char_p_p = ctypes.POINTER(ctypes.c_char_p)
@@ -201,6 +206,8 @@ _PROTOTYPES = {
     "df_writer_close": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]),
     "df_writer_endpoint": (ctypes.c_char_p, [ctypes.c_void_p]),
     "df_writer_free": (None, [ctypes.c_void_p]),
+    "df_set_log_callback": (None, [LOG_FN, ctypes.c_void_p]),
+    "df_set_log_level": (None, [ctypes.c_int]),
 }
 
 
@@ -250,6 +257,8 @@ def lib() -> Any:
                 "datafeed: %s has C ABI version %d, this package needs %d"
                 % (path, abi, ABI_VERSION)
             )
+        for hook in ON_LOAD:
+            hook(handle)
         _lib = handle
         return _lib
 

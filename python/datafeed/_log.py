@@ -12,24 +12,22 @@ import ctypes
 import logging
 import sys
 import threading
+from typing import Any, Optional
 
-from . import _capi, errors
+from . import _capi
 
 logger = logging.getLogger("datafeed")
 
 # DF_LOG_* (datafeed_c.h) -> logging levels.
 _LEVELS = {0: logging.DEBUG, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR}
 
-_LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-# The C ABI's log functions, bound with the rest when the library loads.
-_capi._PROTOTYPES.setdefault("df_set_log_callback", (None, [_LOG_FN, ctypes.c_void_p]))
-_capi._PROTOTYPES.setdefault("df_set_log_level", (None, [ctypes.c_int]))
 _lock = threading.Lock()
-_handle = None  # the library the callback is installed in
-_callback = None  # kept alive as long as the library may call it
+_handle: Any = None  # the library the callback is installed in
+_callback: Optional[Any] = None  # kept alive as long as the library may call it
+_installed = False
 
 
-def _on_line(level, line, _user):
+def _on_line(level: int, line: Optional[bytes], _user: Any) -> None:
     text = line.decode("utf-8", "replace") if line else ""
     try:
         if logger.hasHandlers():
@@ -40,43 +38,32 @@ def _on_line(level, line, _user):
         pass
 
 
-def _attach(handle):
+def _attach(handle: Any) -> None:
     global _handle, _callback
     with _lock:
         if _handle is handle:
             return
-        _callback = _LOG_FN(_on_line)
+        _callback = _capi.LOG_FN(_on_line)
         handle.df_set_log_callback(_callback, None)
         _handle = handle
 
 
-def _detach():
+def _detach() -> None:
     # At exit: C++ threads may still log while the interpreter goes away.
     with _lock:
         if _handle is not None:
-            _handle.df_set_log_callback(_LOG_FN(), None)
+            _handle.df_set_log_callback(ctypes.cast(0, _capi.LOG_FN), None)
 
 
-def install():
+def install() -> None:
     """Routes the library's lines to the ``datafeed`` logger from the moment
     the library is loaded (it is loaded on first use). Idempotent."""
-    orig = _capi.lib
-    if getattr(orig, "_datafeed_log", False):
+    global _installed
+    if _installed:
         return
-
-    def lib():
-        handle = orig()
-        if _handle is not handle:
-            _attach(handle)
-        return handle
-
-    lib._datafeed_log = True
-    lib.__doc__ = orig.__doc__
-    _capi.lib = lib
+    _installed = True
+    _capi.ON_LOAD.append(_attach)
     atexit.register(_detach)
     # A library loaded already (an import after first use) gets it now.
     if _capi._lib is not None:
-        try:
-            lib()
-        except errors.LibraryError:
-            pass
+        _attach(_capi._lib)

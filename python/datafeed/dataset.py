@@ -4,6 +4,7 @@ Imported on first access of ``datafeed.IterableDataset`` (it subclasses a
 torch class, and ``import datafeed`` must not need torch).
 """
 
+import os
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional
 
 from . import _torch
@@ -53,7 +54,10 @@ class IterableDataset(_IterableDatasetBase):
     @property
     def loader(self) -> Loader:
         """The Loader, opened on first use."""
-        if self._loader is None:
+        # A DataLoader worker forked after this process iterated holds the
+        # parent's Loader: it opens its own (the parent's connection is not
+        # usable there).
+        if self._loader is None or self._loader._pid != os.getpid():
             self._loader = Loader(**self._args)
         return self._loader
 

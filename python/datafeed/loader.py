@@ -149,7 +149,7 @@ class _BatchMemory:
     ctypes array torch.frombuffer keeps alive; when the last tensor is
     freed, this is freed and the batch's memory goes back to the transport."""
 
-    __slots__ = ("_handle", "_release", "_held")
+    __slots__ = ("_handle", "_release", "_held", "_pid")
 
     _handle: Optional[int]
 
@@ -157,11 +157,14 @@ class _BatchMemory:
         self._handle = handle
         self._release = release  # kept here: module globals may be gone at exit
         self._held = held  # [batches of this Loader still alive]
+        self._pid = os.getpid()
         held[0] += 1
 
     def __del__(self) -> None:
         handle, self._handle = self._handle, None
-        if handle:
+        # In a forked child the batch is the parent's: releasing it here
+        # would give the parent's slot back under it.
+        if handle and self._pid == os.getpid():
             self._held[0] -= 1
             self._release(handle)
 
@@ -255,6 +258,7 @@ class Loader:
         **options: Any
     ) -> None:
         self._handle: Optional[int] = None  # first, so __del__ works whatever fails below
+        self._pid = os.getpid()  # the process whose connection _handle is
         self._lock = threading.Lock()
         self._busy = 0
         self._closing = False
@@ -310,6 +314,7 @@ class Loader:
             )
             if code == _capi.OK:
                 self._handle = handle.value
+                self._pid = os.getpid()
                 return
             waited = time.monotonic() - start
             retry = code in (errors.NotFound.code, errors.Unavailable.code)
@@ -469,7 +474,24 @@ class Loader:
         self._ended = None
         self._open(endpoint, transport, merged, connect_timeout)
 
+    def _forked(self) -> bool:
+        """True in a child forked after the Loader opened: the handle is the
+        parent's connection (its reader threads do not exist here). The child
+        drops it without touching it, and may not use it."""
+        if self._handle is not None and self._pid != os.getpid():
+            self._handle = None
+            self._closing = False
+            return True
+        return False
+
     def _enter(self) -> int:
+        if self._forked():
+            raise errors.FailedPrecondition(
+                "datafeed.Loader(%s) was opened in process %d and cannot be used in this forked "
+                "process %d (a DataLoader worker?): its connection and reader threads are the "
+                "parent's. Open a new Loader in the child; datafeed.IterableDataset does that for "
+                "you" % (getattr(self, "endpoint", ""), self._pid, os.getpid())
+            )
         with self._lock:
             if self._handle is None or self._closing:
                 raise errors.Cancelled("datafeed.Loader(%s) is closed" % getattr(self, "endpoint", ""))
@@ -597,6 +619,8 @@ class Loader:
         samples_per_s, batches_per_s, wait_fraction (wait_s / elapsed_s),
         held_batches (batches whose tensors are still alive), endpoint and
         transport. Valid after close() too."""
+        if self._forked():
+            return {}
         with self._lock:
             if self._handle is None or self._closing:
                 if self._final_stats is not None:
@@ -619,17 +643,22 @@ class Loader:
         """Stops reading and closes the connection. Idempotent. A thread
         waiting in iteration is woken with datafeed.Cancelled. Prefetched
         batches go back to the producer; tensors handed out stay valid."""
+        if self._forked():
+            return  # the parent's connection: the parent closes it
         with self._lock:
             if self._handle is None or self._closing:
                 return
             self._closing = True
             self._final_stats = self._stats_locked()
             handle = self._handle
-        self._lib.df_consumer_stop(handle)
-        self._pending = None
-        with self._lock:
-            if self._busy == 0 and self._handle is not None:
-                self._destroy_locked()
+            # Busy while it stops the consumer: a thread that leaves its
+            # iteration meanwhile must not free the handle under the stop.
+            self._busy += 1
+        try:
+            self._lib.df_consumer_stop(handle)
+            self._pending = None
+        finally:
+            self._leave()
 
     def _destroy_locked(self) -> None:
         handle, self._handle = self._handle, None
