@@ -14,6 +14,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   libgtest-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pytest python3-pip openssl
   binutils patchelf   # GPU bundles: objdump/nm for the library closure, RUNPATHs
+  clang-14 libclang-rt-14-dev   # scripts/sanitize.sh, scripts/fuzz.sh: ASan/UBSan and libFuzzer
 )
 
 missing=()

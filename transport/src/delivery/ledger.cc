@@ -175,19 +175,24 @@ uint32_t Ledger::RefLocked(uint64_t consumer_id, bool journal) {
 
 // ------------------------------------------------------------------ journal
 
-Status Ledger::AppendLocked(uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
-  if (fd_ < 0) return Status::OK();
-  uint8_t rec[kRecordBytes] = {};
+JournalRecordBytes JournalRecord(uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
+  JournalRecordBytes rec{};
   rec[0] = type;
   const uint32_t check = RecordCheck(type, a, b, c);
-  std::memcpy(rec + 4, &check, 4);
-  PutU64(rec + 8, a);
-  PutU64(rec + 16, b);
-  PutU64(rec + 24, c);
+  std::memcpy(rec.data() + 4, &check, 4);
+  PutU64(rec.data() + 8, a);
+  PutU64(rec.data() + 16, b);
+  PutU64(rec.data() + 24, c);
+  return rec;
+}
+
+Status Ledger::AppendLocked(uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
+  if (fd_ < 0) return Status::OK();
+  const JournalRecordBytes rec = JournalRecord(type, a, b, c);
   const auto t0 = LedgerClock::now();
   ssize_t n;
   do {
-    n = ::write(fd_, rec, sizeof rec);
+    n = ::write(fd_, rec.data(), rec.size());
   } while (n < 0 && errno == EINTR);
   stats_.journal_write_s += std::chrono::duration<double>(LedgerClock::now() - t0).count();
   if (n != static_cast<ssize_t>(sizeof rec)) {
@@ -411,14 +416,8 @@ Status Ledger::CompactLocked() {
   if (fd < 0) return Status::FromErrno(errno, "cannot write " + tmp);
   std::vector<uint8_t> out;
   auto put = [&](uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
-    uint8_t rec[kRecordBytes] = {};
-    rec[0] = type;
-    const uint32_t check = RecordCheck(type, a, b, c);
-    std::memcpy(rec + 4, &check, 4);
-    PutU64(rec + 8, a);
-    PutU64(rec + 16, b);
-    PutU64(rec + 24, c);
-    out.insert(out.end(), rec, rec + kRecordBytes);
+    const JournalRecordBytes rec = JournalRecord(type, a, b, c);
+    out.insert(out.end(), rec.begin(), rec.end());
   };
   put(kRecHeader, run_.fingerprint, run_.batches_per_epoch, (uint64_t{run_.shard} << 32) | run_.num_shards);
   put(kRecHeader, kJournalVersion, 0, 0);
