@@ -12,6 +12,14 @@
 #include "fuzz_util.h"
 #include "image_decode_internal.h"
 
+// The same cap for what OpenCV decodes (PNG, BMP, TIFF, ...), read by
+// OpenCV on first use: the fuzzer is after parsing bugs, not after a
+// header that asks for gigabytes (datafeed has no pixel cap of its own).
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  setenv("OPENCV_IO_MAX_IMAGE_PIXELS", "1048576", 1);
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   static const int kChannels[4] = {1, 3, 4, 3};
@@ -22,11 +30,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;  // DecodeSample's empty case needs no fuzzing (and memcpy no null pointer)
   // Skip what would decode to a huge picture: the fuzzer is after parsing
   // bugs, not the memory of a 65535 x 65535 image.
+  // The reduced-decode path (scaled, region) runs only on a JPEG whose
+  // header ReadJpegSize accepted, as in the producer. (TurboJPEG may fill
+  // in a size and still refuse the header.)
   int h = 0, w = 0;
+  bool jpeg = false;
   if (datafeed::internal::LooksLikeJpeg(data, size)) {
     const datafeed::Status st = datafeed::internal::ReadJpegSize(data, size, &h, &w);
     datafeed::fuzz::CheckRefusal(st, "ReadJpegSize");
-    if (st.ok() && int64_t{h} * w > (1 << 20)) return 0;
+    if (int64_t{h} * w > (1 << 20)) return 0;
+    jpeg = st.ok();
   }
   datafeed::Sample s;
   std::memcpy(s.AllocateEncoded(size), data, size);
@@ -42,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (size_t i = 0; i < s.pixel_bytes(); i += 61) sink = sink ^ s.pixels()[i];
     (void)sink;
   }
-  if (datafeed::internal::LooksLikeJpeg(data, size) && h > 0 && w > 0) {
+  if (jpeg) {
     datafeed::Sample t;
     datafeed::fuzz::CheckRefusal(datafeed::internal::DecodeJpegScaled(data, size, channels, num, &t),
                                  "DecodeJpegScaled");
