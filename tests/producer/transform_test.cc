@@ -327,6 +327,9 @@ TEST(PipelineTest, BadSpecsAreInvalidArgumentNamingThePart) {
                                        "float32 CHW; put it after to_tensor"},
       {"to_tensor,to_tensor", "to_tensor gets a float32 CHW image here but takes uint8 HWC"},
       {"center_crop(20)", "a pipeline must produce float32, add to_tensor"},
+      // Found by tests/fuzz/pipeline_fuzz.cc (corpus/pipeline/repro-jitter-1e98):
+      // a factor past float's range made NaN pixels (undefined behaviour).
+      {"color_jitter(0.4,1e98),to_tensor", "contrast must be at most"},
   };
   for (const Bad& b : bad) ExpectRefused(b.spec, b.expect);
 }
