@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Configures build-asan/ (clang 14, ASan + UBSan, libFuzzer coverage, no
 # torch) for scripts/sanitize.sh and scripts/fuzz.sh, which share it, and
-# builds the targets given as arguments there. Sourced-style helper: not a
-# test by itself.
+# builds the targets given as arguments there (a helper of those two
+# scripts, not a test by itself).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/deps.sh"
