@@ -22,6 +22,11 @@ bin="$root/build-asan/tests/fuzz"
 rm -rf "$out/seeds" "$out/work"
 mkdir -p "$out/artifacts" "$out/work"
 "$bin/datafeed_make_seeds" "$out/seeds" >/dev/null
+# Files the targets write (tests/fuzz/fuzz_util.h ScratchDir), removed even
+# when a target crashed before its own cleanup.
+scratch="$(mktemp -d /dev/shm/datafeed-fuzz-run.XXXXXX 2>/dev/null || mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+export DATAFEED_FUZZ_SCRATCH="$scratch"
 export ASAN_OPTIONS="detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"

@@ -31,13 +31,17 @@ inline void Require(bool cond, const char* what) {
 }
 
 // A private folder for targets that must go through files, made once per
-// process and removed at exit. In /dev/shm when there is one: on a disk,
+// process and removed at exit, under $DATAFEED_FUZZ_SCRATCH when set
+// (scripts/fuzz.sh: a folder it removes, so a crash leaves nothing behind),
+// else in /dev/shm when there is one: on a disk,
 // the fsync()s of the code under test (the journal) and ext4's flush of a
 // rewritten file make every input tens of times slower. Files written
 // into it should be unlinked first, not truncated (auto_da_alloc).
 inline const std::string& ScratchDir() {
   static const std::string* dir = [] {
-    std::string tmpl = (::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") + std::string("/datafeed-fuzz-XXXXXX");
+    const char* parent = std::getenv("DATAFEED_FUZZ_SCRATCH");
+    if (parent == nullptr || *parent == 0) parent = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    std::string tmpl = parent + std::string("/datafeed-fuzz-XXXXXX");
     if (::mkdtemp(tmpl.data()) == nullptr) {
       std::perror("mkdtemp");
       std::abort();
