@@ -21,6 +21,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   python3-matplotlib   # bench/plot.py's PNG charts
   iproute2 util-linux   # tests/multihost: network namespaces, veth, bridges (ip), unshare, nsenter
   python3-kubernetes python3-yaml   # tests/deploy: unknown fields in the Kubernetes manifests
+  clang-14 libclang-rt-14-dev   # scripts/sanitize.sh, scripts/fuzz.sh: ASan/UBSan and libFuzzer
 )
 
 missing=()

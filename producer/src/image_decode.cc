@@ -101,14 +101,27 @@ std::vector<uint8_t>& ThreadScratch() {
   return scratch;
 }
 
+// The JPEG header on the thread's handle. TurboJPEG 2.1 accepts a
+// tables-only datastream (no frame) and says 0 x 0: that is no image
+// either (decoding it would give an empty sample, or an error, depending on
+// what the thread decoded before).
+Status ReadJpegHeader(tjhandle h, const uint8_t* data, size_t n, int* width, int* height, int* colorspace) {
+  int subsamp = 0;
+  if (tjDecompressHeader3(h, data, static_cast<unsigned long>(n), width, height, &subsamp, colorspace) != 0) {
+    return Status::DataLoss("not a readable JPEG (" + TakeError(h) + ")");
+  }
+  if (*width < 1 || *height < 1) {
+    return Status::DataLoss("a JPEG without an image (" + std::to_string(*width) + " x " + std::to_string(*height) +
+                            " pixels: only tables, no frame)");
+  }
+  return Status::OK();
+}
+
 Status DecodeJpeg(const uint8_t* data, size_t n, int channels, int num, Sample* out) {
   tjhandle h = ThreadDecompressor();
   if (h == nullptr) return NoDecoder();
-  int width = 0, height = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(h, data, static_cast<unsigned long>(n), &width, &height, &subsamp,
-                          &colorspace) != 0) {
-    return Status::DataLoss("not a readable JPEG (" + TakeError(h) + ")");
-  }
+  int width = 0, height = 0, colorspace = 0;
+  DATAFEED_RETURN_NOT_OK(ReadJpegHeader(h, data, n, &width, &height, &colorspace));
   const tjscalingfactor sf{num, 8};
   const int w = TJSCALED(width, sf), hgt = TJSCALED(height, sf);
   const size_t pixels = static_cast<size_t>(w) * static_cast<size_t>(hgt);
@@ -237,12 +250,8 @@ Status DecodeWithOpenCv(const uint8_t* data, size_t n, int channels, Sample* out
 Status ReadJpegSize(const uint8_t* data, size_t n, int* height, int* width) {
   tjhandle h = ThreadDecompressor();
   if (h == nullptr) return NoDecoder();
-  int subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(h, data, static_cast<unsigned long>(n), width, height, &subsamp,
-                          &colorspace) != 0) {
-    return Status::DataLoss("not a readable JPEG (" + TakeError(h) + ")");
-  }
-  return Status::OK();
+  int colorspace = 0;
+  return ReadJpegHeader(h, data, n, width, height, &colorspace);
 }
 
 Status DecodeJpegScaled(const uint8_t* data, size_t n, int channels, int num, Sample* out) {

@@ -587,8 +587,11 @@ void CropZeroPad(const ImageView& in, int top, int left, const MutableImageView&
         continue;
       }
       std::memset(row, 0, x0 * pb);
-      std::memcpy(row + x0 * pb, src + (static_cast<size_t>(sy) * iw + x0 + left) * pb,
-                  (x1 - x0) * pb);
+      // Only when the window overlaps the row: otherwise x0 + left is
+      // outside it and so would the source pointer be.
+      if (x1 > x0) {
+        std::memcpy(row + x0 * pb, src + (static_cast<size_t>(sy) * iw + x0 + left) * pb, (x1 - x0) * pb);
+      }
       std::memset(row + x1 * pb, 0, (ow - x1) * pb);
     }
   }

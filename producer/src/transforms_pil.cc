@@ -253,6 +253,10 @@ Result<std::unique_ptr<Transform>> MakeRandomResizedCrop(const std::vector<doubl
       new RandomResizedCrop(h, w, scale_lo, scale_hi, ratio_lo, ratio_hi));
 }
 
+// The largest color_jitter factor: far beyond any useful one, far below
+// float's range.
+constexpr double kMaxJitter = 1e6;
+
 Result<std::unique_ptr<Transform>> MakeColorJitter(const std::vector<double>& args) {
   const std::string call = Call("color_jitter", args);
   DATAFEED_RETURN_NOT_OK(ArgCount(call, args, 1, 4,
@@ -264,6 +268,11 @@ Result<std::unique_ptr<Transform>> MakeColorJitter(const std::vector<double>& ar
     const double v = args[k];
     if (!(v >= 0) || !std::isfinite(v)) {
       return Status::InvalidArgument(call + ": " + names[k] + " must be a non-negative number");
+    }
+    // PIL blends in C float: a factor past float's range turns into inf,
+    // and inf * 0 into NaN pixels (undefined when made bytes).
+    if (v > kMaxJitter) {
+      return Status::InvalidArgument(call + ": " + names[k] + " must be at most " + Num(kMaxJitter) + ", got " + Num(v));
     }
     if (k == 3) {
       if (v > 0.5) {

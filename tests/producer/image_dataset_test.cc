@@ -198,6 +198,38 @@ TEST(DecodeTest, CorruptTruncatedAndEmptyFilesAreDataLossAndDoNotPoisonTheNext) 
   EXPECT_EQ(DecodeStatus(good, 2).code(), StatusCode::kInvalidArgument);
 }
 
+// Found by tests/fuzz/image_fuzz.cc (corpus/image/repro-jpeg-tables-only):
+// TurboJPEG reads a tables-only JPEG (no frame) as 0 x 0 pixels; decoding
+// it gave an OK, empty sample when the thread's scratch buffer had been
+// grown by an earlier decode (and an error otherwise).
+TEST(DecodeTest, ATablesOnlyJpegIsDataLossWhateverWasDecodedBefore) {
+  const auto good = EncodeJpeg(PhotoLike(40, 60, 3, 1), 40, 60, 3);
+  // SOI, the quantization and Huffman tables of `good` (DQT, DHT), EOI: an
+  // "abbreviated table specification" datastream.
+  std::vector<uint8_t> tables_only = {0xFF, 0xD8};
+  for (size_t i = 2; i + 4 <= good.size() && good[i] == 0xFF && good[i + 1] != 0xDA;) {  // up to SOS
+    const size_t len = 2 + (size_t{good[i + 2]} << 8 | good[i + 3]);
+    if (good[i + 1] == 0xDB || good[i + 1] == 0xC4) {
+      tables_only.insert(tables_only.end(), good.begin() + static_cast<std::ptrdiff_t>(i),
+                         good.begin() + static_cast<std::ptrdiff_t>(i + len));
+    }
+    i += len;
+  }
+  ASSERT_GT(tables_only.size(), 100u);
+  // Stray bytes before EOI: libjpeg warns about them, which made the error
+  // that follows ("no image") count as a mere warning.
+  tables_only.insert(tables_only.end(), {0x00, 0x00, 0x00, 0xFF, 0xD9});
+  for (int channels : {1, 3, 4}) {
+    (void)DecodeOrDie(good, 1);  // gray from RGB: grows the thread's scratch buffer
+    const Status st = DecodeStatus(tables_only, channels);
+    EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st.ToString();
+    EXPECT_NE(st.message().find("without an image"), std::string::npos) << st.message();
+    int h = -1, w = -1;
+    EXPECT_EQ(datafeed::internal::ReadJpegSize(tables_only.data(), tables_only.size(), &h, &w).code(),
+              StatusCode::kDataLoss);
+  }
+}
+
 TEST(DecodeTest, ScaledJpegDecodeHasTheScaledSize) {
   const auto jpeg = EncodeJpeg(PhotoLike(375, 500, 3, 2), 375, 500, 3);
   for (int k = 1; k <= 8; ++k) {

@@ -327,6 +327,9 @@ TEST(PipelineTest, BadSpecsAreInvalidArgumentNamingThePart) {
                                        "float32 CHW; put it after to_tensor"},
       {"to_tensor,to_tensor", "to_tensor gets a float32 CHW image here but takes uint8 HWC"},
       {"center_crop(20)", "a pipeline must produce float32, add to_tensor"},
+      // Found by tests/fuzz/pipeline_fuzz.cc (corpus/pipeline/repro-jitter-1e98):
+      // a factor past float's range made NaN pixels (undefined behaviour).
+      {"color_jitter(0.4,1e98),to_tensor", "contrast must be at most"},
   };
   for (const Bad& b : bad) ExpectRefused(b.spec, b.expect);
 }
@@ -404,6 +407,26 @@ TEST(RandomTransformTest, RandomCropIsTheDrawnOffsetCropAndCoversEveryOffset) {
     EXPECT_GT(tops[static_cast<size_t>(k)], 15) << "top " << k;
     EXPECT_GT(lefts[static_cast<size_t>(k)], 15) << "left " << k;
   }
+}
+
+// Found by tests/fuzz/pipeline_fuzz.cc (corpus/pipeline/repro-crop-beside-image,
+// "random_crop(9,72)" on a 5 x 25 image): a window beside the image made
+// CropZeroPad compute a source pointer outside it (undefined behaviour that
+// UBSan reports, though nothing was copied). Such a window is all padding.
+TEST(RandomTransformTest, ACropWindowBesideTheImageIsAllPadding) {
+  std::vector<uint8_t> img(5 * 25, 7);
+  const ImageView src{ImageShape{DType::kUInt8, 1, 5, 25}, img.data()};
+  std::vector<uint8_t> out(9 * 9, 1);
+  const MutableImageView dst{ImageShape{DType::kUInt8, 1, 9, 9}, out.data()};
+  for (const auto& [top, left] : {std::pair{-2, -40}, std::pair{0, 30}, std::pair{-70, 0}, std::pair{1, -9}}) {
+    std::fill(out.begin(), out.end(), uint8_t{1});
+    internal::CropZeroPad(src, top, left, dst);
+    EXPECT_EQ(out, std::vector<uint8_t>(out.size(), 0)) << "top " << top << " left " << left;
+  }
+  // Overlapping by one column on the right still copies that column.
+  internal::CropZeroPad(src, 0, 24, dst);
+  EXPECT_EQ(out[0], 7);
+  EXPECT_EQ(out[1], 0);
 }
 
 TEST(RandomTransformTest, RandomCropOnUint8EqualsCropOnFloat) {

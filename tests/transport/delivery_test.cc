@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 using internal::CloseKind;
 using internal::ConsumerSession;
 using internal::Hello;
+using internal::JournalRecord;
 using internal::Ledger;
 using internal::LedgerClock;
 using testing::KeyTally;
@@ -298,6 +299,33 @@ TEST(LedgerJournal, AJournalOfAnotherRunIsRefusedNamingBothRunsAndTheFix) {
   ASSERT_TRUE(start.ok()) << start.status().ToString();
   EXPECT_TRUE(start->resumed);
   EXPECT_EQ(start->next, (BatchKey{0, 1}));
+}
+
+// Found by tests/fuzz/journal_fuzz.cc (corpus/journal/repro-far-epoch): a
+// journal whose last published batch lies 2^48 epochs on made the restarted
+// producer queue every batch in between (it never finished starting). A
+// damaged journal is DataLoss naming it; the run's own journal still resumes.
+TEST(LedgerJournal, AJournalNamingAFarEpochIsDataLossNotAnEndlessReplay) {
+  const RunInfo run = TestRun(10, 1);
+  const uint64_t far_epochs[] = {uint64_t{3} << 48, uint64_t{1} << 32, 1'000'000};
+  for (const uint64_t epoch : far_epochs) {
+    TempDir dir("far");
+    {
+      auto l = MakeLedger(dir.str());
+      ASSERT_TRUE(l->BeginRun(run).ok());
+      ASSERT_TRUE(l->Published({0, 0}, true).ok());
+    }
+    {
+      const auto rec = JournalRecord(4, epoch, 0, 0);  // published: epoch, index 0
+      std::ofstream f(JournalIn(dir), std::ios::binary | std::ios::app);
+      f.write(reinterpret_cast<const char*>(rec.data()), static_cast<std::streamsize>(rec.size()));
+    }
+    auto l = MakeLedger(dir.str());
+    Result<RunStart> start = l->BeginRun(run);
+    ASSERT_EQ(start.status().code(), StatusCode::kDataLoss) << epoch << ": " << start.status().ToString();
+    EXPECT_NE(start.status().message().find(JournalIn(dir).string()), std::string::npos) << start.status().message();
+    EXPECT_NE(start.status().message().find("Move it away"), std::string::npos) << start.status().message();
+  }
 }
 
 TEST(LedgerJournal, TwoLiveProducersCannotShareAStateDirectory) {

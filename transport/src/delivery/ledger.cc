@@ -42,6 +42,11 @@ enum : uint8_t {
 constexpr uint64_t kJournalVersion = 1;
 constexpr size_t kRecordBytes = 32;
 constexpr uint64_t kCompactBytes = uint64_t{64} << 20;
+// Frames carry 32-bit epochs (BatchMeta::epoch): a journal naming a larger
+// one is damaged.
+constexpr uint64_t kMaxEpoch = UINT32_MAX;
+// At most this many batches to make again after a replay (see ReplayLocked).
+constexpr uint64_t kMaxReplayRemakes = uint64_t{1} << 22;
 
 uint64_t Mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -71,6 +76,12 @@ std::string Hex(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
   return buf;
+}
+
+Status BadEpoch(const std::string& path, const BatchKey& key) {
+  return Status::DataLoss("journal " + path + " names batch " + ToString(key) + ", an epoch past the largest a frame "
+                          "carries (" + std::to_string(kMaxEpoch) + "): the journal is damaged. Move it away to "
+                          "start the run afresh");
 }
 
 }  // namespace
@@ -176,19 +187,24 @@ uint32_t Ledger::RefLocked(uint64_t consumer_id, bool journal) {
 
 // ------------------------------------------------------------------ journal
 
-Status Ledger::AppendLocked(uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
-  if (fd_ < 0) return Status::OK();
-  uint8_t rec[kRecordBytes] = {};
+JournalRecordBytes JournalRecord(uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
+  JournalRecordBytes rec{};
   rec[0] = type;
   const uint32_t check = RecordCheck(type, a, b, c);
-  std::memcpy(rec + 4, &check, 4);
-  PutU64(rec + 8, a);
-  PutU64(rec + 16, b);
-  PutU64(rec + 24, c);
+  std::memcpy(rec.data() + 4, &check, 4);
+  PutU64(rec.data() + 8, a);
+  PutU64(rec.data() + 16, b);
+  PutU64(rec.data() + 24, c);
+  return rec;
+}
+
+Status Ledger::AppendLocked(uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
+  if (fd_ < 0) return Status::OK();
+  const JournalRecordBytes rec = JournalRecord(type, a, b, c);
   const auto t0 = LedgerClock::now();
   ssize_t n;
   do {
-    n = ::write(fd_, rec, sizeof rec);
+    n = ::write(fd_, rec.data(), rec.size());
   } while (n < 0 && errno == EINTR);
   stats_.journal_write_s += std::chrono::duration<double>(LedgerClock::now() - t0).count();
   if (n != static_cast<ssize_t>(sizeof rec)) {
@@ -308,12 +324,14 @@ Status Ledger::ReplayLocked(const std::string& path, RunStart* start) {
       case kRecPublished: {
         const BatchKey k{a, b};
         if (k.index >= run_.batches_per_epoch) return Status::DataLoss("journal " + path + ": bad batch index");
+        if (k.epoch > kMaxEpoch) return BadEpoch(path, k);
         if (!any_published || max_published < k) max_published = k;
         any_published = true;
         break;
       }
       case kRecDelivered: {
         if (a == 0 || a > consumers_.size()) return Status::DataLoss("journal " + path + ": bad consumer ref");
+        if (b > kMaxEpoch) return BadEpoch(path, {b, c});
         Slot* slot = SlotLocked({b, c});
         if (slot == nullptr) return Status::DataLoss("journal " + path + ": bad batch index");
         consumers_[a - 1]->log.push_back({b, c});
@@ -366,6 +384,22 @@ Status Ledger::ReplayLocked(const std::string& path, RunStart* start) {
   // being made: make it again.
   cursor_ = any_published ? NextKeyLocked(max_published) : BatchKey{run_.first_epoch, 0};
   const uint64_t first_epoch = epochs_.empty() ? cursor_.epoch : std::min(epochs_.begin()->first, cursor_.epoch);
+  {
+    // Every batch below the cursor that no consumer owns is made again. A
+    // dead producer cannot have lost more than its ring and its consumers'
+    // leases, so a journal implying millions is damaged (and replaying it
+    // would allocate and queue them all).
+    const uint64_t from = std::min(first_epoch, run_.first_epoch);
+    uint64_t below = 0;
+    if (__builtin_mul_overflow(cursor_.epoch - from, run_.batches_per_epoch, &below) ||
+        __builtin_add_overflow(below, cursor_.index, &below) || below - std::min(below, counts_[kOwned]) > kMaxReplayRemakes) {
+      return Status::DataLoss("journal " + path + " says the last batch published was " + ToString(max_published) +
+                              " (epochs " + std::to_string(from) + ".." + std::to_string(cursor_.epoch) + " of " +
+                              std::to_string(run_.batches_per_epoch) + " batches), which leaves more than " +
+                              std::to_string(kMaxReplayRemakes) + " batches no consumer holds to make again: "
+                              "the journal is damaged. Move it away to start the run afresh");
+    }
+  }
   for (uint64_t e = std::min(first_epoch, run_.first_epoch); e <= cursor_.epoch; ++e) {
     const uint64_t end = e < cursor_.epoch ? run_.batches_per_epoch : cursor_.index;
     if (end == 0) continue;
@@ -412,14 +446,8 @@ Status Ledger::CompactLocked() {
   if (fd < 0) return Status::FromErrno(errno, "cannot write " + tmp);
   std::vector<uint8_t> out;
   auto put = [&](uint8_t type, uint64_t a, uint64_t b, uint64_t c) {
-    uint8_t rec[kRecordBytes] = {};
-    rec[0] = type;
-    const uint32_t check = RecordCheck(type, a, b, c);
-    std::memcpy(rec + 4, &check, 4);
-    PutU64(rec + 8, a);
-    PutU64(rec + 16, b);
-    PutU64(rec + 24, c);
-    out.insert(out.end(), rec, rec + kRecordBytes);
+    const JournalRecordBytes rec = JournalRecord(type, a, b, c);
+    out.insert(out.end(), rec.begin(), rec.end());
   };
   put(kRecHeader, run_.fingerprint, run_.batches_per_epoch, (uint64_t{run_.shard} << 32) | run_.num_shards);
   put(kRecHeader, kJournalVersion, 0, 0);

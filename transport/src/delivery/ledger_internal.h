@@ -31,6 +31,7 @@
 #ifndef DATAFEED_TRANSPORT_SRC_DELIVERY_LEDGER_INTERNAL_H_
 #define DATAFEED_TRANSPORT_SRC_DELIVERY_LEDGER_INTERNAL_H_
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -95,6 +96,12 @@ enum class CloseKind {
 };
 
 using LedgerStats = DeliveryStats;
+
+// One journal record as the file holds it (type, checksum, three 64-bit
+// words; 32 bytes). The ledger writes every record with it; the journal
+// fuzzer (tests/fuzz/journal_fuzz.cc) builds journals with it.
+using JournalRecordBytes = std::array<uint8_t, 32>;
+JournalRecordBytes JournalRecord(uint8_t type, uint64_t a, uint64_t b, uint64_t c);
 
 
 class Ledger {
