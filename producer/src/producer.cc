@@ -35,16 +35,30 @@ const char* BadReasonName(BadReason r) {
   }
 }
 
-// THE switch point of --bad-samples for a sample that stays in its batch:
-// what its slot holds. kZero: a zero image labelled kSkippedLabel. kFill
-// will instead take a spare sample, chosen deterministically so a batch stays
-// a pure function of its identity; that needs the batch composition of the
-// delivery contract (issue 10), so until it lands kFill writes what kZero
-// writes. kFail never gets here (the run stops).
-void FillBadSlot(BadSamples policy, uint8_t* slot, size_t slot_bytes, int64_t* label) {
-  (void)policy;  // kFill and kZero agree until the spare-sample composition lands
+// A bad sample's slot when nothing takes its place (kZero, or kFill when
+// every spare was bad too): a zero image labelled kSkippedLabel.
+void ZeroBadSlot(uint8_t* slot, size_t slot_bytes, int64_t* label) {
   std::memset(slot, 0, slot_bytes);
   *label = kSkippedLabel;
+}
+
+// kFill: how many spares a bad sample's slot tries before it is zeroed.
+constexpr int kSpareTries = 8;
+
+// The dataset index of spare number `attempt` for bad sample `index` of
+// `epoch`: a function of those alone, so a batch made again (the delivery
+// contract) holds the same spares, bit-identical. Never `index` itself.
+uint64_t SpareIndex(uint64_t seed, uint64_t epoch, uint64_t index, int attempt, uint64_t size) {
+  uint64_t x = seed ^ (epoch * 0x9E3779B97F4A7C15ULL) ^ (index * 0xBF58476D1CE4E5B9ULL) ^
+               (static_cast<uint64_t>(attempt + 1) * 0x94D049BB133111EBULL);
+  x ^= x >> 30;  // splitmix64's finalizer
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  if (size < 2) return index;
+  const uint64_t spare = x % (size - 1);
+  return spare >= index ? spare + 1 : spare;
 }
 
 int64_t NanosSince(Clock::time_point t) {
@@ -152,6 +166,7 @@ struct Producer::Impl {
   std::unique_ptr<RateLimitedLog> bad_log;
   RecentBad recent_bad;
   std::atomic<uint64_t> bad{0}, bad_read{0}, bad_decode{0}, bad_size{0}, bad_transform{0};
+  std::atomic<uint64_t> bad_filled{0}, bad_unfilled{0};  // kFill: slots a spare took, slots zeroed
   std::atomic<bool> seen_good{false};  // some sample has been made
   std::mutex first_bad_mu;
   Status first_bad;  // the first bad sample's error, for kAllBadProbe
@@ -444,8 +459,34 @@ struct Producer::Impl {
           "ones: " + recent_bad.Text()));
       return false;
     }
-    FillBadSlot(options.bad_samples, slot, slot_bytes, label);
+    ZeroBadSlot(slot, slot_bytes, label);
     return true;
+  }
+
+  // kFill: a spare sample takes the bad one's slot (SpareIndex, up to
+  // kSpareTries; a spare that is bad too is passed over, not counted: it is
+  // counted when its own turn comes). None good: the slot stays zeroed and
+  // that is logged. Returns the index the slot now holds.
+  uint64_t FillWithSpare(uint64_t index, uint64_t epoch, uint8_t* slot, size_t slot_bytes,
+                         int64_t* label, Sample* sample, int64_t* read, int64_t* decode,
+                         int64_t* transform) {
+    for (int attempt = 0; attempt < kSpareTries; ++attempt) {
+      const uint64_t spare = SpareIndex(options.sampler.seed, epoch, index, attempt, dataset->size());
+      if (spare == index) break;
+      BadReason reason = BadReason::kRead;
+      if (MakeSample(spare, epoch, slot, label, sample, &reason, read, decode, transform).ok()) {
+        bad_filled.fetch_add(1);
+        return spare;
+      }
+    }
+    ZeroBadSlot(slot, slot_bytes, label);  // a failed spare may have written part of it
+    const uint64_t n = bad_unfilled.fetch_add(1) + 1;
+    bad_log->Log([&] {
+      return "datafeed: bad sample " + std::to_string(index) + ": none of its " + std::to_string(kSpareTries) +
+             " spare samples could be made either; its slot is a zero image labelled " +
+             std::to_string(kSkippedLabel) + " [" + std::to_string(n) + " so far]";
+    });
+    return index;
   }
 
   void Worker() {
@@ -487,6 +528,11 @@ struct Producer::Impl {
                                &decode, &transform);
         if (!st.ok()) {
           if (!OnBadSample(index, reason, st, out, sample_bytes, &labels[i])) return;
+          if (options.bad_samples == BadSamples::kFill) {
+            const uint64_t held = FillWithSpare(index, ob->indices.epoch, out, sample_bytes, &labels[i],
+                                                &sample, &read, &decode, &transform);
+            if (sample_index != nullptr) sample_index[i] = static_cast<int64_t>(held);
+          }
         } else if (!made_one) {
           made_one = true;
           seen_good.store(true, std::memory_order_relaxed);
@@ -636,6 +682,8 @@ ProducerStats Producer::stats() const {
   s.bad_decode = m.bad_decode.load();
   s.bad_size = m.bad_size.load();
   s.bad_transform = m.bad_transform.load();
+  s.bad_filled = m.bad_filled.load();
+  s.bad_unfilled = m.bad_unfilled.load();
   s.elapsed_s = (m.running.load() ? NanosSince(m.started) : m.elapsed_ns.load()) / 1e9;
   s.read_s = m.read_ns.load() / 1e9;
   s.decode_s = m.decode_ns.load() / 1e9;
@@ -701,14 +749,19 @@ Result<std::shared_ptr<const BatchLayout>> Producer::BatchLayoutFor(size_t batch
 }
 
 std::string ProducerStats::ToString() const {
-  char bad_text[160] = "";
+  char bad_text[240] = "";
   if (bad_samples > 0) {
-    std::snprintf(bad_text, sizeof bad_text, " (%llu bad: %llu read, %llu decode, %llu size, %llu transform)",
+    char filled[80] = "";
+    if (bad_filled + bad_unfilled > 0) {
+      std::snprintf(filled, sizeof filled, "; %llu filled with spares, %llu zeroed",
+                    static_cast<unsigned long long>(bad_filled), static_cast<unsigned long long>(bad_unfilled));
+    }
+    std::snprintf(bad_text, sizeof bad_text, " (%llu bad: %llu read, %llu decode, %llu size, %llu transform)%s",
                   static_cast<unsigned long long>(bad_samples), static_cast<unsigned long long>(bad_read),
                   static_cast<unsigned long long>(bad_decode), static_cast<unsigned long long>(bad_size),
-                  static_cast<unsigned long long>(bad_transform));
+                  static_cast<unsigned long long>(bad_transform), filled);
   }
-  char buf[560];
+  char buf[640];
   std::snprintf(buf, sizeof buf,
                 "%llu batches (%llu made again), %llu samples%s in %.1f s: %.1f batches/s, %.0f "
                 "samples/s; thread time: read %.2f s, decode %.2f s, transform %.2f s, blocked on "

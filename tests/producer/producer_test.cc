@@ -55,6 +55,7 @@ struct Collected {
   std::vector<std::vector<uint8_t>> u8_images;  // split pipelines (uint8 CHW)
   std::vector<std::vector<int64_t>> image_shapes;
   std::vector<std::vector<int64_t>> labels;
+  std::vector<std::vector<int64_t>> indices;  // with_index
   std::vector<BatchMeta> metas;
   ProducerStats stats;
   Status status;
@@ -95,6 +96,9 @@ Collected RunProducer(std::shared_ptr<const Dataset> ds, const std::string& spec
       out.images.emplace_back(img->as<float>(), img->as<float>() + img->numel());
     }
     out.labels.emplace_back(lab->as<int64_t>(), lab->as<int64_t>() + lab->numel());
+    if (const TensorView* index = v->Find("index")) {
+      out.indices.emplace_back(index->as<int64_t>(), index->as<int64_t>() + index->numel());
+    }
     out.metas.push_back(v->meta());
   }
   t.join();
@@ -215,9 +219,20 @@ TEST(Producer, BadSamplesAreCountedLoggedAndZeroedOrFatal) {
     EXPECT_EQ(c.stats.bad_decode + c.stats.bad_size + c.stats.bad_transform, 0u);
     EXPECT_NE(c.stats.ToString().find("(10 bad: 10 read, 0 decode, 0 size, 0 transform)"),
               std::string::npos) << c.stats.ToString();
-    // kFill is kZero until the spare-sample composition lands (FillBadSlot).
-    EXPECT_EQ(c.labels[0][13], kSkippedLabel);
-    EXPECT_EQ(c.images[0][13 * 784 + 400], 0.0f);
+    if (policy == BadSamples::kZero) {
+      EXPECT_EQ(c.labels[0][13], kSkippedLabel);
+      EXPECT_EQ(c.images[0][13 * 784 + 400], 0.0f);
+      EXPECT_EQ(c.stats.bad_filled + c.stats.bad_unfilled, 0u);
+    } else {
+      // A spare sample took the slot: a real image and its label, none of
+      // the bad ones' zeros (every 10th sample is bad; 8 spares in a row
+      // all bad is (1/10)^8 per slot).
+      EXPECT_NE(c.labels[0][13], kSkippedLabel);
+      EXPECT_EQ(c.stats.bad_filled, 10u);
+      EXPECT_EQ(c.stats.bad_unfilled, 0u);
+      EXPECT_EQ(std::count(c.labels[0].begin(), c.labels[0].end(), kSkippedLabel), 0);
+      EXPECT_NE(c.stats.ToString().find("10 filled with spares, 0 zeroed"), std::string::npos) << c.stats.ToString();
+    }
     EXPECT_NE(c.labels[0][14], kSkippedLabel);
     // Rate-limited: the first bad sample is named, the rest within the
     // second are counted in a closing line.
@@ -235,6 +250,47 @@ TEST(Producer, BadSamplesAreCountedLoggedAndZeroedOrFatal) {
   EXPECT_NE(strict.status.message().find("not a PNG"), std::string::npos) << strict.status.ToString();
   EXPECT_NE(strict.status.message().find("--bad-samples fail"), std::string::npos);
   EXPECT_TRUE(strict.images.empty());
+}
+
+// --bad-samples fill: a bad sample's slot holds a spare sample, the same
+// one whatever the thread count (a batch is a function of its identity),
+// and the index tensor names it: the slot's pixels and label are that
+// sample's, exactly as a good slot's are.
+TEST(Producer, FillPutsTheSameSpareInABadSlotWhateverTheThreads) {
+  auto flaky = std::make_shared<FlakyDataset>(SyntheticMnist(200));
+  ProducerOptions po;
+  po.sampler.batch_size = 50;
+  po.sampler.shuffle = true;
+  po.sampler.seed = 9;
+  po.max_bad_fraction = 0.2;
+  po.with_index = true;
+  po.log = [](const std::string&) {};
+  po.threads = 1;
+  Collected one = RunProducer(flaky, "to_tensor", po);
+  po.threads = 3;
+  Collected three = RunProducer(flaky, "to_tensor", po);
+  ASSERT_TRUE(one.status.ok() && three.status.ok()) << one.status.ToString() << three.status.ToString();
+  EXPECT_EQ(one.images, three.images);
+  EXPECT_EQ(one.labels, three.labels);
+  EXPECT_EQ(one.indices, three.indices);
+  EXPECT_EQ(one.stats.bad_filled, 20u);
+  // Every slot names a good sample (index % 10 != 3), with its label and
+  // pixels: a good sample's are what the unflaky dataset gives.
+  auto clean = SyntheticMnist(200);
+  Sample sample;
+  size_t spares = 0;
+  ASSERT_EQ(one.indices.size(), one.labels.size());
+  for (size_t b = 0; b < one.indices.size(); ++b) {
+    for (size_t i = 0; i < one.indices[b].size(); ++i) {
+      const int64_t idx = one.indices[b][i];
+      ASSERT_NE(idx % 10, 3) << "batch " << b << " slot " << i << " holds a bad sample";
+      ASSERT_TRUE(clean->Read(static_cast<size_t>(idx), &sample).ok());
+      EXPECT_EQ(one.labels[b][i], sample.label()) << "batch " << b << " slot " << i;
+      EXPECT_FLOAT_EQ(one.images[b][i * 784 + 400], sample.pixels()[400] / 255.0f) << "batch " << b << " slot " << i;
+    }
+    spares += one.indices[b].size();
+  }
+  EXPECT_EQ(spares, 200u);
 }
 
 TEST(Producer, TooManyBadSamplesStopTheRunNamingCountsAndFiles) {
@@ -463,6 +519,7 @@ TEST(ImageProducer, CorruptJpegsAreLeftOutCountedAndNamed) {
     std::lock_guard<std::mutex> lock(mu);
     lines.push_back(l);
   };
+  po.bad_samples = BadSamples::kZero;
   Collected c = RunProducer(ds, "resize(32),center_crop(32),to_tensor", po);
   ASSERT_TRUE(c.status.ok()) << c.status.ToString();
   EXPECT_EQ(c.stats.bad_decode, 2u);

@@ -41,11 +41,11 @@ inline constexpr int64_t kSkippedLabel = -100;
 // max_bad_fraction or when the first samples all fail (a configuration
 // error: the wrong folder, a fixed size no image has).
 enum class BadSamples {
-  // Left out of the batch: the batch is filled with another sample, chosen
-  // deterministically so that a batch stays a function of its identity.
-  // NOT YET: until the batch composition that picks the spare lands
-  // (issue 10), kFill writes what kZero writes (FillBadSlot in producer.cc
-  // is the one place to change).
+  // Left out of the batch: its slot is filled with a spare sample of the
+  // dataset, chosen from the seed, the epoch and the bad sample's index
+  // alone (so a batch made again holds the same spare); with --with-index
+  // the index tensor names the spare. If 8 spares in a row are bad too,
+  // the slot is a zero image labelled kSkippedLabel, and that is logged.
   kFill,
   // A zero image labelled kSkippedLabel, in the sample's place.
   kZero,
@@ -115,6 +115,8 @@ struct ProducerStats {
   uint64_t bad_decode = 0;       // not a decodable image
   uint64_t bad_size = 0;         // not the size a fixed-size dataset requires
   uint64_t bad_transform = 0;    // the pipeline refused it (too small for a crop, ...)
+  uint64_t bad_filled = 0;       // --bad-samples fill: slots a spare sample took
+  uint64_t bad_unfilled = 0;     // --bad-samples fill: slots zeroed (every spare bad too)
   double elapsed_s = 0;          // wall time since Run() started
   double read_s = 0;             // dataset reads
   double decode_s = 0;           // image decoding
