@@ -69,9 +69,13 @@ for p in 'libgrpc++' libprotobuf libopencv-core libturbojpeg libarchive 'python3
 done
 if [[ $torch == 1 && "$depends" != *libtorch* ]]; then fail "Depends lacks libtorch: $depends"; fi
 # Every dependency is a package this machine (where the ELF files were
-# linked) has installed.
+# linked) has installed, or one an installed package provides (spdlog's
+# shlibs name libspdlog1.10-fmt9, which libspdlog1.10 provides).
+provided="$(dpkg-query -W -f='${db:Status-Abbrev} ${Provides}\n' 2>/dev/null | sed -n 's/^ii *//p' |
+            sed 's/([^)]*)//g' | tr ',' '\n' | tr -d ' ')"
 for p in $(sed 's/([^)]*)//g; s/|/,/g' <<<"$depends" | tr ',' '\n'); do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    grep -qxF "$p" <<<"$provided" ||
     fail "Depends names $p, which is not an installed package here: $depends"
 done
 ok "Depends: $depends"
