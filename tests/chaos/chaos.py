@@ -145,7 +145,7 @@ class Chaos:
             "--endpoint", "auto://127.0.0.1:%d" % self.port,
             "--batch-size", str(a.batch), "--epochs", str(a.epochs), "--threads", "1",
             "--shuffle", "--seed", str(a.seed), "--with-index", "--pipeline", "to_tensor",
-            "--state-dir", os.path.join(self.work, "state"), "--consumer-timeout", "4",
+            "--state-dir", os.path.join(self.work, "state"), "--consumer-timeout", "8",
             "--slots", "6", "--linger-ms", "500", "--finish-grace-ms", "3000", "--quiet",
         ]
 

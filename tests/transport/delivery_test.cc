@@ -204,6 +204,32 @@ TEST(LedgerJournal, ARestartedProducerContinuesTheEpochAndMakesAgainOnlyWhatNoCo
   EXPECT_EQ(DrainRemakes(*restarted), Keys(0, {4, 5}));
 }
 
+// A consumer away longer than the grace period lost its leases; when it
+// comes back holding batches the producer gave to others, the refusal names
+// them and says why and what to change.
+TEST(LedgerJournal, AConsumerBackAfterItsLeasesWereTakenIsToldWhichAndWhy) {
+  const RunInfo run = TestRun(10, 1);
+  auto l = MakeLedger("", 100);
+  ASSERT_TRUE(l->BeginRun(run).ok());
+  auto a = l->Open(NewHello(0xA), "a", LedgerClock::now());
+  ASSERT_TRUE(a.ok());
+  for (uint64_t i = 0; i < 6; ++i) {
+    ASSERT_TRUE(l->Published({0, i}, true).ok());
+    ASSERT_TRUE(l->Delivered(a->session, {0, i}).ok());
+  }
+  l->Progress(a->session, 2, LedgerClock::now());
+  l->Close(a->session, CloseKind::kLostConnection, LedgerClock::now());
+  l->Tick(LedgerClock::now() + std::chrono::milliseconds(1000));  // past the 100 ms grace
+  EXPECT_EQ(DrainRemakes(*l), Keys(0, {2, 3, 4, 5}));
+  auto back = l->Open(ResumeHello(0xA, run.fingerprint, 6, 2, Keys(0, {4, 5})), "a", LedgerClock::now());
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.status().code(), StatusCode::kDataLoss);
+  const std::string& m = back.status().message();
+  EXPECT_NE(m.find("epoch 0 batch 4, epoch 0 batch 5"), std::string::npos) << m;
+  EXPECT_NE(m.find("taken back"), std::string::npos) << m;
+  EXPECT_NE(m.find("--consumer-timeout"), std::string::npos) << m;
+}
+
 TEST(LedgerJournal, LeasesOfAConsumerThatDoesNotComeBackAreMadeAgainAfterTheGracePeriod) {
   TempDir live("live"), killed("killed");
   const RunInfo run = TestRun(10, 1);

@@ -117,6 +117,9 @@ struct Ledger::Consumer {
   bool orphaned = false;  // lost its connection; leases kept until orphan_until
   LedgerClock::time_point orphan_until;
   bool retired = false;   // rolled back by a group restore; cannot be resumed
+  // The log position its leases were last taken back from (it stalled, or
+  // stayed away past the grace period); UINT64_MAX: never. For messages.
+  uint64_t leases_lost_from = UINT64_MAX;
   uint64_t parent_digest = 0;  // derived by a group restore of this list
   uint64_t parent_pair = 0;
 };
@@ -629,7 +632,10 @@ void Ledger::TruncateLocked(uint32_t ref, uint64_t len, bool lease_loss, bool jo
     }
   }
   c.acked = std::min<uint64_t>(c.acked, c.log.size());
-  if (lease_loss) ++stats_.leases_lost;
+  if (lease_loss) {
+    ++stats_.leases_lost;
+    c.leases_lost_from = len;
+  }
   if (journal) (void)AppendLocked(kRecTruncated, ref, len, 0);
   work_cv_.notify_all();
 }
@@ -747,9 +753,22 @@ Result<Welcome> Ledger::OpenResumeLocked(const Hello& hello, uint64_t session) {
     // It received batches the journal did not record yet (the producer
     // died before writing them down): take them from its tail.
     if (known < tail_start) {
+      // Name what the consumer has that the producer gave back (the part
+      // of its tail it knows), and why when the ledger knows.
+      std::string keys;
+      for (const BatchKey& k : hello.tail) keys += (keys.empty() ? "" : ", ") + ToString(k);
+      std::string why = " (the producer has no record of positions " + std::to_string(known) + ".." +
+                        std::to_string(m - 1) + ")";
+      if (c.leases_lost_from <= known) {
+        why = ": its leases from position " + std::to_string(c.leases_lost_from) +
+              " were taken back while it was away or stalled longer than the consumer timeout (" +
+              std::to_string(options_.consumer_timeout_ms) + " ms, --consumer-timeout) and made again for "
+              "other consumers, so batches it handed to its trainer may reach another trainer too. Raise "
+              "--consumer-timeout above the longest outage or pause";
+      }
       return Status::DataLoss(options_.name + ": consumer " + Hex(c.id) + " received " + std::to_string(m) +
                               " batches but the producer recorded only " + std::to_string(known) +
-                              " and the consumer's tail does not cover the difference");
+                              " and the consumer's tail [" + keys + "] does not cover the difference" + why);
     }
     std::vector<BatchKey> lost;
     for (uint64_t p = known; p < m; ++p) {
