@@ -11,12 +11,14 @@ stale_before="$(producer/datafeed-gc --dry-run 2>/dev/null | sort || true)"
 status=0
 ctest --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" --timeout 600 || status=$?
 # --- sanitizers and fuzzing (scripts/sanitize.sh, scripts/fuzz.sh) --------
-# The transport and producer tests again under ASan+UBSan (build-asan/), then
-# every fuzz target for 20 s. Measured on two shared cores: build-asan from
+# The transport and producer tests again under ASan+UBSan (build-asan/), the
+# ones that do not go through gRPC under TSan (build-tsan/), then every fuzz
+# target for 20 s. Measured on two shared cores: build-asan from
 # cold about 11 min, the 394 sanitized tests 1.2-2.5 min, fuzzing 3.5-4 min.
 # DATAFEED_NO_SANITIZE=1 skips both (a quick local run; CI never sets it).
 if [[ "${DATAFEED_NO_SANITIZE:-0}" != 1 ]]; then
   bash "$root/scripts/sanitize.sh" || status=1
+  bash "$root/scripts/tsan.sh" || status=1
   bash "$root/scripts/fuzz.sh" || status=1
 fi
 # --- end sanitizers and fuzzing ----------------------------------------------

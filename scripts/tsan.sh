@@ -28,7 +28,7 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDATAFEED_BUILD_TORCH=OFF -DDATAFEED_BUILD_BENCH=OFF -DDATAFEED_SANITIZE=thread >/dev/null
 cmake --build "$build" -j "$jobs" --target transport_test producer_test datafeed_test_peer datafeed-gc
 built=$((SECONDS - start))
-export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$root/scripts/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 # Suites that never touch gRPC (see above). Parameterised suites run only
 # their shared-memory and in-process instances.
 transport_filter='BatchLayoutTest.*:ConsumerSessionChecks.*:DTypeTest.*:Endpoint.*:FinishFrameTest.*:FinishTest.*'

@@ -10,6 +10,7 @@ thread_local bool g_counting = false;
 thread_local long g_count = 0;
 }  // namespace
 
+#if DATAFEED_ALLOC_COUNTER
 void* operator new(std::size_t n) {
   if (g_counting) ++g_count;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
@@ -20,6 +21,7 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#endif
 
 namespace datafeed {
 namespace test {
