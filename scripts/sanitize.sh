@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The transport and producer test suites built with AddressSanitizer and
+# Every C++ test suite but libtorch's built with AddressSanitizer and
 # UndefinedBehaviorSanitizer (clang 14, build-asan/; see scripts/asan_build.sh)
-# and run: any memory error, leak or undefined behaviour fails the test that
-# hit it. Also replays the fuzz corpus (tests/fuzz/corpus, ctest label fuzz).
-# Not run here: torch, the Python package, chaos and the install tests (they
-# load uninstrumented torch or Python, or take minutes without new coverage).
+# and run: transport, producer, consumer, tools and log tests. Any memory
+# error, leak or undefined behaviour fails the test that hit it. Also replays
+# the fuzz corpus (tests/fuzz/corpus, ctest label fuzz).
+# Not run here: torch_test (libtorch is not instrumented, and its translation
+# units take minutes each under clang+ASan), the Python package, chaos, the
+# install tests and the shell tests of programs this build does not make.
 #   scripts/sanitize.sh            # everything above
 #   scripts/sanitize.sh -R Ledger  # extra arguments go to ctest
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start=$SECONDS
-bash "$root/scripts/asan_build.sh" transport_test producer_test log_test datafeed_fuzz datafeed-make-mnist
+bash "$root/scripts/asan_build.sh" transport_test producer_test consumer_test tools_test log_test datafeed_fuzz datafeed-make-mnist
 built=$((SECONDS - start))
 # halt_on_error: UBSan stops at the first report (a failed test, not a
 # line in a log); leaks are checked at exit of every test process.

@@ -57,7 +57,7 @@ using datafeed::capi::ParseInt;
 using datafeed::capi::Report;
 
 constexpr const char* kKnownOptions =
-    "prefetch, connect_timeout_ms, poll_ms, spin_us, liveness_check_ms, log_every_s, log_name, "
+    "prefetch, connect_timeout_ms, poll_ms, spin_us, adaptive_spin, liveness_check_ms, log_every_s, log_name, "
     "grpc_prefetch, reconnect, reconnect_timeout_ms, tls_ca, tls_cert, tls_key, tls_server_name, "
     "compression, auth_token_file, keepalive_ms, max_frame_bytes, restore, rank, world_size, generation, consumer_id, "
     "shm_owner_uid";
@@ -75,6 +75,11 @@ Status ApplyOption(const std::string& key, const char* value, datafeed::Consumer
     DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 1, poll_ms));
   } else if (key == "spin_us") {
     DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &ro.spin_us));
+  } else if (key == "adaptive_spin") {
+    int64_t on = 0;
+    DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &on));
+    if (on > 1) return Status::InvalidArgument("adaptive_spin: '" + std::string(value) + "' is not 0 or 1");
+    ro.adaptive_spin = on != 0;
   } else if (key == "liveness_check_ms") {
     DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 1, &ro.liveness_check_ms));
   } else if (key == "log_every_s") {

@@ -148,7 +148,11 @@ DF_API size_t df_dtype_size(int dtype);
  *   connect_timeout_ms    wait this long for the producer to appear (0)
  *   poll_ms               granularity of df_consumer_next's timeout (200);
  *                         keep it above liveness_check_ms (see below)
- *   spin_us               poll this long before sleeping (50)
+ *   spin_us               shm: always poll this long before sleeping (0: see
+ *                         adaptive_spin)
+ *   adaptive_spin         shm: "1" (default): poll up to 50 us while batches
+ *                         arrive close together and a CPU is free; "0": sleep
+ *                         at once
  *   liveness_check_ms     how often a blocked reader checks the producer (100)
  *   log_every_s, log_name a stats line on stderr every so often (0: never)
  *   grpc_prefetch         gRPC frames received ahead (1)

@@ -221,7 +221,7 @@ class Loader:
                     auth_token_file= (the producer's --auth-token-file),
                     compression="gzip", reconnect=True, reconnect_timeout_ms=,
                     grpc_prefetch=, keepalive_ms=, max_frame_bytes=,
-                    spin_us=, liveness_check_ms=, log_every_s=, ...
+                    spin_us=, adaptive_spin=, liveness_check_ms=, log_every_s=, ...
 
     len(loader) is the number of batches in one pass (one epoch) for this
     consumer: the producer's batches per epoch (its shard's, from the
