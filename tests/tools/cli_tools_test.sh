@@ -65,7 +65,7 @@ expect_usage_error "$bench" grpc --repeats 0 -- "--repeats: expects a whole numb
 expect_usage_error "$bench" pipeline --preset imagenet-eval --samples 10 -- "--preset excludes --samples"
 expect_usage_error "$bench" pipeline --threads x -- "--threads: expects a whole number in [1, 1024], got 'x'"
 expect_usage_error "$bench" nosuch -- "datafeed-bench: unknown subcommand 'nosuch'; expected shm, pipeline, grpc or feed"
-expect_usage_error "$bench" -- "datafeed-bench: give a subcommand: shm, pipeline or grpc"
+expect_usage_error "$bench" -- "datafeed-bench: give a subcommand: shm, pipeline, grpc or feed"
 expect_usage_error "$producer" --batch-size abc -- "datafeed-producer: --batch-size: expects a whole number >= 1, got 'abc'"
 expect_usage_error "$producer" --batch-size -1 -- "--batch-size: expects a whole number >= 1, got '-1'"
 expect_usage_error "$producer" --batch-size=0 -- "--batch-size: expects a whole number >= 1, got '0'"
