@@ -15,18 +15,8 @@
 #   scripts/tsan.sh --gtest_filter=... # extra arguments go to both binaries
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "$root/scripts/deps.sh"
-build="$root/build-tsan"
-jobs="$(nproc 2>/dev/null || echo 2)"
-launcher=()
-if command -v ccache >/dev/null; then
-  launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-fi
 start=$SECONDS
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 "${launcher[@]}" \
-  -DDATAFEED_BUILD_TORCH=OFF -DDATAFEED_BUILD_BENCH=OFF -DDATAFEED_SANITIZE=thread >/dev/null
-cmake --build "$build" -j "$jobs" --target transport_test producer_test datafeed_test_peer datafeed-gc
+bash "$root/scripts/clang_build.sh" build-tsan thread OFF transport_test producer_test datafeed_test_peer datafeed-gc
 built=$((SECONDS - start))
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$root/scripts/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 # Suites that never touch gRPC (see above). Parameterised suites run only
@@ -36,7 +26,7 @@ transport_filter+=':FrameTest.*:GroupRestore.*:LedgerJournal.*:LedgerRestore.*:S
 transport_filter+=':ShmAttackHeader.*:ShmAttackOwner.*:ShmAttackStaleName.*:ShmMultiProcess.*:ShmSegment.*:SpecTest.*'
 transport_filter+=':Status.*:TransportConformance/0.*:TransportConformance/1.*:Transports/DeliveryMp.*/shm'
 status=0
-"$build/tests/transport/transport_test" --gtest_filter="$transport_filter" --gtest_brief=1 "$@" || status=1
-"$build/tests/producer/producer_test" --gtest_brief=1 "$@" || status=1
+"$root/build-tsan/tests/transport/transport_test" --gtest_filter="$transport_filter" --gtest_brief=1 "$@" || status=1
+"$root/build-tsan/tests/producer/producer_test" --gtest_brief=1 "$@" || status=1
 echo "tsan.sh: built in ${built} s, ran in $((SECONDS - start - built)) s (status $status)"
 exit "$status"
