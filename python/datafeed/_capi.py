@@ -58,25 +58,29 @@ _c_int64_p = ctypes.POINTER(ctypes.c_int64)
 _c_char_p_p = ctypes.POINTER(ctypes.c_char_p)
 
 # name: (restype, argtypes)
+# df_consumer_open and df_writer_open: (endpoint, transport, option keys,
+# option values, option count, out handle, err, err size) -> status.
+_OPEN = (
+    ctypes.c_int,
+    [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        _c_char_p_p,
+        _c_char_p_p,
+        ctypes.c_size_t,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.c_char_p,
+        ctypes.c_size_t,
+    ],
+)
+
 _PROTOTYPES = {
     "df_abi_version": (ctypes.c_int, []),
     "df_version": (ctypes.c_char_p, []),
     "df_status_name": (ctypes.c_char_p, [ctypes.c_int]),
     "df_dtype_name": (ctypes.c_char_p, [ctypes.c_int]),
     "df_dtype_size": (ctypes.c_size_t, [ctypes.c_int]),
-    "df_consumer_open": (
-        ctypes.c_int,
-        [
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            _c_char_p_p,
-            _c_char_p_p,
-            ctypes.c_size_t,
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-        ],
-    ),
+    "df_consumer_open": _OPEN,
     "df_consumer_next": (
         ctypes.c_int,
         [
@@ -168,19 +172,7 @@ _PROTOTYPES = {
     ),
     "df_layout_frame_bytes": (ctypes.c_uint64, [ctypes.c_void_p]),
     "df_layout_free": (None, [ctypes.c_void_p]),
-    "df_writer_open": (
-        ctypes.c_int,
-        [
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            _c_char_p_p,
-            _c_char_p_p,
-            ctypes.c_size_t,
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.c_char_p,
-            ctypes.c_size_t,
-        ],
-    ),
+    "df_writer_open": _OPEN,
     "df_writer_loan": (
         ctypes.c_int,
         [

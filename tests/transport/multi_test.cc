@@ -49,6 +49,11 @@ std::unique_ptr<BatchWriter> RunWriter(const std::string& uri, const RunInfo& ru
 
 int PortOf(const BatchWriter& w) { return ParseEndpoint(w.endpoint()).value().port; }
 
+// SCHEME://127.0.0.1:A,127.0.0.1:B: an endpoint listing two local producers.
+std::string ListOf(const std::string& scheme, int a, int b) {
+  return scheme + "://127.0.0.1:" + std::to_string(a) + ",127.0.0.1:" + std::to_string(b);
+}
+
 std::unique_ptr<BatchReader> Reader(const std::string& uri, ReaderOptions o = {}) {
   o.connect_timeout_ms = 10'000;
   auto r = OpenReader(ParseEndpoint(uri).value(), o);
@@ -106,8 +111,7 @@ TEST_P(Multi, AListedEndpointReadsEveryProducerExactlyOnceThenEnds) {
   auto wb = RunWriter("grpc://127.0.0.1:0", b);
   ASSERT_TRUE(wa && wb);
   ServeThread sa(*wa), sb(*wb);
-  const std::string uri = GetParam() + "://127.0.0.1:" + std::to_string(PortOf(*wa)) + ",127.0.0.1:" +
-                          std::to_string(PortOf(*wb));
+  const std::string uri = ListOf(GetParam(), PortOf(*wa), PortOf(*wb));
   auto r = Reader(uri);
   ASSERT_TRUE(r);
   Status end;
@@ -154,8 +158,7 @@ TEST_P(Multi, AProducerKilledLeavesTheOthersReadAndTheEndNamesIt) {
   Peer doomed({"serve", "grpc://127.0.0.1:0", "bpe=200", "fp=" + std::to_string(kFpB), "timeout=10000"});
   const std::string doomed_uri = doomed.Serving();
   const int doomed_port = ParseEndpoint(doomed_uri).value().port;
-  auto r = Reader(GetParam() + "://127.0.0.1:" + std::to_string(PortOf(*wa)) + ",127.0.0.1:" +
-                  std::to_string(doomed_port));
+  auto r = Reader(ListOf(GetParam(), PortOf(*wa), doomed_port));
   ASSERT_TRUE(r);
   const std::map<uint64_t, RunInfo> runs{{kFpA, a}, {kFpB, b}};
   std::vector<Seen> seen;
@@ -252,8 +255,7 @@ TEST_P(Multi, ACheckpointAcrossTwoProducersRestoresEach) {
   auto wb = RunWriter("grpc://127.0.0.1:0", b);
   ASSERT_TRUE(wa && wb);
   ServeThread sa(*wa), sb(*wb);
-  const std::string uri = GetParam() + "://127.0.0.1:" + std::to_string(PortOf(*wa)) + ",127.0.0.1:" +
-                          std::to_string(PortOf(*wb));
+  const std::string uri = ListOf(GetParam(), PortOf(*wa), PortOf(*wb));
   const std::map<uint64_t, RunInfo> runs{{kFpA, a}, {kFpB, b}};
   std::vector<Seen> seen;
   ConsumerState checkpoint;
@@ -299,10 +301,7 @@ TEST(MultiRestore, ACheckpointOfAnotherRunIsRefused) {
   ReaderOptions o;
   o.connect_timeout_ms = 10'000;
   o.session.restore = {other};
-  auto r = OpenReader(ParseEndpoint("grpc://127.0.0.1:" + std::to_string(PortOf(*wa)) + ",127.0.0.1:" +
-                                    std::to_string(PortOf(*wb)))
-                          .value(),
-                      o);
+  auto r = OpenReader(ParseEndpoint(ListOf("grpc", PortOf(*wa), PortOf(*wb))).value(), o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
   EXPECT_NE(r.status().message().find("another run"), std::string::npos) << r.status().ToString();
