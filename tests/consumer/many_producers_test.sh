@@ -16,6 +16,7 @@ trap cleanup EXIT
 "$make_mnist" --out "$work/mnist" --count 1000 --seed 5 >/dev/null
 ports=()
 for shard in 0 1; do
+  : >"$work/p$shard.log"  # there before the first look (the job's redirection may come later)
   "$producer" --mnist "$work/mnist" --endpoint "$scheme://127.0.0.1:0" --pipeline to_tensor --batch-size 100 \
     --threads 1 --shard "$shard" --num-shards 2 --quiet 2>"$work/p$shard.log" &
   pids+=("$!")

@@ -30,6 +30,9 @@ fail() { echo "FAIL: $*"; exit 1; }
 ) >"$work/openssl.log" 2>&1 || fail "openssl could not make certificates: $(tail -5 "$work/openssl.log")"
 "$make_mnist" --out "$work/mnist" --count 200 --seed 1 >/dev/null
 # Two slots and nobody reading: the producer publishes 2 batches, then waits.
+# Its log exists before it starts (the background job's redirection may come
+# after the first look at it).
+: >"$work/p.log"
 "$producer" --mnist "$work/mnist" --endpoint grpc://127.0.0.1:0 --pipeline to_tensor --batch-size 10 \
   --threads 1 --slots 2 --max-in-flight 1 --quiet --tls-cert "$work/server.pem" --tls-key "$work/server.key" \
   --tls-client-ca "$work/ca.pem" 2>"$work/p.log" &
