@@ -231,6 +231,42 @@ TEST(DeliveryReconnect, ABrokenGrpcConnectionResumesTheSessionWithoutGapOrDuplic
   EXPECT_GE(proxy.accepted(), 3) << "the consumer did not reconnect after each cut";
 }
 
+// Frames that were queued in the consumer, not yet taken by its trainer,
+// when the connection broke: the resumed stream must not count them as
+// taken. It did (the chaos test's stall): the producer sent a full window
+// on top of them, the consumer's queue reached its limit and stopped
+// reading, so the confirmation its Next() waits for sat unread behind the
+// frames for 10 s, longer than the consumer timeout, and the consumer lost
+// its leases (and its trainer the step it held: Aborted).
+TEST(DeliveryReconnect, FramesQueuedWhenTheConnectionBrokeDoNotStallTheResumedStream) {
+  const RunInfo run = TestRun(24, 1);
+  auto w = RunWriter("grpc://127.0.0.1:0", run, 4'000);
+  ASSERT_NE(w, nullptr);
+  testing::TcpProxy proxy(static_cast<uint16_t>(ParseEndpoint(w->endpoint()).value().port));
+  ASSERT_NE(proxy.port(), 0);
+  ReaderOptions o = SessionReaderOptions(/*reconnect=*/true);
+  o.grpc_prefetch = 4;
+  auto r = Reader("grpc://127.0.0.1:" + std::to_string(proxy.port()), o);
+  ASSERT_NE(r, nullptr);
+  ServeThread serve(*w);
+  KeyTally tally;
+  tally.Add(ReadKeys(*r, run, 1), "before the cut");
+  // The producer fills the window: frames on their way to, or queued in,
+  // the consumer, which takes none of them before the cut.
+  ASSERT_TRUE(WaitStreamed(w->endpoint(), 5));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let them arrive (no assertion on time)
+  proxy.Cut();
+  // The trainer takes nothing until the consumer has reconnected and the
+  // producer has sent on the resumed stream (frames beyond the first 7).
+  ASSERT_TRUE(WaitStreamed(w->endpoint(), 10)) << "the consumer did not resume the stream";
+  EXPECT_GE(proxy.accepted(), 2) << "the consumer did not reconnect after the cut";
+  tally.Add(ReadKeys(*r, run), "after the cut");
+  const Status ended = serve.Join();
+  EXPECT_TRUE(ended.ok()) << ended.ToString();
+  EXPECT_EQ(tally.Check(AllKeys(run)), "");
+  EXPECT_EQ(w->delivery_stats().leases_lost, 0u) << "the resumed consumer stalled past the consumer timeout";
+}
+
 // ---------------------------------------------------------------- rule 5: producer restarts
 
 TEST_P(DeliveryMp, AProducerKilledAndRestartedWithItsStateDirContinuesWithoutLossOrRepeat) {

@@ -88,8 +88,19 @@ class GrpcReader final : public BatchReader {
       progress_received_ = std::max(progress_received_, f.position + 1);
       progress_dirty_ = true;
     }
+    // Until the session has counted this frame, a resume waits (it says
+    // what the session received).
+    taking_ = true;
     cv_.notify_all();
     lock.unlock();
+    struct Taken {
+      GrpcReader* self;
+      ~Taken() {
+        std::lock_guard<std::mutex> l(self->mu_);
+        self->taking_ = false;
+        self->cv_.notify_all();
+      }
+    } taken{this};
     if (!TakePayload(&f, pool_.get())) {
       return Status::ResourceExhausted(Uri(ep_) + ": out of memory for a " + std::to_string(f.size) +
                                        "-byte frame");
@@ -315,13 +326,20 @@ class GrpcReader final : public BatchReader {
     return Status::OK();
   }
 
-  // A reconnect resumes the session: everything up to the last frame in the
-  // queue was received (the producer recorded each frame before sending it).
+  // A reconnect resumes the session where the trainer is: what Take()
+  // took, with the keys of the last of them. Frames still in the queue are
+  // not claimed (the welcome drops them; the producer makes them again),
+  // so the producer's window starts from an empty queue. Claiming them
+  // too, as this did, made the window count them as taken: the producer
+  // sent a full window on top, the queue reached its limit and stopped
+  // reading, and the confirmation Next() waits for sat unread behind the
+  // frames past the consumer timeout (DeliveryReconnect.FramesQueued...).
   Hello ResumeHello() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !taking_; });  // a frame Take() popped is counted first
+    queue_.clear();
     Hello h = session_.ResumeHello();
-    std::lock_guard<std::mutex> lock(mu_);
-    h.received = std::max(h.received, net_received_);
-    h.tail.clear();
+    net_received_ = h.received;
     return h;
   }
 
@@ -484,6 +502,7 @@ class GrpcReader final : public BatchReader {
   Status fatal_;  // the session is over (Aborted, DataLoss): returned at once
   bool cancelled_ = false;
   bool closing_ = false;
+  bool taking_ = false;         // Take() popped a frame the session has not counted yet
   uint64_t net_received_ = 0;  // delivery position of the next frame from the network
   uint64_t progress_acked_ = 0;
   uint64_t progress_received_ = 0;  // frames taken off the queue (flow control)
