@@ -884,14 +884,9 @@ void RaceOnce(const std::string& name, bool gc, int round) {
   // round's stale one.
 }
 
-struct RemoveStaleAtEnd {
-  std::string name;
-  ~RemoveStaleAtEnd() { testing::RemoveStaleSegmentsNamed(name); }
-};
-
 void RaceRounds(bool gc) {
   const std::string name = UniqueName(gc ? "race-gc" : "race");
-  RemoveStaleAtEnd cleanup{name};
+  testing::RemoveStaleAtEnd cleanup{name};
   // Round 0's stale name: a file with the name that nobody holds.
   WriteFile(PathOf(name), 4096);
   for (int round = 0; round < 50 && !::testing::Test::HasFailure(); ++round) {
@@ -1017,7 +1012,7 @@ TEST(ShmAttackHandshake, ReconnectingConsumerRefusesAPathFromTheHandshake) {
   // now (auto_reader.cc's locator); a name with '/' is refused at once, not
   // opened and not retried until the reconnect deadline.
   const std::string name = UniqueName("relocate");
-  RemoveStaleAtEnd cleanup{name};
+  testing::RemoveStaleAtEnd cleanup{name};
   Peer producer({"produce", name, "1", "2", "sleep"});
   producer.Serving();
   ASSERT_EQ(producer.ReadLine(), "published 1");

@@ -33,6 +33,13 @@ inline void RemoveStaleSegmentsNamed(const std::string& part) {
   }
 }
 
+// Calls RemoveStaleSegmentsNamed(part) when it goes out of scope, so a
+// failed assertion after the kill still cleans up.
+struct RemoveStaleAtEnd {
+  std::string part;
+  ~RemoveStaleAtEnd() { RemoveStaleSegmentsNamed(part); }
+};
+
 // A layout of `n` int64 labels and an n x bytes_per_sample uint8 payload.
 inline std::shared_ptr<const BatchLayout> TestLayout(int64_t n, int64_t bytes_per_sample) {
   auto layout = BatchLayout::Make({{"label", DType::kInt64, {n}},
