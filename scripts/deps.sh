@@ -19,6 +19,7 @@ DATAFEED_DEBIAN_PACKAGES=(
   libspdlog-dev        # the library's log (transport/include/datafeed/transport/log.h)
   libcpp-httplib-dev   # datafeed-producer --metrics-port (Prometheus /metrics)
   python3-matplotlib   # bench/plot.py's PNG charts
+  python3-prometheus-client   # datafeed.metrics (optional for users): tests/python/test_metrics.py
   iproute2 util-linux   # tests/multihost: network namespaces, veth, bridges (ip), unshare, nsenter
   python3-kubernetes python3-yaml   # tests/deploy: unknown fields in the Kubernetes manifests
   clang-14 libclang-rt-14-dev   # scripts/sanitize.sh, scripts/fuzz.sh: ASan/UBSan and libFuzzer

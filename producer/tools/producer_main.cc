@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   int64_t max_in_flight = 2;
   double progress_s = 2.0, max_bad_fraction = 0.001, max_samples_per_s = 0;
   std::string tls_cert, tls_key, tls_client_ca, shm_name, auth_token_file;
-  bool insecure = false;
+  bool insecure = false, grpc_introspection = false;
   int64_t max_streams = 64, max_streams_per_peer = 16;
   int64_t keepalive_ms = 10'000;
   bool shuffle = false, drop_last = false, unordered = false, strict = false, quiet = false;
@@ -291,6 +291,10 @@ int main(int argc, char** argv) {
       ->group(kGrpc);
   app.add_flag("--insecure", insecure,
                "serve plaintext on an address other than loopback (anyone who reaches the port reads the stream)")
+      ->group(kGrpc);
+  app.add_flag("--grpc-introspection", grpc_introspection,
+               "also serve gRPC server reflection and channelz (grpcurl, grpc_cli); behind --auth-token-file "
+               "like every call, and only with a token or --tls-client-ca beyond loopback")
       ->group(kGrpc);
   app.add_option("--max-streams", max_streams, "the most batch streams at once")
       ->check(tools::WholeNumber(1, 100'000))
@@ -461,6 +465,7 @@ int main(int argc, char** argv) {
   wo.grpc.keepalive_ms = keepalive_ms;
   wo.grpc.auth_token_file = auth_token_file;
   wo.grpc.insecure = insecure;
+  wo.grpc.introspection = grpc_introspection;
   wo.grpc.max_streams = static_cast<int>(max_streams);
   wo.grpc.max_streams_per_peer = static_cast<int>(max_streams_per_peer);
   wo.state_dir = state_dir;

@@ -42,7 +42,7 @@ from .finishing import finish
 from .loader import Batch, Loader
 from .serving import DEFAULT_PIPELINE, Producer, ProducerError, producer_path, serve
 from .writer import Writer
-from . import _log
+from . import _log, metrics  # metrics: prometheus_client only when a collector is made
 
 _log.install()  # the library's log lines go to the "datafeed" logger
 

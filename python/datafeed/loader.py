@@ -628,6 +628,18 @@ class Loader:
                 return {}
             return self._stats_locked()
 
+    def register_metrics(self, registry: Any = None, labels: Optional[Dict[str, str]] = None) -> Any:
+        """Exports stats() to Prometheus: registers a
+        datafeed.metrics.LoaderCollector with `registry` (default:
+        prometheus_client.REGISTRY, what start_http_server serves), every
+        sample labelled with endpoint, transport and `labels`. Returns the
+        collector (registry.unregister(it) removes it). Needs
+        prometheus_client (python3-prometheus-client); ImportError saying
+        so without it."""
+        from . import metrics
+
+        return metrics.register(self, registry, labels)
+
     def _stats_locked(self) -> Dict[str, Any]:
         values = (ctypes.c_double * len(_capi.STAT_NAMES))()
         n = self._lib.df_consumer_stats(self._handle, values, len(values))

@@ -2,15 +2,22 @@
 // plaintext beyond loopback refused unless asked for, bearer tokens, stream
 // limits per producer and per peer, and peers that open streams and never
 // read them.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/message.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/client_unary_call.h>
+#include <grpcpp/impl/codegen/sync_stream.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "datafeed/proto/datafeed.grpc.pb.h"
 #include "datafeed/transport/transport.h"
@@ -225,6 +232,259 @@ TEST(GrpcSecurity, StreamsInAllAreLimited) {
   wo.grpc.max_streams = 0;
   auto bad = TryWriter("grpc://127.0.0.1:0", wo);
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
+}
+
+// --- gRPC reflection and channelz (--grpc-introspection) ---------------------
+//
+// Called as grpcurl or a channelz viewer would, with the services' own
+// message types, which libgrpc++_reflection and libgrpcpp_channelz put in
+// protobuf's generated pool (their headers are not installed): built and
+// read through protobuf reflection, sent as raw bytes.
+
+constexpr char kReflectionMethod[] = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+constexpr char kTopChannelsMethod[] = "/grpc.channelz.v1.Channelz/GetTopChannels";
+constexpr char kServersMethod[] = "/grpc.channelz.v1.Channelz/GetServers";
+
+std::unique_ptr<google::protobuf::Message> NewMessage(const std::string& type) {
+  const google::protobuf::Descriptor* d = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
+  if (d == nullptr) {
+    ADD_FAILURE() << type << " is not in protobuf's generated pool (is libgrpc++_reflection / libgrpcpp_channelz linked?)";
+    return nullptr;
+  }
+  return std::unique_ptr<google::protobuf::Message>(
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(d)->New());
+}
+
+grpc::ByteBuffer ToBytes(const std::string& s) {
+  grpc::Slice slice(s);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string FromBytes(const grpc::ByteBuffer& b) {
+  std::vector<grpc::Slice> slices;
+  (void)b.Dump(&slices);
+  std::string out;
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+struct Answer {
+  grpc::Status status;
+  bool replied = false;  // a response message arrived
+  std::string reply;
+};
+
+void Prepare(grpc::ClientContext* ctx, const std::string& token) {
+  ctx->set_deadline(std::chrono::system_clock::now() + 10s);
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+}
+
+Answer Unary(const std::shared_ptr<grpc::Channel>& channel, const char* method, const std::string& request,
+             const std::string& token) {
+  grpc::ClientContext ctx;
+  Prepare(&ctx, token);
+  grpc::ByteBuffer reply;
+  Answer a;
+  a.status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+      channel.get(), grpc::internal::RpcMethod(method, grpc::internal::RpcMethod::NORMAL_RPC, channel), &ctx,
+      ToBytes(request), &reply);
+  a.reply = FromBytes(reply);
+  a.replied = a.status.ok() || !a.reply.empty();
+  return a;
+}
+
+// One request on the reflection service's stream, and its answer.
+Answer Reflect(const std::shared_ptr<grpc::Channel>& channel, const google::protobuf::Message& request,
+               const std::string& token) {
+  grpc::ClientContext ctx;
+  Prepare(&ctx, token);
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> call(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+          channel.get(), grpc::internal::RpcMethod(kReflectionMethod, grpc::internal::RpcMethod::BIDI_STREAMING, channel),
+          &ctx));
+  call->Write(ToBytes(request.SerializeAsString()));
+  call->WritesDone();
+  Answer a;
+  grpc::ByteBuffer reply;
+  a.replied = call->Read(&reply);
+  if (a.replied) a.reply = FromBytes(reply);
+  while (call->Read(&reply)) {
+  }
+  a.status = call->Finish();
+  return a;
+}
+
+std::unique_ptr<google::protobuf::Message> ListServicesRequest() {
+  auto req = NewMessage("grpc.reflection.v1alpha.ServerReflectionRequest");
+  if (req) req->GetReflection()->SetString(req.get(), req->GetDescriptor()->FindFieldByName("list_services"), "*");
+  return req;
+}
+
+std::unique_ptr<google::protobuf::Message> SymbolRequest(const std::string& symbol) {
+  auto req = NewMessage("grpc.reflection.v1alpha.ServerReflectionRequest");
+  if (req) {
+    req->GetReflection()->SetString(req.get(), req->GetDescriptor()->FindFieldByName("file_containing_symbol"),
+                                    symbol);
+  }
+  return req;
+}
+
+std::unique_ptr<google::protobuf::Message> Parse(const std::string& type, const std::string& bytes) {
+  auto m = NewMessage(type);
+  if (m) {
+    EXPECT_TRUE(m->ParseFromString(bytes)) << type;
+  }
+  return m;
+}
+
+// The service names a ServerReflectionResponse lists.
+std::vector<std::string> ListedServices(const std::string& reply) {
+  std::vector<std::string> names;
+  auto resp = Parse("grpc.reflection.v1alpha.ServerReflectionResponse", reply);
+  if (!resp) return names;
+  const google::protobuf::FieldDescriptor* list = resp->GetDescriptor()->FindFieldByName("list_services_response");
+  if (!resp->GetReflection()->HasField(*resp, list)) {
+    ADD_FAILURE() << "no list_services_response in " << resp->ShortDebugString();
+    return names;
+  }
+  const google::protobuf::Message& l = resp->GetReflection()->GetMessage(*resp, list);
+  const google::protobuf::FieldDescriptor* service = l.GetDescriptor()->FindFieldByName("service");
+  for (int i = 0; i < l.GetReflection()->FieldSize(l, service); ++i) {
+    const google::protobuf::Message& s = l.GetReflection()->GetRepeatedMessage(l, service, i);
+    names.push_back(s.GetReflection()->GetString(s, s.GetDescriptor()->FindFieldByName("name")));
+  }
+  return names;
+}
+
+bool Has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+TEST(GrpcIntrospection, ReflectionAndChannelzAnswerWhenAskedFor) {
+  WriterOptions wo;
+  wo.grpc.introspection = true;
+  auto w = Writer("grpc://127.0.0.1:0", wo);
+  ASSERT_NE(w, nullptr);
+  const std::string port = w->endpoint().substr(w->endpoint().rfind(':') + 1);
+  auto channel = grpc::CreateChannel(HostPort(w->endpoint()), grpc::InsecureChannelCredentials());
+
+  // Reflection lists the producer's services and describes them.
+  auto list_req = ListServicesRequest();
+  ASSERT_NE(list_req, nullptr);
+  Answer listed = Reflect(channel, *list_req, "");
+  ASSERT_TRUE(listed.status.ok()) << listed.status.error_message();
+  ASSERT_TRUE(listed.replied);
+  const std::vector<std::string> services = ListedServices(listed.reply);
+  for (const char* name : {"datafeed.v1.DataFeed", "grpc.reflection.v1alpha.ServerReflection", "grpc.channelz.v1.Channelz"}) {
+    EXPECT_TRUE(Has(services, name)) << name << " not listed";
+  }
+  Answer described = Reflect(channel, *SymbolRequest("datafeed.v1.DataFeed"), "");
+  ASSERT_TRUE(described.status.ok()) << described.status.error_message();
+  auto resp = Parse("grpc.reflection.v1alpha.ServerReflectionResponse", described.reply);
+  ASSERT_NE(resp, nullptr);
+  const google::protobuf::FieldDescriptor* fdr = resp->GetDescriptor()->FindFieldByName("file_descriptor_response");
+  ASSERT_TRUE(resp->GetReflection()->HasField(*resp, fdr)) << resp->ShortDebugString();
+  const google::protobuf::Message& files = resp->GetReflection()->GetMessage(*resp, fdr);
+  const google::protobuf::FieldDescriptor* proto = files.GetDescriptor()->FindFieldByName("file_descriptor_proto");
+  bool found = false;
+  for (int i = 0; i < files.GetReflection()->FieldSize(files, proto); ++i) {
+    google::protobuf::FileDescriptorProto file;
+    ASSERT_TRUE(file.ParseFromString(files.GetReflection()->GetRepeatedString(files, proto, i)));
+    for (const auto& s : file.service()) {
+      if (file.package() == "datafeed.v1" && s.name() == "DataFeed") found = true;
+    }
+  }
+  EXPECT_TRUE(found) << "no DataFeed service in the descriptors reflection sent";
+
+  // Channelz: this server, listening, and (a consumer in this process) a
+  // channel to it.
+  auto consumer = GrpcReader(w->endpoint());
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  Answer servers = Unary(channel, kServersMethod, NewMessage("grpc.channelz.v1.GetServersRequest")->SerializeAsString(), "");
+  ASSERT_TRUE(servers.status.ok()) << servers.status.error_message();
+  auto s = Parse("grpc.channelz.v1.GetServersResponse", servers.reply);
+  ASSERT_NE(s, nullptr);
+  EXPECT_GE(s->GetReflection()->FieldSize(*s, s->GetDescriptor()->FindFieldByName("server")), 1) << s->ShortDebugString();
+  EXPECT_NE(s->ShortDebugString().find("listen_socket"), std::string::npos) << s->ShortDebugString();
+  Answer top = Unary(channel, kTopChannelsMethod, NewMessage("grpc.channelz.v1.GetTopChannelsRequest")->SerializeAsString(), "");
+  ASSERT_TRUE(top.status.ok()) << top.status.error_message();
+  auto t = Parse("grpc.channelz.v1.GetTopChannelsResponse", top.reply);
+  ASSERT_NE(t, nullptr);
+  EXPECT_NE(t->ShortDebugString().find("127.0.0.1:" + port), std::string::npos)
+      << "no channel to the producer in " << t->ShortDebugString();
+
+  // A producer that did not ask, in the same process after one that did
+  // (gRPC registers both plugins process-wide): neither service.
+  auto plain = Writer("grpc://127.0.0.1:0");
+  ASSERT_NE(plain, nullptr);
+  auto plain_channel = grpc::CreateChannel(HostPort(plain->endpoint()), grpc::InsecureChannelCredentials());
+  EXPECT_EQ(Reflect(plain_channel, *list_req, "").status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(Unary(plain_channel, kTopChannelsMethod, "", "").status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(Unary(plain_channel, kServersMethod, "", "").status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST(GrpcIntrospection, ATokenGuardsThemAndNothingLeaksWithoutIt) {
+  const std::string secret = "introspect-token-0123456789";
+  TokenFile token(secret);
+  WriterOptions wo;
+  wo.grpc.introspection = true;
+  wo.grpc.auth_token_file = token.path();
+  auto w = Writer("grpc://127.0.0.1:0", wo);
+  ASSERT_NE(w, nullptr);
+  auto channel = grpc::CreateChannel(HostPort(w->endpoint()), grpc::InsecureChannelCredentials());
+  auto list_req = ListServicesRequest();
+  ASSERT_NE(list_req, nullptr);
+
+  // Without the token, or with a wrong one of the same length: refused
+  // with the fix, and not one response message.
+  for (const std::string& wrong : {std::string(), std::string("introspect-token-0123456780")}) {
+    SCOPED_TRACE(wrong.empty() ? "no token" : "wrong token");
+    std::vector<Answer> answers = {Reflect(channel, *list_req, wrong),
+                                   Unary(channel, kTopChannelsMethod, "", wrong),
+                                   Unary(channel, kServersMethod, "", wrong),
+                                   Unary(channel, "/datafeed.v1.DataFeed/GetStats", "", wrong)};
+    for (const Answer& a : answers) {
+      EXPECT_EQ(a.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << a.status.error_message();
+      EXPECT_NE(a.status.error_message().find("--auth-token-file"), std::string::npos) << a.status.error_message();
+      EXPECT_FALSE(a.replied) << "a response reached a caller without the token (" << a.reply.size() << " bytes)";
+    }
+  }
+  // The health service stays open (it says SERVING and nothing else; the
+  // kubelet's gRPC probe sends no token).
+  Answer health = Unary(channel, "/grpc.health.v1.Health/Check", "", "");
+  EXPECT_TRUE(health.status.ok()) << health.status.error_message();
+  EXPECT_EQ(health.reply, std::string("\x08\x01", 2));  // HealthCheckResponse{status: SERVING}
+
+  // With the token: answered.
+  Answer listed = Reflect(channel, *list_req, secret);
+  ASSERT_TRUE(listed.status.ok()) << listed.status.error_message();
+  EXPECT_TRUE(Has(ListedServices(listed.reply), "grpc.channelz.v1.Channelz"));
+  Answer servers = Unary(channel, kServersMethod, "", secret);
+  EXPECT_TRUE(servers.status.ok()) << servers.status.error_message();
+  EXPECT_TRUE(servers.replied);
+  // The producer's own consumers, which send the token, are served as before.
+  ReaderOptions ro;
+  ro.grpc.auth_token_file = token.path();
+  auto r = GrpcReader(w->endpoint(), ro);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Publish(*w, 5);
+  auto v = (*r)->Next(Deadline::AfterMillis(10'000));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->meta().first_index, 5u);
+}
+
+TEST(GrpcIntrospection, BeyondLoopbackItNeedsToKnowWhoCalls) {
+  WriterOptions wo;
+  wo.grpc.introspection = true;
+  wo.grpc.insecure = true;
+  auto refused = TryWriter("grpc://0.0.0.0:0", wo);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().ToString();
+  for (const char* word : {"--grpc-introspection", "--auth-token-file", "--tls-client-ca"}) {
+    EXPECT_NE(refused.status().message().find(word), std::string::npos) << word << ": " << refused.status().ToString();
+  }
+  TokenFile token("introspect-token-abc");
+  wo.grpc.auth_token_file = token.path();
+  auto w = TryWriter("grpc://0.0.0.0:0", wo);
+  EXPECT_TRUE(w.ok()) << w.status().ToString();
 }
 
 }  // namespace

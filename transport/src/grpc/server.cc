@@ -24,6 +24,7 @@
 #include "delivery/ledger_internal.h"
 #include "handshake_internal.h"
 #include "delivery/wire_messages_internal.h"
+#include "server_guard_internal.h"
 #include "shm/shm_transport_internal.h"
 #include "transports_internal.h"
 #include "util_internal.h"
@@ -401,6 +402,12 @@ class GrpcWriter final : public BatchWriter {
     if (!o.grpc.auth_token_file.empty()) {
       DATAFEED_ASSIGN_OR_RETURN(w->state_.token, ReadAuthToken(o.grpc.auth_token_file));
     }
+    if (o.grpc.introspection && !IsLoopbackHost(ep.name) && w->state_.token.empty() && o.grpc.tls_ca.empty()) {
+      return Status::FailedPrecondition(
+          Uri(ep) + ": --grpc-introspection on " + ep.name +
+          " would describe the producer to anyone who reaches the port; say who may call with "
+          "--auth-token-file or --tls-client-ca (GrpcOptions::auth_token_file, tls_ca), or listen on 127.0.0.1");
+    }
     if (o.grpc.max_streams < 1 || o.grpc.max_streams_per_peer < 1) {
       return Status::InvalidArgument(Uri(ep) + ": max_streams and max_streams_per_peer must be at least 1");
     }
@@ -409,7 +416,14 @@ class GrpcWriter final : public BatchWriter {
     w->send_limit_ms_ = o.consumer_timeout_ms;
     DATAFEED_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(o.grpc));
     grpc::EnableDefaultHealthCheckService(true);
+    // Before the builder: turning channelz on registers its plugin for
+    // builders made from then on (server_guard_internal.h).
+    std::unique_ptr<grpc::ServerBuilderOption> introspection = IntrospectionOption(o.grpc.introspection);
     grpc::ServerBuilder builder;
+    builder.SetOption(std::move(introspection));
+    // Every service, reflection and channelz included, behind the token;
+    // the handlers below check it again.
+    RequireTokenOnEveryCall(w->state_.token, &builder);
     int port = 0;
     const std::string address = GrpcAddress(ep.name, ep.port);
     builder.AddListeningPort(address, creds, &port);

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -58,9 +59,12 @@ const std::string& LocalHostDigest();
 Result<std::string> ReadAuthToken(const std::string& path);
 // The metadata a consumer sends its token in.
 constexpr char kAuthKey[] = "authorization";
-// Producer: true when `token` is empty or the call carries it (compared in
-// constant time).
-bool Authorized(const grpc::ServerContext& ctx, const std::string& token);
+// Producer: true when `token` is empty or the call's metadata carries it
+// (compared in constant time).
+bool Authorized(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata, const std::string& token);
+inline bool Authorized(const grpc::ServerContext& ctx, const std::string& token) {
+  return Authorized(ctx.client_metadata(), token);
+}
 // What a handler answers a call without the token: UNAUTHENTICATED, saying
 // nothing about the producer.
 grpc::Status Unauthenticated();

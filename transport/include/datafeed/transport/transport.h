@@ -280,6 +280,11 @@ struct GrpcOptions {
   // ring's slots for good.
   int max_streams = 64;
   int max_streams_per_peer = 16;
+  // Producer: also serve gRPC server reflection and channelz
+  // (--grpc-introspection), for grpcurl, grpc_cli and channelz viewers.
+  // Behind the bearer token like every service; refused on an address
+  // other than loopback unless auth_token_file or tls_ca says who may call.
+  bool introspection = false;
 };
 
 struct WriterOptions {
