@@ -7,6 +7,8 @@
 #include <turbojpeg.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -95,6 +97,30 @@ void RgbTo(const uint8_t* rgb, size_t pixels, int channels, uint8_t* out) {
   }
 }
 
+std::atomic<uint64_t> max_image_pixels{kDefaultMaxImagePixels};
+
+Status CheckPixels(uint64_t width, uint64_t height) {
+  const uint64_t limit = max_image_pixels.load(std::memory_order_relaxed);
+  if (width * height <= limit) return Status::OK();
+  return Status::DataLoss("says it is " + std::to_string(width) + " x " + std::to_string(height) + " = " +
+                          std::to_string(width * height) + " pixels, more than the limit of " +
+                          std::to_string(limit) +
+                          " (a decompression bomb, or a damaged header); raise --max-image-pixels "
+                          "(SetMaxImagePixels) if the image is real");
+}
+
+// PNG's size is in its first chunk (IHDR), right after the signature.
+Status CheckPngPixels(const uint8_t* data, size_t n) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (n < 24 || std::memcmp(data, kSignature, 8) != 0 || std::memcmp(data + 12, "IHDR", 4) != 0) {
+    return Status::OK();  // not a PNG (or no IHDR: OpenCV refuses it)
+  }
+  auto be32 = [](const uint8_t* p) {
+    return uint64_t{p[0]} << 24 | uint64_t{p[1]} << 16 | uint64_t{p[2]} << 8 | uint64_t{p[3]};
+  };
+  return CheckPixels(be32(data + 16), be32(data + 20));
+}
+
 // Scratch per thread for the conversions that go through an intermediate.
 std::vector<uint8_t>& ThreadScratch() {
   thread_local std::vector<uint8_t> scratch;
@@ -114,7 +140,7 @@ Status ReadJpegHeader(tjhandle h, const uint8_t* data, size_t n, int* width, int
     return Status::DataLoss("a JPEG without an image (" + std::to_string(*width) + " x " + std::to_string(*height) +
                             " pixels: only tables, no frame)");
   }
-  return Status::OK();
+  return CheckPixels(static_cast<uint64_t>(*width), static_cast<uint64_t>(*height));
 }
 
 Status DecodeJpeg(const uint8_t* data, size_t n, int channels, int num, Sample* out) {
@@ -173,6 +199,7 @@ Status DecodeJpeg(const uint8_t* data, size_t n, int channels, int num, Sample* 
 // OpenCV's decode (IMREAD_UNCHANGED: native channels and depth, no EXIF
 // rotation) converted to `channels` the way PIL's convert() does.
 Status DecodeWithOpenCv(const uint8_t* data, size_t n, int channels, Sample* out) {
+  DATAFEED_RETURN_NOT_OK(CheckPngPixels(data, n));
   cv::Mat img;
   try {
     const cv::Mat buf(1, static_cast<int>(n), CV_8U, const_cast<uint8_t*>(data));
@@ -259,6 +286,9 @@ Status DecodeJpegScaled(const uint8_t* data, size_t n, int channels, int num, Sa
 }
 
 }  // namespace internal
+
+void SetMaxImagePixels(uint64_t pixels) { internal::max_image_pixels.store(pixels, std::memory_order_relaxed); }
+uint64_t MaxImagePixels() { return internal::max_image_pixels.load(std::memory_order_relaxed); }
 
 Status DecodeSample(Sample* sample, int channels) {
   if (channels != 1 && channels != 3 && channels != 4) {

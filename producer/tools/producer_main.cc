@@ -208,8 +208,8 @@ int main(int argc, char** argv) {
       ->check(tools::OneOf({"exact", "reduced"}))
       ->group(kPipeline);
   app.add_option("--bad-samples", bad_samples,
-                 "a sample that cannot be read, decoded or transformed: fill (left out, the batch filled with "
-                 "another; for now a zero image labelled -100), zero (a zero image labelled -100) or fail "
+                 "a sample that cannot be read, decoded or transformed: fill (a spare sample of the dataset, "
+                 "picked from the batch's identity, takes its slot), zero (a zero image labelled -100) or fail "
                  "(stop). Always counted and logged")
       ->group(kPipeline);
   app.add_option("--max-bad-fraction", max_bad_fraction,
@@ -217,6 +217,12 @@ int main(int argc, char** argv) {
       ->check(tools::Number(0, 1))
       ->group(kPipeline);
   app.add_flag("--strict", strict, "the same as --bad-samples fail")->group(kPipeline);
+  uint64_t max_image_pixels = kDefaultMaxImagePixels;
+  app.add_option("--max-image-pixels", max_image_pixels,
+                 "an image whose header claims more pixels (width x height) is a bad sample, refused before "
+                 "its memory is allocated (a decompression bomb); the default is PIL's limit")
+      ->check(tools::WholeNumber(1))
+      ->group(kPipeline);
 
   const char* kBatches = "Batches";
   app.add_option("--batch-size", batch_size, "samples per batch")->check(tools::WholeNumber(1))->group(kBatches);
@@ -444,6 +450,7 @@ int main(int argc, char** argv) {
   po.ordered = !unordered;
   po.bad_samples = *bad_policy;
   po.max_bad_fraction = max_bad_fraction;
+  SetMaxImagePixels(max_image_pixels);
   po.decode = decode == "reduced" ? DecodeMode::kReduced : DecodeMode::kExact;
   po.producer_id = static_cast<uint64_t>(getpid());
   po.with_index = with_index;

@@ -230,6 +230,44 @@ TEST(DecodeTest, ATablesOnlyJpegIsDataLossWhateverWasDecodedBefore) {
   }
 }
 
+// A header that claims more pixels than --max-image-pixels is DataLoss
+// before anything is allocated (the fuzzer's 1.3 KB JPEG claiming 63222 x
+// 65293 made the decoder allocate more than 2 GB); the limit is a setting.
+TEST(DecodeTest, AnImageWhoseHeaderClaimsTooManyPixelsIsRefusedBeforeDecoding) {
+  const auto good = EncodeJpeg(PhotoLike(40, 60, 3, 1), 40, 60, 3);
+  // The frame header (SOF0/SOF2: FF C0/C2, length, precision, height, width).
+  std::vector<uint8_t> bomb = good;
+  size_t sof = 0;
+  for (size_t i = 2; i + 9 < bomb.size(); ++i) {
+    if (bomb[i] == 0xFF && (bomb[i + 1] == 0xC0 || bomb[i + 1] == 0xC2)) {
+      sof = i;
+      break;
+    }
+  }
+  ASSERT_GT(sof, 0u);
+  bomb[sof + 5] = 0xFF, bomb[sof + 6] = 0x00;  // height 65280
+  bomb[sof + 7] = 0xF6, bomb[sof + 8] = 0x00;  // width 62976
+  // A PNG whose IHDR claims 70000 x 70000 (its CRC is wrong too: the size
+  // is refused first, by name).
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                              0, 1, 0x11, 0x70, 0, 1, 0x11, 0x70, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+  for (const auto* bytes : {&bomb, &png}) {
+    const Status st = DecodeStatus(*bytes);
+    EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st.ToString();
+    EXPECT_NE(st.message().find("--max-image-pixels"), std::string::npos) << st.message();
+  }
+  EXPECT_NE(DecodeStatus(bomb).message().find("62976 x 65280"), std::string::npos) << DecodeStatus(bomb).message();
+  // The limit is the caller's: the good image passes at exactly its size,
+  // and is refused one pixel below it.
+  ASSERT_EQ(datafeed::MaxImagePixels(), datafeed::kDefaultMaxImagePixels);
+  datafeed::SetMaxImagePixels(40 * 60);
+  EXPECT_TRUE(DecodeStatus(good).ok());
+  datafeed::SetMaxImagePixels(40 * 60 - 1);
+  EXPECT_EQ(DecodeStatus(good).code(), StatusCode::kDataLoss);
+  datafeed::SetMaxImagePixels(datafeed::kDefaultMaxImagePixels);
+  EXPECT_TRUE(DecodeStatus(good).ok());
+}
+
 TEST(DecodeTest, ScaledJpegDecodeHasTheScaledSize) {
   const auto jpeg = EncodeJpeg(PhotoLike(375, 500, 3, 2), 375, 500, 3);
   for (int k = 1; k <= 8; ++k) {

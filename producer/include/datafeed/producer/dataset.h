@@ -110,6 +110,17 @@ class Sample {
 // knows: Dataset::SampleName). Thread-safe for distinct Samples.
 Status DecodeSample(Sample* sample, int channels);
 
+// The most pixels (width x height) DecodeSample accepts in one image; a
+// bigger one is DataLoss before any pixel memory is allocated. Without it a
+// 1.3 KB JPEG header claiming 63222 x 65293 pixels made the decoder
+// allocate more than 2 GB (a decompression bomb). The default is PIL's
+// DecompressionBombError threshold, 2 x Image.MAX_IMAGE_PIXELS. Checked
+// from the header for JPEG and PNG; the other formats are bounded by
+// OpenCV's own limit (2^30 pixels). Process-wide; thread-safe.
+inline constexpr uint64_t kDefaultMaxImagePixels = 178956970;
+void SetMaxImagePixels(uint64_t pixels);
+uint64_t MaxImagePixels();
+
 class Dataset {
  public:
   virtual ~Dataset() = default;
