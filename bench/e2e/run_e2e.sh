@@ -115,7 +115,7 @@ run_feed() {
   local endpoint="" i batches last=-1 same=0
   for i in $(seq 1200); do
     endpoint=$(sed -n 's/^datafeed-producer: serving \([^ ]*\): .*/\1/p' "$log")
-    batches=$(sed -n 's/^datafeed-producer: \([0-9][0-9]*\) batches, .*/\1/p' "$log" | tail -n 1)
+    batches=$(sed -n 's/^datafeed-producer: \([0-9][0-9]*\) batches[ ,(].*/\1/p' "$log" | tail -n 1)
     if [ -n "$endpoint" ] && [ -n "$batches" ] && [ "$batches" -gt 0 ]; then
       if [ "$batches" = "$last" ]; then same=$((same + 1)); else same=0; last=$batches; fi
       [ "$same" -ge 10 ] && break
