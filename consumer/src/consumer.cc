@@ -86,7 +86,23 @@ struct Consumer::Impl {
   bool started = false;      // the stats clock runs (first Next() or Peek())
   bool next_called = false;  // a Next() came (LoadState must come before)
   Clock::time_point first_next;
+  // The stream's end reached (by Next() or Peek()): the stats clock stops
+  // there, and the wait for the end is no wait for data (the producer
+  // lingering, a run's last consumer finishing).
+  bool ended = false;
+  Clock::time_point ended_at;
   Clock::duration waited{0};
+  // Adds a wait in Next()/Peek() that began at `entered` and ended now with
+  // `st`: at the end of the stream it stops the clock instead.
+  void WaitedLocked(Clock::time_point entered, Clock::time_point now, const Status& st) {
+    if (st.IsEndOfStream()) {
+      if (!ended) ended_at = entered;
+      ended = true;
+      return;
+    }
+    waited += now - entered;
+  }
+  Clock::time_point ElapsedUntilLocked(Clock::time_point now) const { return ended ? ended_at : now; }
   uint64_t batches = 0, samples = 0, bytes = 0;
   // The periodic log line's previous snapshot.
   Clock::time_point next_log;
@@ -251,7 +267,7 @@ Result<BatchView> Consumer::Next() {
     }
   }
   const Clock::time_point now = Clock::now();
-  m.waited += now - entered;
+  m.WaitedLocked(entered, now, got.status());
   if (got.ok()) {
     ++m.batches;
     m.samples += SamplesIn(*got);
@@ -298,7 +314,7 @@ ConsumerStats Consumer::stats() const {
   s.samples = m.samples;
   s.bytes = m.bytes;
   s.wait_s = Seconds(m.waited);
-  s.elapsed_s = m.started ? Seconds(now - m.first_next) : 0;
+  s.elapsed_s = m.started ? Seconds(m.ElapsedUntilLocked(now) - m.first_next) : 0;
   s.dropped = m.dropped;
   return s;
 }
@@ -367,7 +383,7 @@ Result<BatchMeta> Consumer::Peek() {
   }
   // Waiting here for the next batch is the trainer waiting for data, as in
   // Next() (Python's Loader peeks before it takes each batch).
-  m.waited += Clock::now() - entered;
+  m.WaitedLocked(entered, Clock::now(), m.queue.empty() ? m.end : Status::OK());
   if (!arrived) {
     return Status::DeadlineExceeded("no batch from " + (m.endpoint.empty() ? std::string("the reader") : m.endpoint) +
                                     " within " + std::to_string(m.options.timeout_ms) + " ms");

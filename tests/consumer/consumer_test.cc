@@ -348,6 +348,22 @@ TYPED_TEST(ConsumerTest, StatsCountBatchesSamplesBytesAndWaiting) {
   EXPECT_LT(interval_wait, 0.5) << busy.ToString();
   EXPECT_LT(busy.wait_fraction(), waiting.wait_fraction());
   EXPECT_NE(busy.ToString().find("8 batches, 128 samples"), std::string::npos) << busy.ToString();
+
+  // The wait for the end of the stream (the producer lingering) is no wait
+  // for data, and the clock stops at the end: a short run's summary said
+  // "waiting 99%" for the time the producer took to close.
+  std::thread closer([&] {
+    std::this_thread::sleep_for(200ms);
+    EXPECT_TRUE(w->Close().ok());
+  });
+  Result<BatchView> end = c->Next();
+  closer.join();
+  if (end.status().code() == StatusCode::kUnavailable) return;  // a transport that reports its end so (see above)
+  ASSERT_TRUE(end.status().IsEndOfStream()) << end.status().ToString();
+  const ConsumerStats after = c->stats();
+  EXPECT_EQ(after.wait_s, busy.wait_s) << "the 200 ms wait for the end counted as waiting for data";
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(c->stats().elapsed_s, after.elapsed_s) << "the clock went on after the end";
 }
 
 TYPED_TEST(ConsumerTest, LogsAStatsLinePeriodically) {

@@ -69,8 +69,9 @@ struct ConsumerStats {
   uint64_t batches = 0;   // returned by Next()
   uint64_t samples = 0;   // sum of dimension 0 of each batch's first tensor
   uint64_t bytes = 0;     // frame bytes of those batches
-  double elapsed_s = 0;   // wall time since the first Next() call began
-  double wait_s = 0;      // time spent inside Next() and Peek(): the trainer waiting for data
+  double elapsed_s = 0;   // wall time since the first Next() call began (until the end of the stream)
+  double wait_s = 0;      // time spent inside Next() and Peek(): the trainer waiting for data (not
+                          // the wait for the end of the stream)
   uint64_t dropped = 0;   // read-ahead batches whose lease the producer took back
 
   double samples_per_s() const { return elapsed_s > 0 ? samples / elapsed_s : 0; }
