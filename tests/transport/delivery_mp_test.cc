@@ -267,6 +267,29 @@ TEST(DeliveryReconnect, FramesQueuedWhenTheConnectionBrokeDoNotStallTheResumedSt
   EXPECT_EQ(w->delivery_stats().leases_lost, 0u) << "the resumed consumer stalled past the consumer timeout";
 }
 
+// auto:// on the producer's host: a session the producer refuses (here a
+// checkpoint of another run) is its answer, not a ring this consumer cannot
+// use. It printed "not reading the shared memory its handshake named ...;
+// reading its gRPC stream instead" first, then the stream refused too.
+TEST(DeliveryRestore, AnAutoSessionTheProducerRefusesIsItsAnswerNotAFallbackToTheStream) {
+  const RunInfo run = TestRun(4, 1);
+  auto w = RunWriter("auto://127.0.0.1:0", run, 5'000);
+  ASSERT_NE(w, nullptr);
+  StreamPosition other;
+  other.fingerprint = run.fingerprint ^ 0xFF;
+  other.consumer_id = 77;
+  other.position = 2;
+  ReaderOptions o = SessionReaderOptions();
+  o.session.restore = {other};
+  ::testing::internal::CaptureStderr();
+  auto r = OpenReader(ParseEndpoint(w->endpoint()).value(), o);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("serves run"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(err.find("instead"), std::string::npos) << err;
+}
+
 // ---------------------------------------------------------------- rule 5: producer restarts
 
 TEST_P(DeliveryMp, AProducerKilledAndRestartedWithItsStateDirContinuesWithoutLossOrRepeat) {

@@ -58,10 +58,12 @@ Result<std::unique_ptr<BatchReader>> OpenAutoReader(const Endpoint& endpoint, co
       }
       return again.shm_name();
     };
-    Result<std::unique_ptr<BatchReader>> shm = OpenShmSessionReader(hs.shm_name(), now, std::move(locate));
+    bool answered = false;  // the producer itself refused the session (its checkpoint, its run)
+    Result<std::unique_ptr<BatchReader>> shm =
+        OpenShmSessionReader(hs.shm_name(), now, std::move(locate), &answered);
     // Same machine and boot but another /dev/shm (a container): use the stream.
     // A session the producer refused is refused on the stream too: say so now.
-    if (shm.ok() || endpoint.force_shm || shm.status().code() == StatusCode::kDataLoss ||
+    if (shm.ok() || endpoint.force_shm || answered || shm.status().code() == StatusCode::kDataLoss ||
         shm.status().code() == StatusCode::kAborted) {
       if (!shm.ok()) return shm.status().WithContext(Uri(endpoint) + (endpoint.force_shm ? " (shared memory was forced)" : ""));
       return shm;

@@ -724,8 +724,9 @@ class ShmReader final : public BatchReader {
                                             : static_cast<uint32_t>(::getuid());
   }
 
-  // Attaches NAME and opens the session (the first hello).
-  Status Attach() {
+  // Attaches NAME and opens the session (the first hello). `answered`: see
+  // OpenShmSessionReader.
+  Status Attach(bool* answered = nullptr) {
     const Deadline deadline = Deadline::AfterMillis(options_.connect_timeout_ms);
     DATAFEED_ASSIGN_OR_RETURN(auto seg, ShmSegment::Open(name_, deadline, trust_));
     const Deadline answer = Deadline::After(std::max<nanoseconds>(deadline.remaining(), kMinSessionWait));
@@ -735,7 +736,12 @@ class ShmReader final : public BatchReader {
     } else {
       hello = ToProto(session_.FirstHello());
     }
-    DATAFEED_ASSIGN_OR_RETURN(pb::SessionWelcome w, MailboxCall(seg.get(), hello, answer));
+    Result<pb::SessionWelcome> answered_with = MailboxCall(seg.get(), hello, answer);
+    if (answered != nullptr) {
+      const StatusCode code = answered_with.status().code();
+      *answered = code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded;
+    }
+    DATAFEED_ASSIGN_OR_RETURN(pb::SessionWelcome w, std::move(answered_with));
     if (!relay_) {
       DATAFEED_RETURN_NOT_OK(session_.Welcomed(w.consumer_id(), w.position(), w.fingerprint(), w.shard(),
                                                w.num_shards(), w.batches_per_epoch()));
@@ -1110,10 +1116,10 @@ class ShmReader final : public BatchReader {
 };
 
 Result<std::unique_ptr<ShmReader>> OpenReaderImpl(const std::string& name, const ReaderOptions& options,
-                                                  ShmLocator locate, bool relay) {
+                                                  ShmLocator locate, bool relay, bool* answered = nullptr) {
   DATAFEED_RETURN_NOT_OK(ValidateName(name).WithContext("shm endpoint"));
   auto reader = std::make_unique<ShmReader>(name, options, std::move(locate), relay);
-  DATAFEED_RETURN_NOT_OK(reader->Attach());
+  DATAFEED_RETURN_NOT_OK(reader->Attach(answered));
   return reader;
 }
 
@@ -1147,8 +1153,9 @@ Result<std::unique_ptr<BatchReader>> OpenShmRelayReader(const std::string& name)
 }
 
 Result<std::unique_ptr<BatchReader>> OpenShmSessionReader(const std::string& name, const ReaderOptions& options,
-                                                          ShmLocator locate) {
-  DATAFEED_ASSIGN_OR_RETURN(auto reader, OpenReaderImpl(name, options, std::move(locate), false));
+                                                          ShmLocator locate, bool* answered) {
+  if (answered != nullptr) *answered = false;
+  DATAFEED_ASSIGN_OR_RETURN(auto reader, OpenReaderImpl(name, options, std::move(locate), false, answered));
   return std::unique_ptr<BatchReader>(std::move(reader));
 }
 

@@ -41,9 +41,12 @@ using ShmLocator = std::function<Result<std::string>(Deadline deadline)>;
 
 // A consumer of ring NAME with its session (ReaderOptions::session).
 // `locate` (may be empty: the same name) is used to reconnect when
-// options.reconnect is set.
+// options.reconnect is set. `answered` (may be null) is set when the ring
+// was mapped and its producer answered the session request: a failure is
+// then the producer's refusal of the session (its checkpoint, its run),
+// not a ring this consumer could not use.
 Result<std::unique_ptr<BatchReader>> OpenShmSessionReader(const std::string& name, const ReaderOptions& options,
-                                                          ShmLocator locate);
+                                                          ShmLocator locate, bool* answered = nullptr);
 
 }  // namespace datafeed::internal
 
