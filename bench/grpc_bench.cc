@@ -794,6 +794,18 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
 
   const double gbps = Median(df.gbps), tcp_gbps = Median(tcp.gbps), naive_gbps = Median(naive.gbps);
   const double ratio = gbps / tcp_gbps, x_naive = gbps / naive_gbps;
+  // What the CPUs allow each path: this process's CPUs / (sender + receiver
+  // CPU seconds per GB). A path near it is CPU-bound (more streams cannot
+  // help); one well below it is held back by something else (one TCP
+  // stream's window and wake-ups, a lock, a wait).
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  auto cpu_limit = [&](const Series& s) {
+    const double per_gb = Median(s.tx_cpu) + Median(s.rx_cpu);
+    return per_gb > 0 ? ncpu / per_gb : 0;
+  };
+  const double df_cpu_limit = cpu_limit(df), tcp_cpu_limit = cpu_limit(tcp);
   if (json) {
     tools::JsonObject j;
     j["bench"] = "grpc";
@@ -825,6 +837,9 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
     j["tcp_rcvbuf"] = rcvbuf;
     j["tcp_buf_autotuned"] = c.tcp_buf == 0;
     j["streams"] = c.streams;
+    j["cpus"] = ncpu;
+    j["cpu_limit_gbps"] = tools::Round(df_cpu_limit, 3);
+    j["tcp_cpu_limit_gbps"] = tools::Round(tcp_cpu_limit, 3);
     j["address"] = c.address;
     j["sender_netns"] = c.sender_netns;
     j["receiver_netns"] = c.receiver_netns;
@@ -862,6 +877,10 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
               "                 naive server %.3f, client %.3f (all threads of each process)\n",
               Median(df.tx_cpu), Median(df.rx_cpu), Median(tcp.tx_cpu), Median(tcp.rx_cpu),
               Median(naive.tx_cpu), Median(naive.rx_cpu));
+  std::printf("  CPU limit      datafeed %.2f GB/s (%.2f of it reached), raw TCP %.2f GB/s (%.2f): %d CPUs / CPU s\n"
+              "                 per GB of sender + receiver; near 1: CPU-bound, more streams cannot help\n",
+              df_cpu_limit, df_cpu_limit > 0 ? gbps / df_cpu_limit : 0, tcp_cpu_limit,
+              tcp_cpu_limit > 0 ? tcp_gbps / tcp_cpu_limit : 0, ncpu);
   std::printf("  page faults    per frame: datafeed producer %.0f, consumer %.0f; naive client %.0f\n",
               Median(df.tx_faults), Median(df.rx_faults), Median(naive.rx_faults));
   std::printf("  contract       %7.2f GB/s  with leases, acknowledgements and a journal (--state-dir): %.3f of\n"

@@ -49,13 +49,16 @@ import json, sys
 mtu, cores, rows = sys.argv[1], sys.argv[2], [json.loads(a) for a in sys.argv[3:]]
 print("gRPC between two network namespaces (veth, MTU %s, through a bridge), %.1f MB frames, median of %d runs"
       % (mtu, rows[0]["frame_bytes"] / 1e6, rows[0]["repeats"]))
-print("%7s %14s %14s %7s %22s %22s" % ("streams", "datafeed GB/s", "raw TCP GB/s", "ratio",
-                                       "CPU s/GB prod/cons", "CPU s/GB tcp tx/rx"))
+# "of CPU limit": the rate over what the CPUs allow that path (cpus / CPU s
+# per GB of both sides): near 1 it is CPU-bound, well below it stream-bound.
+print("%7s %14s %14s %7s %20s %20s %18s" % ("streams", "datafeed GB/s", "raw TCP GB/s", "ratio",
+                                            "CPU s/GB prod+cons", "CPU s/GB tcp tx+rx", "of CPU limit df/tcp"))
 for j in rows:
-    print("%7d %14.2f %14.2f %7.3f %22s %22s" % (
+    print("%7d %14.2f %14.2f %7.3f %20s %20s %18s" % (
         j["streams"], j["gbps"], j["tcp_gbps"], j["ratio"],
-        "%.3f / %.3f" % (j["producer_cpu_s_per_gb"], j["consumer_cpu_s_per_gb"]),
-        "%.3f / %.3f" % (j["tcp_sender_cpu_s_per_gb"], j["tcp_receiver_cpu_s_per_gb"])))
+        "%.3f + %.3f" % (j["producer_cpu_s_per_gb"], j["consumer_cpu_s_per_gb"]),
+        "%.3f + %.3f" % (j["tcp_sender_cpu_s_per_gb"], j["tcp_receiver_cpu_s_per_gb"]),
+        "%.2f / %.2f" % (j["gbps"] / j["cpu_limit_gbps"], j["tcp_gbps"] / j["tcp_cpu_limit_gbps"])))
 first, last = rows[0], rows[-1]
 if len(rows) > 1:
     print("%d -> %d streams: datafeed x%.2f, raw TCP x%.2f" % (
