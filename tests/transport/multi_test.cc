@@ -375,6 +375,10 @@ TEST(GrpcStreams, ThreeStreamsToOneProducerAreThreeConnectionsAndDeliverEveryBat
   std::vector<Seen> seen = ReadAll(*r, {{kFpA, a}}, &end);
   EXPECT_TRUE(end.IsEndOfStream()) << end.ToString();
   EXPECT_EQ(CheckRuns(seen, {{kFpA, a}}), "");
+  // The streams are held to each other as producers are: epochs in order.
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_LE(seen[i - 1].key.epoch, seen[i].key.epoch) << "batch " << i << " came from an earlier epoch";
+  }
   const std::vector<ProducerLink> links = r->links();
   ASSERT_EQ(links.size(), 3u);
   uint64_t total = 0;

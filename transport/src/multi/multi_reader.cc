@@ -137,17 +137,10 @@ class MultiReader final : public BatchReader {
       const int64_t now = NowNs();
       // The lowest epoch a producer still sending may send this consumer:
       // batches of later epochs wait for it, up to the barrier.
-      // A producer read over several streams (grpc_streams) makes its
-      // batches in order whichever stream carries them: it has reached the
-      // highest epoch any of its streams has shown, and a stream of it that
-      // is waiting does not hold back a sibling's batch of that epoch.
-      std::map<uint64_t, uint64_t> producer_epoch;
-      for (auto& c : children_) {
-        if (!c->ready && !c->any) continue;
-        const uint64_t e = c->ready ? std::max<uint64_t>(c->ready->meta().epoch, c->last_epoch) : c->last_epoch;
-        auto [it, fresh] = producer_epoch.emplace(c->producer_id, e);
-        if (!fresh) it->second = std::max(it->second, e);
-      }
+      // Several streams to one producer (grpc_streams) are held to each
+      // other as producers are: a batch the producer sent earlier may still
+      // be on its way on a sibling's connection, and handing out a later
+      // epoch first would end a pass (Loader's split_epochs) one batch short.
       uint64_t floor = UINT64_MAX;
       int64_t wake_ns = INT64_MAX;
       bool reading = false;
@@ -157,12 +150,7 @@ class MultiReader final : public BatchReader {
         } else if (c->state == Child::kReading) {
           reading = true;
           if (now - c->heard_ns > barrier_ns) continue;  // silent too long: not waited for
-          if (c->any || have_epoch_) {
-            uint64_t e = c->any ? c->last_epoch : epoch_;
-            auto sib = producer_epoch.find(c->producer_id);
-            if (sib != producer_epoch.end()) e = std::max(e, sib->second);
-            floor = std::min<uint64_t>(floor, e);
-          }
+          if (c->any || have_epoch_) floor = std::min<uint64_t>(floor, c->any ? c->last_epoch : epoch_);
           wake_ns = std::min(wake_ns, c->heard_ns + barrier_ns);
         }
       }
