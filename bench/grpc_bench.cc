@@ -31,10 +31,28 @@
 // parses each pb::Frame (a copy out of gRPC's slices) and checksums it.
 // Message size limits raised; every other channel argument at its default.
 //
+// --streams N: the datafeed consumer opens N gRPC streams to the producer
+// (ReaderOptions::grpc_streams: N TCP connections, N delivery sessions) and
+// raw TCP uses N connections too (one sending and one receiving thread per
+// connection, frames dealt round-robin), so the ratio compares like with
+// like; the naive service stays one stream. With N > 1 batches arrive in no
+// fixed order: the consumer checks each batch's content and that every
+// batch came exactly once.
+//
+// --address IP, --sender-netns, --receiver-netns: the sender listens on IP
+// instead of 127.0.0.1, and each side first enters the named network
+// namespace (setns(2) on /run/netns/NAME or any nsfs path, before it opens
+// a socket), so the same run measures a link between two namespaces
+// (tests/multihost/streams_bench.sh). A datafeed producer on an address that
+// is not loopback serves plaintext (GrpcOptions::insecure): a benchmark on a
+// private veth.
+//
 // Runs are interleaved (tcp, datafeed, naive) --repeats times so that noise
 // from other tenants hits every path; each figure is the median.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -56,6 +74,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.h"
@@ -80,6 +99,11 @@ struct Config {
   int64_t slots = 4;
   int64_t prefetch = 1;
   int64_t tcp_buf = 0;          // 0: kernel autotuning
+  int64_t streams = 1;          // gRPC streams (datafeed) and TCP connections (raw TCP)
+  std::string address = "127.0.0.1";  // where senders listen
+  std::string sender_netns, receiver_netns;  // network namespaces to enter ("": stay)
+
+  bool Loopback() const { return address.rfind("127.", 0) == 0 || address == "::1"; }
 };
 
 // What one side of a run measured, sent to the parent through a pipe.
@@ -138,7 +162,43 @@ class Meter {
   SideResult r_;
 };
 
+// A Meter for frames finished by several threads.
+class SharedMeter {
+ public:
+  explicit SharedMeter(int64_t warmup) : meter_(warmup) {}
+  void Frame(int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    meter_.Frame(bytes);
+  }
+  void Bad() {
+    std::lock_guard<std::mutex> lock(mu_);
+    meter_.result().bad++;
+  }
+  SideResult result() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return meter_.result();
+  }
+
+ private:
+  std::mutex mu_;
+  Meter meter_;
+};
+
 // ---- processes ------------------------------------------------------------
+
+// Moves this (single-threaded, just forked) process into the network
+// namespace at `path` (/run/netns/NAME, or a bare NAME there); "" stays.
+Status EnterNetns(const std::string& path) {
+  if (path.empty()) return Status::OK();
+  const std::string full = path.find('/') == std::string::npos ? "/run/netns/" + path : path;
+  const int fd = open(full.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "network namespace " + full);
+  const int rc = setns(fd, CLONE_NEWNET);
+  const int err = errno;
+  close(fd);
+  if (rc != 0) return Status::FromErrno(err, "setns(" + full + ") (needs root / CAP_SYS_ADMIN)");
+  return Status::OK();
+}
 
 // Address handoff from the sender (it listens) to the receiver.
 void SendAddress(int fd, const std::string& address) {
@@ -204,7 +264,8 @@ struct PairResult {
 // there. done_fd reaches end-of-file once the receiver has reported (see
 // WaitForReceiver). On any failure both are killed and the error names the
 // path.
-Result<PairResult> RunPair(const std::string& path, const std::function<SideResult(int, int)>& sender,
+Result<PairResult> RunPair(const Config& c, const std::string& path,
+                           const std::function<SideResult(int, int)>& sender,
                            const std::function<SideResult(int)>& receiver) {
   int addr[2], done[2];
   if (pipe(addr) != 0) return Status::Internal("pipe: " + std::string(std::strerror(errno)));
@@ -213,8 +274,18 @@ Result<PairResult> RunPair(const std::string& path, const std::function<SideResu
     close(addr[1]);
     return Status::Internal("pipe: " + std::string(std::strerror(errno)));
   }
-  Child tx = Spawn([&] { return sender(addr[1], done[0]); }, {addr[0], done[1]});
-  Child rx = Spawn([&] { return receiver(addr[0]); }, {addr[1], done[0], done[1]});
+  Child tx = Spawn(
+      [&] {
+        if (Status st = EnterNetns(c.sender_netns); !st.ok()) return Failed(st.ToString());
+        return sender(addr[1], done[0]);
+      },
+      {addr[0], done[1]});
+  Child rx = Spawn(
+      [&] {
+        if (Status st = EnterNetns(c.receiver_netns); !st.ok()) return Failed(st.ToString());
+        return receiver(addr[0]);
+      },
+      {addr[1], done[0], done[1]});
   close(addr[0]);
   close(addr[1]);
   close(done[0]);
@@ -281,9 +352,10 @@ std::shared_ptr<const BatchLayout> ReferenceLayout(int64_t batch) {
 SideResult DatafeedProducer(const Config& c, int addr_fd, int done_fd, bool contract = false,
                             const std::string& state_dir = {}, DeliveryStats* delivery = nullptr) {
   auto layout = ReferenceLayout(c.batch);
-  auto ep = ParseEndpoint("grpc://127.0.0.1:0");
+  auto ep = ParseEndpoint("grpc://" + (c.address.find(':') != std::string::npos ? "[" + c.address + "]" : c.address) + ":0");
   if (!ep.ok()) return Failed(ep.status().ToString());
   WriterOptions wo;
+  wo.grpc.insecure = !c.Loopback();  // a private link between namespaces
   wo.shm.slot_count = static_cast<size_t>(c.slots);
   wo.shm.slot_bytes = layout->frame_bytes();
   wo.linger_ms = 10'000;
@@ -338,9 +410,17 @@ SideResult DatafeedConsumer(const Config& c, int addr_fd) {
   ReaderOptions ro;
   ro.connect_timeout_ms = 10'000;
   ro.grpc_prefetch = static_cast<int>(c.prefetch);
+  ro.grpc_streams = static_cast<int>(c.streams);
   auto reader = OpenReader(*ep, ro);
   if (!reader.ok()) return Failed(reader.status().ToString());
   if ((*reader)->transport() != Scheme::kGrpc) return Failed("the reader did not choose the gRPC stream");
+  if (c.streams > 1 && static_cast<int64_t>((*reader)->links().size()) != c.streams) {
+    return Failed("the reader opened " + std::to_string((*reader)->links().size()) + " streams, not " +
+                  std::to_string(c.streams));
+  }
+  // With several streams batches arrive in no fixed order: each must come
+  // exactly once.
+  std::vector<bool> seen(static_cast<size_t>(c.warmup + c.batches), false);
   Meter meter(c.warmup);
   for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
     auto v = (*reader)->Next(Deadline::AfterMillis(60'000));
@@ -352,7 +432,10 @@ SideResult DatafeedConsumer(const Config& c, int addr_fd) {
     const TensorView* lab = v->Find("label");
     if (!img || !lab) return Failed("batch without image/label");
     const uint64_t base = v->meta().first_index;
-    if (base != static_cast<uint64_t>(i * c.batch) ||
+    const uint64_t k = base / static_cast<uint64_t>(c.batch);
+    const bool fresh = base % static_cast<uint64_t>(c.batch) == 0 && k < seen.size() && !seen[k];
+    if (fresh) seen[k] = true;
+    if (!fresh || (c.streams == 1 && base != static_cast<uint64_t>(i * c.batch)) ||
         Checksum(img->data, img->nbytes) != GeneratedSum(img->nbytes, base) ||
         Checksum(lab->data, lab->nbytes) != GeneratedSum(lab->nbytes, ~base)) {
       meter.result().bad++;
@@ -386,75 +469,139 @@ void ReadBuffers(int fd, SideResult* r) {
   if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &len) == 0) r->rcvbuf = v;
 }
 
+// The socket address of c.address (IPv4 or IPv6) and `port`.
+bool SocketAddress(const Config& c, int port, sockaddr_storage* out, socklen_t* len) {
+  *out = {};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(out);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(out);
+  if (inet_pton(AF_INET, c.address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof *v4;
+    return true;
+  }
+  if (inet_pton(AF_INET6, c.address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof *v6;
+    return true;
+  }
+  return false;
+}
+
+// Frames connection k of n carries: i = k, k + n, k + 2n, ... below total.
+int64_t FramesOf(int64_t k, int64_t n, int64_t total) { return total > k ? (total - k + n - 1) / n : 0; }
+
+// Runs body(k) on one thread per connection; the first error, or "".
+std::string OnEachConnection(int64_t n, const std::function<std::string(int64_t)>& body) {
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int64_t k = 0; k < n; ++k) threads.emplace_back([&, k] { errors[static_cast<size_t>(k)] = body(k); });
+  for (auto& t : threads) t.join();
+  for (const std::string& e : errors) {
+    if (!e.empty()) return e;
+  }
+  return "";
+}
+
 SideResult TcpSender(const Config& c, size_t frame_bytes, int addr_fd) {
   Buffer src(frame_bytes);
   if (!src.data) return Failed("out of memory");
   Generate(src.data, frame_bytes, 0);
-  const int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_storage sa{};
+  socklen_t len = 0;
+  if (!SocketAddress(c, 0, &sa, &len)) return Failed("--address " + c.address + " is not an IP address");
+  const int lfd = socket(sa.ss_family, SOCK_STREAM, 0);
   if (lfd < 0) return Failed(Errno("socket"));
-  SetBuffers(lfd, c.tcp_buf);  // inherited by the accepted socket
-  struct sockaddr_in sa {};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  if (bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(lfd, 1) != 0 ||
+  SetBuffers(lfd, c.tcp_buf);  // inherited by the accepted sockets
+  if (bind(lfd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || listen(lfd, static_cast<int>(c.streams)) != 0 ||
       getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
-    return Failed(Errno("listen on 127.0.0.1"));
+    return Failed(Errno(("listen on " + c.address).c_str()));
   }
-  SendAddress(addr_fd, "127.0.0.1:" + std::to_string(ntohs(sa.sin_port)));
-  struct pollfd pfd = {lfd, POLLIN, 0};
-  if (poll(&pfd, 1, 30'000) <= 0) return Failed("no receiver connected");
-  const int fd = accept(lfd, nullptr, nullptr);
+  const int port = ntohs(sa.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&sa)->sin_port
+                                                 : reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port);
+  SendAddress(addr_fd, c.address + ":" + std::to_string(port));
+  std::vector<int> fds;
+  for (int64_t k = 0; k < c.streams; ++k) {
+    struct pollfd pfd = {lfd, POLLIN, 0};
+    if (poll(&pfd, 1, 30'000) <= 0) return Failed("no receiver connected");
+    const int fd = accept(lfd, nullptr, nullptr);
+    if (fd < 0) return Failed(Errno("accept"));
+    fds.push_back(fd);
+  }
   close(lfd);
-  if (fd < 0) return Failed(Errno("accept"));
-  Meter meter(c.warmup);
-  for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
-    for (size_t off = 0; off < frame_bytes;) {
-      const ssize_t k = send(fd, src.data + off, frame_bytes - off, MSG_NOSIGNAL);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) return Failed(Errno("send"));
-      off += static_cast<size_t>(k);
+  SharedMeter meter(c.warmup);
+  const int64_t total = c.warmup + c.batches;
+  const std::string error = OnEachConnection(c.streams, [&](int64_t k) -> std::string {
+    const int fd = fds[static_cast<size_t>(k)];
+    for (int64_t i = 0; i < FramesOf(k, c.streams, total); ++i) {
+      for (size_t off = 0; off < frame_bytes;) {
+        const ssize_t n = send(fd, src.data + off, frame_bytes - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return Errno("send");
+        off += static_cast<size_t>(n);
+      }
+      meter.Frame(static_cast<int64_t>(frame_bytes));
     }
-    meter.Frame(static_cast<int64_t>(frame_bytes));
-  }
+    return "";
+  });
+  if (!error.empty()) return Failed(error);
   SideResult r = meter.result();
-  ReadBuffers(fd, &r);
-  shutdown(fd, SHUT_WR);
-  char b;
-  while (recv(fd, &b, 1, 0) > 0) {
-  }  // until the receiver closes
-  close(fd);
+  ReadBuffers(fds[0], &r);
+  for (int fd : fds) shutdown(fd, SHUT_WR);
+  for (int fd : fds) {
+    char b;
+    while (recv(fd, &b, 1, 0) > 0) {
+    }  // until the receiver closes
+    close(fd);
+  }
   return r;
 }
 
 SideResult TcpReceiver(const Config& c, size_t frame_bytes, int addr_fd) {
-  Buffer dst(frame_bytes);
-  if (!dst.data) return Failed("out of memory");
   const uint64_t want = GeneratedSum(frame_bytes, 0);
   const std::string address = ReceiveAddress(addr_fd);
   if (address.empty()) return Failed("no address from the sender");
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return Failed(Errno("socket"));
-  SetBuffers(fd, c.tcp_buf);
-  struct sockaddr_in sa {};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sa.sin_port = htons(static_cast<uint16_t>(std::atoi(address.substr(address.find(':') + 1).c_str())));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return Failed(Errno("connect"));
-  Meter meter(c.warmup);
-  for (int64_t i = 0; i < c.warmup + c.batches; ++i) {
-    for (size_t off = 0; off < frame_bytes;) {
-      const ssize_t k = recv(fd, dst.data + off, frame_bytes - off, 0);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) return Failed(k == 0 ? "the sender closed early" : Errno("recv"));
-      off += static_cast<size_t>(k);
-    }
-    if (Checksum(dst.data, frame_bytes) != want) meter.result().bad++;
-    meter.Frame(static_cast<int64_t>(frame_bytes));
+  sockaddr_storage sa{};
+  socklen_t len = 0;
+  if (!SocketAddress(c, std::atoi(address.substr(address.rfind(':') + 1).c_str()), &sa, &len)) {
+    return Failed("--address " + c.address + " is not an IP address");
   }
+  std::vector<int> fds;
+  struct Close {
+    std::vector<int>& fds;
+    ~Close() {
+      for (int fd : fds) close(fd);
+    }
+  } closer{fds};
+  for (int64_t k = 0; k < c.streams; ++k) {
+    const int fd = socket(sa.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return Failed(Errno("socket"));
+    fds.push_back(fd);
+    SetBuffers(fd, c.tcp_buf);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0) return Failed(Errno("connect"));
+  }
+  SharedMeter meter(c.warmup);
+  const int64_t total = c.warmup + c.batches;
+  const std::string error = OnEachConnection(c.streams, [&](int64_t k) -> std::string {
+    Buffer dst(frame_bytes);  // one per connection, pre-faulted
+    if (!dst.data) return "out of memory";
+    const int fd = fds[static_cast<size_t>(k)];
+    for (int64_t i = 0; i < FramesOf(k, c.streams, total); ++i) {
+      for (size_t off = 0; off < frame_bytes;) {
+        const ssize_t n = recv(fd, dst.data + off, frame_bytes - off, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return n == 0 ? "the sender closed early" : Errno("recv");
+        off += static_cast<size_t>(n);
+      }
+      if (Checksum(dst.data, frame_bytes) != want) meter.Bad();
+      meter.Frame(static_cast<int64_t>(frame_bytes));
+    }
+    return "";
+  });
+  if (!error.empty()) return Failed(error);
   SideResult r = meter.result();
-  ReadBuffers(fd, &r);
-  close(fd);
+  ReadBuffers(fds[0], &r);
   return r;
 }
 
@@ -515,12 +662,13 @@ SideResult NaiveServer(const Config& c, size_t frame_bytes, int addr_fd) {
   if (!service.ok()) return Failed("out of memory");
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  const std::string host = c.address.find(':') != std::string::npos ? "[" + c.address + "]" : c.address;
+  builder.AddListeningPort(host + ":0", grpc::InsecureServerCredentials(), &port);
   builder.SetMaxSendMessageSize(-1);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) return Failed("cannot listen on 127.0.0.1");
-  SendAddress(addr_fd, "127.0.0.1:" + std::to_string(port));
+  if (!server || port == 0) return Failed("cannot listen on " + host);
+  SendAddress(addr_fd, host + ":" + std::to_string(port));
   SideResult r = service.Wait(kChildTimeoutMs);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   return r;
@@ -605,16 +753,16 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
   for (int64_t r = 0; r < repeats; ++r) {
     std::vector<std::pair<Series*, Result<PairResult>>> runs;
     runs.emplace_back(&tcp, RunPair(
-        "raw TCP", [&](int fd, int) { return TcpSender(c, frame_bytes, fd); },
+        c, "raw TCP", [&](int fd, int) { return TcpSender(c, frame_bytes, fd); },
         [&](int fd) { return TcpReceiver(c, frame_bytes, fd); }));
     runs.emplace_back(&df, RunPair(
-        "datafeed gRPC", [&](int fd, int done) { return DatafeedProducer(c, fd, done); },
+        c, "datafeed gRPC", [&](int fd, int done) { return DatafeedProducer(c, fd, done); },
         [&](int fd) { return DatafeedConsumer(c, fd); }));
     runs.emplace_back(&naive, RunPair(
-        "naive gRPC", [&](int fd, int) { return NaiveServer(c, frame_bytes, fd); },
+        c, "naive gRPC", [&](int fd, int) { return NaiveServer(c, frame_bytes, fd); },
         [&](int fd) { return NaiveClient(c, frame_bytes, fd); }));
     runs.emplace_back(&df_contract, RunPair(
-        "datafeed gRPC with the delivery contract",
+        c, "datafeed gRPC with the delivery contract",
         [&](int fd, int done) {
           DeliveryStats d;
           SideResult r = DatafeedProducer(c, fd, done, true, state_dir, &d);
@@ -646,6 +794,18 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
 
   const double gbps = Median(df.gbps), tcp_gbps = Median(tcp.gbps), naive_gbps = Median(naive.gbps);
   const double ratio = gbps / tcp_gbps, x_naive = gbps / naive_gbps;
+  // What the CPUs allow each path: this process's CPUs / (sender + receiver
+  // CPU seconds per GB). A path near it is CPU-bound (more streams cannot
+  // help); one well below it is held back by something else (one TCP
+  // stream's window and wake-ups, a lock, a wait).
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  auto cpu_limit = [&](const Series& s) {
+    const double per_gb = Median(s.tx_cpu) + Median(s.rx_cpu);
+    return per_gb > 0 ? ncpu / per_gb : 0;
+  };
+  const double df_cpu_limit = cpu_limit(df), tcp_cpu_limit = cpu_limit(tcp);
   if (json) {
     tools::JsonObject j;
     j["bench"] = "grpc";
@@ -676,6 +836,13 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
     j["tcp_sndbuf"] = sndbuf;
     j["tcp_rcvbuf"] = rcvbuf;
     j["tcp_buf_autotuned"] = c.tcp_buf == 0;
+    j["streams"] = c.streams;
+    j["cpus"] = ncpu;
+    j["cpu_limit_gbps"] = tools::Round(df_cpu_limit, 3);
+    j["tcp_cpu_limit_gbps"] = tools::Round(tcp_cpu_limit, 3);
+    j["address"] = c.address;
+    j["sender_netns"] = c.sender_netns;
+    j["receiver_netns"] = c.receiver_netns;
     j["contract_gbps"] = tools::Round(contract_gbps, 3);
     j["contract_ratio"] = tools::Round(contract_ratio, 3);
     j["contract_gbps_runs"] = Rounded(df_contract.gbps);
@@ -684,10 +851,16 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
     std::printf("%s\n", tools::JsonLine(j).c_str());
     return 0;
   }
-  std::printf("gRPC over loopback, %.1f MB frames (%lld x 1x28x28 float32 + int64 labels),\n"
-              "sender and receiver processes, median of %lld interleaved runs\n",
-              static_cast<double>(frame_bytes) / 1e6, static_cast<long long>(c.batch),
-              static_cast<long long>(repeats));
+  const std::string path = c.sender_netns.empty() && c.receiver_netns.empty()
+                               ? (c.Loopback() ? "loopback" : c.address)
+                               : c.address + " between network namespaces " +
+                                     (c.sender_netns.empty() ? "(this one)" : c.sender_netns) + " -> " +
+                                     (c.receiver_netns.empty() ? "(this one)" : c.receiver_netns);
+  std::printf("gRPC over %s, %.1f MB frames (%lld x 1x28x28 float32 + int64 labels),\n"
+              "sender and receiver processes, median of %lld interleaved runs; %lld stream%s (datafeed gRPC\n"
+              "streams to one producer, raw TCP connections; naive gRPC: one)\n",
+              path.c_str(), static_cast<double>(frame_bytes) / 1e6, static_cast<long long>(c.batch),
+              static_cast<long long>(repeats), static_cast<long long>(c.streams), c.streams == 1 ? "" : "s");
   std::printf("  datafeed gRPC  %7.2f GB/s  (%lld frames after %lld warm-up; producer computes every payload\n"
               "                               byte into its slot, consumer checksums every byte)\n",
               gbps, static_cast<long long>(c.batches), static_cast<long long>(c.warmup));
@@ -704,6 +877,10 @@ int RunGrpc(const Config& c, int64_t repeats, bool json) {
               "                 naive server %.3f, client %.3f (all threads of each process)\n",
               Median(df.tx_cpu), Median(df.rx_cpu), Median(tcp.tx_cpu), Median(tcp.rx_cpu),
               Median(naive.tx_cpu), Median(naive.rx_cpu));
+  std::printf("  CPU limit      datafeed %.2f GB/s (%.2f of it reached), raw TCP %.2f GB/s (%.2f): %d CPUs / CPU s\n"
+              "                 per GB of sender + receiver; near 1: CPU-bound, more streams cannot help\n",
+              df_cpu_limit, df_cpu_limit > 0 ? gbps / df_cpu_limit : 0, tcp_cpu_limit,
+              tcp_cpu_limit > 0 ? tcp_gbps / tcp_cpu_limit : 0, ncpu);
   std::printf("  page faults    per frame: datafeed producer %.0f, consumer %.0f; naive client %.0f\n",
               Median(df.tx_faults), Median(df.rx_faults), Median(naive.rx_faults));
   std::printf("  contract       %7.2f GB/s  with leases, acknowledgements and a journal (--state-dir): %.3f of\n"
@@ -727,7 +904,10 @@ Subcommand AddGrpc(CLI::App& bench) {
       "grpc",
       "GB/s of the gRPC stream over loopback (producer and consumer processes, 25.7 MB frames) vs raw TCP "
       "and a naive copying gRPC service in the same run");
-  cmd->footer("Example:\n  datafeed-bench grpc --batches 60 --repeats 1 --json");
+  cmd->footer(
+      "Examples:\n  datafeed-bench grpc --batches 60 --repeats 1 --json\n  datafeed-bench grpc --streams 4\n"
+      "  datafeed-bench grpc --address 10.9.0.1 --sender-netns a --receiver-netns b --streams 4   "
+      "(tests/multihost/streams_bench.sh)");
   Config& c = o->config;
   cmd->add_flag("--json", o->json, "print the results as one JSON line");
   cmd->add_option("--batches", c.batches, "counted frames, datafeed and raw TCP")->check(tools::WholeNumber(1));
@@ -742,6 +922,16 @@ Subcommand AddGrpc(CLI::App& bench) {
   cmd->add_option("--prefetch", c.prefetch, "the consumer's read-ahead")->check(tools::WholeNumber(1, 1024));
   cmd->add_option("--tcp-buf", c.tcp_buf, "raw TCP: SO_SNDBUF/SO_RCVBUF (0: kernel autotuning)")
       ->check(tools::WholeNumber(0, 1 << 30));
+  cmd->add_option("--streams", c.streams,
+                  "gRPC streams from the consumer to the producer (ReaderOptions::grpc_streams), and raw TCP "
+                  "connections, in parallel")
+      ->check(tools::WholeNumber(1, 16));
+  cmd->add_option("--address", c.address,
+                  "the IP address senders listen on (not loopback: the producer serves plaintext, for a private "
+                  "link)");
+  cmd->add_option("--sender-netns", c.sender_netns,
+                  "run every sender in this network namespace (/run/netns/NAME or a path; needs root)");
+  cmd->add_option("--receiver-netns", c.receiver_netns, "run every receiver in this network namespace");
   return {cmd, [o] { return RunGrpc(o->config, o->repeats, o->json); }};
 }
 

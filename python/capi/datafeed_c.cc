@@ -58,7 +58,7 @@ using datafeed::capi::Report;
 
 constexpr const char* kKnownOptions =
     "prefetch, connect_timeout_ms, poll_ms, spin_us, adaptive_spin, liveness_check_ms, log_every_s, log_name, "
-    "grpc_prefetch, reconnect, reconnect_timeout_ms, tls_ca, tls_cert, tls_key, tls_server_name, "
+    "grpc_prefetch, grpc_streams, reconnect, reconnect_timeout_ms, tls_ca, tls_cert, tls_key, tls_server_name, "
     "compression, auth_token_file, keepalive_ms, max_frame_bytes, restore, rank, world_size, generation, consumer_id, "
     "shm_owner_uid";
 
@@ -89,6 +89,13 @@ Status ApplyOption(const std::string& key, const char* value, datafeed::Consumer
   } else if (key == "grpc_prefetch") {
     DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 0, &i));
     ro.grpc_prefetch = static_cast<int>(std::min<int64_t>(i, 1 << 20));
+  } else if (key == "grpc_streams") {
+    DATAFEED_RETURN_NOT_OK(ParseInt(key, value, 1, &i));
+    if (i > datafeed::ReaderOptions::kMaxGrpcStreams) {
+      return Status::InvalidArgument("grpc_streams: " + std::string(value) + " is more than " +
+                                     std::to_string(datafeed::ReaderOptions::kMaxGrpcStreams));
+    }
+    ro.grpc_streams = static_cast<int>(i);
   } else if (key == "reconnect") {
     DATAFEED_RETURN_NOT_OK(ParseBool(key, value, &ro.reconnect));
   } else if (key == "reconnect_timeout_ms") {

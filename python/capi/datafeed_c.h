@@ -156,6 +156,10 @@ DF_API size_t df_dtype_size(int dtype);
  *   liveness_check_ms     how often a blocked reader checks the producer (100)
  *   log_every_s, log_name a stats line on stderr every so often (0: never)
  *   grpc_prefetch         gRPC frames received ahead (1)
+ *   grpc_streams          gRPC streams (TCP connections, delivery sessions)
+ *                         to each producer (1; up to 64); for a link one TCP
+ *                         stream cannot fill. Ignored where auto:// picks
+ *                         shared memory
  *   reconnect             "1": reconnect to a restarted gRPC producer (0)
  *   reconnect_timeout_ms  for how long (30000)
  *   tls_ca, tls_cert, tls_key, tls_server_name   gRPC TLS (PEM file paths)

@@ -220,7 +220,9 @@ class Loader:
                     tls_ca=, tls_cert=, tls_key=, tls_server_name=,
                     auth_token_file= (the producer's --auth-token-file),
                     compression="gzip", reconnect=True, reconnect_timeout_ms=,
-                    grpc_prefetch=, keepalive_ms=, max_frame_bytes=,
+                    grpc_prefetch=, grpc_streams= (TCP connections to each
+                    producer, for a link one stream cannot fill), keepalive_ms=,
+                    max_frame_bytes=,
                     spin_us=, adaptive_spin=, liveness_check_ms=, log_every_s=, ...
 
     len(loader) is the number of batches in one pass (one epoch) for this

@@ -60,7 +60,7 @@ TEST(Cli, EndpointAndGrpcFlagsAndTheirDefaults) {
   given.Add(app);
   tls.Add(app);
   ASSERT_FALSE(ParseArgs(app, {"--endpoint", "auto://h:5000", "--transport", "grpc", "--tls-ca", "ca.pem",
-                         "--compression", "gzip", "--reconnect"})
+                         "--compression", "gzip", "--reconnect", "--grpc-streams", "4"})
                    .exit);
   EXPECT_EQ(given.Resolve().value().scheme, Scheme::kGrpc);
   ReaderOptions ro;
@@ -68,6 +68,7 @@ TEST(Cli, EndpointAndGrpcFlagsAndTheirDefaults) {
   EXPECT_EQ(ro.grpc.tls_ca, "ca.pem");
   EXPECT_EQ(ro.grpc.compression, "gzip");
   EXPECT_TRUE(ro.reconnect);
+  EXPECT_EQ(ro.grpc_streams, 4);
 }
 
 TEST(Cli, EnvironmentFillsTheEndpointWhenNoFlagDoes) {

@@ -79,6 +79,8 @@ expect_usage_error "$producer" stray -- "The following argument was not expected
 expect_usage_error "$consume" --batches abc -- "datafeed-consume: --batches: expects a whole number >= 0, got 'abc'"
 expect_usage_error "$consume" --prefetch -1 -- "--prefetch: expects a whole number in [0, 1024], got '-1'"
 expect_usage_error "$consume" --compression lz4 -- "--compression: expects gzip or none, got 'lz4'"
+expect_usage_error "$consume" --grpc-streams 0 -- "--grpc-streams: expects a whole number in [1, 64], got '0'"
+expect_usage_error "$bench" grpc --streams 17 -- "--streams: expects a whole number in [1, 16], got '17'"
 expect_usage_error "$make_mnist" --out "$work/m" --count -1 -- "--count: expects a whole number >= 0, got '-1'"
 expect_usage_error "$make_mnist" --count 5 -- "--out is required"
 if [[ -x "$trainer" ]]; then

@@ -2,13 +2,18 @@
 // producers"): an endpoint that lists them, a DNS name that resolves to
 // them (and later to one more), a producer named twice, a producer killed
 // with -9 while the others go on, the epoch barrier, and a checkpoint taken
-// across two producers restored by a new consumer. Every test counts batch
-// identities per run: each exactly once, nothing else.
+// across two producers restored by a new consumer; several gRPC streams to
+// one producer (grpc_streams): N connections, every batch once, a checkpoint
+// of N positions restored. Every test counts batch identities per run: each
+// exactly once, nothing else.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -311,6 +316,170 @@ TEST(MultiRestore, ACheckpointOfAnotherRunIsRefused) {
 
 INSTANTIATE_TEST_SUITE_P(Transports, Multi, ::testing::Values("grpc", "auto"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// ---- Several streams to one producer (ReaderOptions::grpc_streams) ----------
+//
+// One consumer, N gRPC streams to the same producer: N TCP connections, N
+// delivery sessions, merged as a list of producers is.
+
+// ESTABLISHED TCP connections of this host whose remote port is `port`
+// (/proc/net/tcp and tcp6, what `ss -tn` reads): with producer and consumer
+// in one process, the consumer's ends of its connections to the producer.
+int ConnectionsTo(int port) {
+  int n = 0;
+  for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::FILE* f = std::fopen(path, "r");
+    if (f == nullptr) continue;
+    char line[512];
+    bool header = true;
+    while (std::fgets(line, sizeof line, f) != nullptr) {
+      if (header) {
+        header = false;
+        continue;
+      }
+      // "  0: 0100007F:A3F2 0100007F:1F90 01 ...": local, remote, state.
+      char local[128] = {0}, remote[128] = {0};
+      unsigned state = 0;
+      if (std::sscanf(line, "%*d: %127s %127s %x", local, remote, &state) != 3) continue;
+      const char* colon = std::strrchr(remote, ':');
+      if (colon != nullptr && std::strtol(colon + 1, nullptr, 16) == port && state == 0x01) ++n;
+    }
+    std::fclose(f);
+  }
+  return n;
+}
+
+ReaderOptions Streams(int n) {
+  ReaderOptions o;
+  o.grpc_streams = n;
+  return o;
+}
+
+TEST(GrpcStreams, ThreeStreamsToOneProducerAreThreeConnectionsAndDeliverEveryBatchOnce) {
+  const RunInfo a = TestRun(30, 2, kFpA);
+  auto wa = RunWriter("grpc://127.0.0.1:0", a);
+  ASSERT_TRUE(wa);
+  ServeThread sa(*wa);
+  const int port = PortOf(*wa);
+  auto r = Reader("grpc://127.0.0.1:" + std::to_string(port), Streams(3));
+  ASSERT_TRUE(r);
+  // Three sessions at the producer, over three TCP connections (gRPC would
+  // carry them all on one connection if the channels shared a subchannel).
+  // The handshake's probe connection may still be closing: wait (bounded)
+  // until only the streams' connections are left.
+  EXPECT_EQ(wa->delivery_stats().live_sessions, 3u);
+  const Deadline give_up = Deadline::AfterMillis(10'000);
+  while (ConnectionsTo(port) != 3 && !give_up.expired()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(ConnectionsTo(port), 3);
+  // One producer's epoch, not three.
+  EXPECT_EQ(r->batches_per_epoch(), 30u);
+  Status end;
+  std::vector<Seen> seen = ReadAll(*r, {{kFpA, a}}, &end);
+  EXPECT_TRUE(end.IsEndOfStream()) << end.ToString();
+  EXPECT_EQ(CheckRuns(seen, {{kFpA, a}}), "");
+  // The streams are held to each other as producers are: epochs in order.
+  for (size_t i = 1; i < seen.size(); ++i) {
+    EXPECT_LE(seen[i - 1].key.epoch, seen[i].key.epoch) << "batch " << i << " came from an earlier epoch";
+  }
+  const std::vector<ProducerLink> links = r->links();
+  ASSERT_EQ(links.size(), 3u);
+  uint64_t total = 0;
+  for (const ProducerLink& l : links) {
+    EXPECT_EQ(l.state, "ended") << l.endpoint;
+    EXPECT_EQ(l.transport, Scheme::kGrpc) << l.endpoint;
+    EXPECT_NE(l.endpoint.find("/3"), std::string::npos) << l.endpoint;
+    // The producer splits its batches between the sessions: each carried some.
+    EXPECT_GT(l.batches, 0u) << l.endpoint;
+    total += l.batches;
+  }
+  EXPECT_EQ(total, 60u);
+  EXPECT_TRUE(sa.Join().ok());
+}
+
+// A checkpoint of a consumer with three streams has a position per stream;
+// a new consumer restores it (with three streams, or two: a group restore
+// of the positions; or one, given rank and world size as a group's
+// checkpoint needs) and gets exactly the batches after it.
+class GrpcStreamsRestore : public ::testing::TestWithParam<int> {};
+
+TEST_P(GrpcStreamsRestore, ACheckpointOfThreeStreamsRestoresExactlyTheBatchesAfterIt) {
+  const RunInfo a = TestRun(40, 1, kFpA);
+  auto wa = RunWriter("grpc://127.0.0.1:0", a);
+  ASSERT_TRUE(wa);
+  ServeThread sa(*wa);
+  const std::string uri = "grpc://127.0.0.1:" + std::to_string(PortOf(*wa));
+  std::vector<Seen> seen;
+  ConsumerState checkpoint;
+  {
+    auto first = Reader(uri, Streams(3));
+    ASSERT_TRUE(first);
+    Status end;
+    seen = ReadAll(*first, {{kFpA, a}}, &end, 10);
+    ASSERT_EQ(seen.size(), 10u) << end.ToString();
+    checkpoint = first->state();
+    // Handed out after the checkpoint: they come again after the restore.
+    std::vector<Seen> after = ReadAll(*first, {{kFpA, a}}, &end, 4);
+    ASSERT_EQ(after.size(), 4u) << end.ToString();
+    first->Cancel();
+  }
+  ASSERT_EQ(checkpoint.streams.size(), 3u) << checkpoint.ToJson();
+  std::set<uint64_t> ids;
+  uint64_t positions = 0;
+  for (const StreamPosition& p : checkpoint.streams) {
+    ids.insert(p.consumer_id);
+    positions += p.position;
+  }
+  EXPECT_EQ(ids.size(), 3u) << "one session (consumer id) per stream: " << checkpoint.ToJson();
+  EXPECT_EQ(positions, 10u) << checkpoint.ToJson();
+  ReaderOptions o = Streams(GetParam());
+  o.session.restore = checkpoint.streams;
+  if (GetParam() == 1) {
+    // Three positions onto one stream: as a group's checkpoint, a group
+    // restore (here of one rank).
+    o.session.rank = 0;
+    o.session.world_size = 1;
+  }
+  auto second = Reader(uri, o);
+  ASSERT_TRUE(second);
+  if (GetParam() > 1) {
+    EXPECT_EQ(second->links().size(), static_cast<size_t>(GetParam()));
+  }
+  Status end;
+  std::vector<Seen> rest = ReadAll(*second, {{kFpA, a}}, &end);
+  seen.insert(seen.end(), rest.begin(), rest.end());
+  EXPECT_TRUE(end.IsEndOfStream()) << end.ToString();
+  EXPECT_EQ(CheckRuns(seen, {{kFpA, a}}), "");
+  EXPECT_TRUE(sa.Join().ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Streams, GrpcStreamsRestore, ::testing::Values(3, 2, 1),
+                         [](const ::testing::TestParamInfo<int>& info) { return "to" + std::to_string(info.param); });
+
+// auto:// on the producer's host reads its ring: one reader, whatever N.
+TEST(GrpcStreams, AutoThatPicksSharedMemoryOpensOneReader) {
+  const RunInfo a = TestRun(6, 1, kFpA);
+  auto wa = RunWriter("grpc://127.0.0.1:0", a);
+  ASSERT_TRUE(wa);
+  ServeThread sa(*wa);
+  auto r = Reader("auto://127.0.0.1:" + std::to_string(PortOf(*wa)), Streams(4));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->transport(), Scheme::kShm);
+  EXPECT_EQ(r->links().size(), 1u);
+  Status end;
+  std::vector<Seen> seen = ReadAll(*r, {{kFpA, a}}, &end);
+  EXPECT_TRUE(end.IsEndOfStream()) << end.ToString();
+  EXPECT_EQ(CheckRuns(seen, {{kFpA, a}}), "");
+  EXPECT_TRUE(sa.Join().ok());
+}
+
+TEST(GrpcStreams, ACountOutOfRangeIsRefusedByName) {
+  for (int n : {0, ReaderOptions::kMaxGrpcStreams + 1}) {
+    auto r = OpenReader(ParseEndpoint("grpc://127.0.0.1:5000").value(), Streams(n));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("grpc_streams"), std::string::npos) << r.status().ToString();
+  }
+}
 
 }  // namespace
 }  // namespace datafeed

@@ -203,6 +203,11 @@ void GrpcClientFlags::Add(CLI::App& app) {
   app.add_flag("--reconnect", reconnect,
                "reconnect (with backoff) when the producer restarts or the connection breaks, and resume")
       ->group(group);
+  app.add_option("--grpc-streams", streams,
+                 "gRPC streams to each producer, each its own TCP connection and delivery session (for a link "
+                 "one TCP stream cannot fill); ignored where auto:// picks shared memory")
+      ->check(WholeNumber(1, ReaderOptions::kMaxGrpcStreams))
+      ->group(group);
 }
 
 void GrpcClientFlags::ApplyTo(ReaderOptions* options) const {
@@ -210,6 +215,7 @@ void GrpcClientFlags::ApplyTo(ReaderOptions* options) const {
   // The producer knows "gzip" and no compression, which it is asked for by "".
   if (options->grpc.compression == "none") options->grpc.compression.clear();
   options->reconnect = reconnect;
+  options->grpc_streams = static_cast<int>(streams);
 }
 
 }  // namespace datafeed::tools

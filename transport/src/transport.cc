@@ -72,7 +72,11 @@ Result<std::unique_ptr<BatchReader>> OpenReader(const Endpoint& endpoint,
     case Scheme::kInProc: return internal::OpenInProcReader(endpoint.name, options);
     case Scheme::kGrpc:
     case Scheme::kAuto:
-      if (!endpoint.more.empty() || !internal::IsAddressLiteral(endpoint.name)) {
+      if (options.grpc_streams < 1 || options.grpc_streams > ReaderOptions::kMaxGrpcStreams) {
+        return Status::InvalidArgument(endpoint.ToString() + ": grpc_streams " + std::to_string(options.grpc_streams) +
+                                       " is not between 1 and " + std::to_string(ReaderOptions::kMaxGrpcStreams));
+      }
+      if (!endpoint.more.empty() || !internal::IsAddressLiteral(endpoint.name) || options.grpc_streams > 1) {
         return internal::OpenMultiReader(endpoint, options);
       }
       return internal::OpenAutoReader(endpoint, options);

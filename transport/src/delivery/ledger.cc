@@ -869,7 +869,8 @@ Result<Welcome> Ledger::OpenRestoreLocked(const Hello& hello, uint64_t session) 
   if (hello.world_size == 0) {
     if (mine.size() != 1) {
       return Status::InvalidArgument(options_.name + ": a checkpoint with " + std::to_string(mine.size()) +
-                                     " consumers' positions needs a group restore (give rank and world size)");
+                                     " consumers' positions needs a group restore (give rank and world size; the positions of one consumer "
+                                     "that read over several gRPC streams restore with grpc_streams > 1 too)");
     }
     const StreamPosition& p = mine[0];
     auto it = refs_.find(p.consumer_id);

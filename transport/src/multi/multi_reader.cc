@@ -137,6 +137,10 @@ class MultiReader final : public BatchReader {
       const int64_t now = NowNs();
       // The lowest epoch a producer still sending may send this consumer:
       // batches of later epochs wait for it, up to the barrier.
+      // Several streams to one producer (grpc_streams) are held to each
+      // other as producers are: a batch the producer sent earlier may still
+      // be on its way on a sibling's connection, and handing out a later
+      // epoch first would end a pass (Loader's split_epochs) one batch short.
       uint64_t floor = UINT64_MAX;
       int64_t wake_ns = INT64_MAX;
       bool reading = false;
@@ -253,12 +257,14 @@ class MultiReader final : public BatchReader {
   }
 
   // Every producer's epoch reaches this consumer (the epoch barrier), so
-  // its epoch is the sum of theirs; 0 (unknown) while one does not say.
+  // its epoch is the sum of theirs (once per producer, however many
+  // streams read it); 0 (unknown) while one does not say.
   uint64_t batches_per_epoch() const override {
     std::lock_guard<std::mutex> lock(mu_);
     uint64_t sum = 0;
+    std::set<uint64_t> counted;
     for (const auto& c : children_) {
-      if (c->state == Child::kLost) continue;
+      if (c->state == Child::kLost || !counted.insert(c->producer_id).second) continue;
       const uint64_t one = c->reader->batches_per_epoch();
       if (one == 0) return 0;
       sum += one;
@@ -295,6 +301,7 @@ class MultiReader final : public BatchReader {
     std::string uri;      // the address, and the name it came from
     std::string address;  // "HOST:PORT" as resolved
     uint64_t producer_id = 0;
+    int stream = 0;       // which of the producer's grpc_streams
     std::unique_ptr<BatchReader> reader;
     Scheme transport = Scheme::kGrpc;
     std::thread pump;
@@ -326,6 +333,41 @@ class MultiReader final : public BatchReader {
       out += c->uri + " (" + c->error.ToString() + ")";
     }
     return out;
+  }
+
+  // The session of stream `slot` of `streams` to one producer, restoring
+  // `mine` (that producer's positions in the checkpoint; empty: a fresh
+  // session). One stream: the consumer's own session, as given. Several: a
+  // checkpoint is restored as a group restore of its positions, this
+  // consumer's rank r of W becoming ranks r*N .. r*N+N-1 of W*N (so a
+  // checkpoint of any number of streams, or of several ranks, restores onto
+  // any N); a consumer id to continue gives stream i > 0 an id derived from
+  // it (one id per session: two sessions with one id would supersede each
+  // other).
+  SessionOptions StreamSession(const std::vector<StreamPosition>& mine, int slot, int streams) const {
+    SessionOptions s = options_.session;
+    s.restore = mine;
+    if (mine.empty()) {
+      s.world_size = 0;
+      s.rank = 0;
+    }
+    if (streams <= 1) return s;
+    if (!mine.empty()) {
+      const uint64_t w = std::max<uint32_t>(1, options_.session.world_size);
+      const uint64_t r = options_.session.world_size == 0 ? 0 : options_.session.rank;
+      s.rank = static_cast<uint32_t>(r * static_cast<uint64_t>(streams) + static_cast<uint64_t>(slot));
+      s.world_size = static_cast<uint32_t>(std::min<uint64_t>(w * static_cast<uint64_t>(streams), UINT32_MAX));
+    }
+    if (s.consumer_id != 0 && slot > 0) {
+      // splitmix64 of (id, slot): a fixed function, so a restart with the
+      // same id continues every stream's session.
+      uint64_t z = s.consumer_id + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(slot);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      z ^= z >> 31;
+      s.consumer_id = z == 0 ? 1 : z;
+    }
+    return s;
   }
 
   // Resolves every name and opens a reader for each address not read yet.
@@ -371,43 +413,77 @@ class MultiReader final : public BatchReader {
           continue;
         }
         any_answered = true;
+        // The streams of this producer read already (by this address or
+        // another one of it), and which of the grpc_streams slots they fill.
+        const int wanted = std::max(1, options_.grpc_streams);
+        std::set<int> open_slots;
+        bool run_seen = false;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          bool same = false;
-          for (auto& c : children_) same = same || (c->producer_id == probe->producer_id && c->state != Child::kLost);
-          if (same) {
-            addresses_.insert(address);  // another address of a producer read already
+          bool on_shm = false;
+          for (auto& c : children_) {
+            if (c->producer_id != probe->producer_id) continue;
+            if (c->state != Child::kLost) open_slots.insert(c->stream);
+            on_shm = on_shm || c->transport == Scheme::kShm;
+          }
+          run_seen = probe->run.fingerprint != 0 &&
+                     runs_read_.count({probe->run.fingerprint, probe->run.shard}) > 0;
+          if (on_shm || static_cast<int>(open_slots.size()) >= wanted) {
+            addresses_.insert(address);  // read already (another address of it, or all its streams)
             continue;
           }
         }
-        // This producer's part of a checkpoint; none: it starts afresh.
+        // This producer's part of a checkpoint; none: it starts afresh. A
+        // checkpoint is restored once per run: a stream opened again later
+        // (one that was lost, a producer restarted on its journal) starts a
+        // fresh session, or rolling back again would give the batches
+        // handed out since the restore a second time.
         std::vector<StreamPosition> mine;
-        for (const StreamPosition& p : options_.session.restore) {
-          if (p.fingerprint == probe->run.fingerprint && p.shard == probe->run.shard) mine.push_back(p);
+        if (!run_seen) {
+          for (const StreamPosition& p : options_.session.restore) {
+            if (p.fingerprint == probe->run.fingerprint && p.shard == probe->run.shard) mine.push_back(p);
+          }
         }
         if (!mine.empty()) restored_any_ = true;
-        if (mine.empty() && !options_.session.restore.empty()) o.session.world_size = 0;
-        o.session.restore = std::move(mine);
-        Result<std::unique_ptr<BatchReader>> reader = OpenAutoReader(target, o);
-        if (!reader.ok()) {
-          if (reader.status().code() != StatusCode::kUnavailable && !reader.status().IsDeadlineExceeded()) return reader.status();
-          result = Status::Unavailable(reader.status().message());
-          continue;
+        bool all_open = true;
+        for (int slot = 0; slot < wanted; ++slot) {
+          if (open_slots.count(slot)) continue;
+          ReaderOptions so = o;
+          so.session = StreamSession(mine, slot, wanted);
+          Result<std::unique_ptr<BatchReader>> reader = OpenAutoReader(target, so);
+          if (!reader.ok()) {
+            if (reader.status().code() != StatusCode::kUnavailable && !reader.status().IsDeadlineExceeded()) {
+              return reader.status();
+            }
+            result = Status::Unavailable(reader.status().message());
+            all_open = false;
+            break;
+          }
+          auto child = std::make_unique<Child>();
+          child->address = address;
+          child->uri = target.ToString() + (IsAddressLiteral(name.host) ? "" : " (" + name.host + ")") +
+                       (wanted > 1 ? " stream " + std::to_string(slot + 1) + "/" + std::to_string(wanted) : "");
+          child->producer_id = probe->producer_id;
+          child->stream = slot;
+          child->reader = std::move(reader).value();
+          child->transport = child->reader->transport();
+          child->heard_ns = NowNs();
+          Child* raw = child.get();
+          std::lock_guard<std::mutex> lock(mu_);
+          if (cancelled_) return Status::Cancelled("cancelled");
+          if (probe->run.fingerprint != 0) runs_read_.insert({probe->run.fingerprint, probe->run.shard});
+          children_.push_back(std::move(child));
+          raw->pump = std::thread([this, raw] { Pump(raw); });
+          cv_.notify_all();
+          // The handshake gave this consumer the producer's ring: one
+          // reader of it is all there is to read (grpc_streams is for the
+          // network).
+          if (raw->transport == Scheme::kShm) break;
         }
-        auto child = std::make_unique<Child>();
-        child->address = address;
-        child->uri = target.ToString() + (IsAddressLiteral(name.host) ? "" : " (" + name.host + ")");
-        child->producer_id = probe->producer_id;
-        child->reader = std::move(reader).value();
-        child->transport = child->reader->transport();
-        child->heard_ns = NowNs();
-        Child* raw = child.get();
-        std::lock_guard<std::mutex> lock(mu_);
-        if (cancelled_) return Status::Cancelled("cancelled");
-        addresses_.insert(address);
-        children_.push_back(std::move(child));
-        raw->pump = std::thread([this, raw] { Pump(raw); });
-        cv_.notify_all();
+        if (all_open) {
+          std::lock_guard<std::mutex> lock(mu_);
+          addresses_.insert(address);
+        }
       }
     }
     {
@@ -495,6 +571,7 @@ class MultiReader final : public BatchReader {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Child>> children_;  // only appended to
   std::set<std::string> addresses_;               // HOST:PORT read (or aliases of one read)
+  std::set<std::pair<uint64_t, uint32_t>> runs_read_;  // (fingerprint, shard) a session was opened for
   std::deque<Child*> taken_;                      // Take() order, until Hand()
   bool cancelled_ = false;
   bool pending_ = false;  // the last Discover() left an address unanswered

@@ -82,8 +82,9 @@ struct EndpointFlags {
 struct GrpcClientFlags {
   GrpcOptions grpc;
   bool reconnect = false;
+  int64_t streams = 1;  // ReaderOptions::grpc_streams
   void Add(CLI::App& app);
-  // Sets options->grpc and options->reconnect.
+  // Sets options->grpc, options->reconnect and options->grpc_streams.
   void ApplyTo(ReaderOptions* options) const;
 };
 

@@ -354,6 +354,19 @@ struct ReaderOptions {
   // memory). The producer may send grpc_prefetch + 2 frames beyond what
   // Next() took (at most 64), all leased to this consumer.
   int grpc_prefetch = 1;
+  // gRPC: streams to each producer, each on its own TCP connection and its
+  // own delivery session (consumer id), merged as a list of producers is
+  // (the producer's ledger splits its batches between the sessions, each
+  // batch to one of them). For links one TCP stream cannot fill. A
+  // checkpoint then holds one position per stream; restoring it with N > 1
+  // streams is a group restore of its positions (this consumer's rank r of
+  // a group of W becomes ranks r*N .. r*N+N-1 of W*N), so it may be taken
+  // with another N. A producer that the handshake sends to shared memory
+  // (auto:// on its host) is read by one reader whatever N is. 1 .. 64;
+  // the producer allows --max-streams-per-peer (16) streams per consumer
+  // host.
+  int grpc_streams = 1;
+  static constexpr int kMaxGrpcStreams = 64;
   // When the producer goes away (killed and restarted, a broken stream),
   // reconnect (with backoff: 50 ms doubling to 2 s) for up to
   // reconnect_timeout_ms instead of failing, and resume the session: shm,
