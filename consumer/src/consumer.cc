@@ -294,6 +294,11 @@ void Consumer::Stop() {
       m.space_cv.notify_all();
     }
   }
+  // Handed batches count as consumed, the read-ahead goes back at once;
+  // then the reader stops (Cancel first would cut a gRPC stream before it
+  // could say so, and the producer would hold the read-ahead for its
+  // consumer timeout).
+  m.reader->Leave();
   m.reader->Cancel();
   dropped.clear();  // gives the prefetched batches back, outside the lock
   std::lock_guard<std::mutex> join_lock(m.join_mu);

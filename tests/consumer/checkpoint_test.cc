@@ -30,11 +30,12 @@ using testing::UniqueName;
 
 class ConsumerCheckpoint : public ::testing::TestWithParam<std::string> {
  protected:
-  std::unique_ptr<BatchWriter> Writer(const RunInfo& run) {
+  std::unique_ptr<BatchWriter> Writer(const RunInfo& run, int64_t consumer_timeout_ms = 30'000) {
     WriterOptions o;
     o.shm.slot_count = 6;
     o.shm.slot_bytes = 1 << 20;
     o.run = run;
+    o.consumer_timeout_ms = consumer_timeout_ms;
     const std::string uri =
         GetParam() == "shm" ? "shm://" + UniqueName("ckpt") : GetParam() + "://127.0.0.1:0";
     auto w = OpenWriter(ParseEndpoint(uri).value(), o);
@@ -108,6 +109,32 @@ TEST_P(ConsumerCheckpoint, ARestartFromACheckpointGetsExactlyTheBatchesAfterIt) 
   KeyTally tally;
   tally.Add(before, "steps 1-4");
   tally.Add(after, "after the restart");
+  EXPECT_EQ(tally.Check(AllKeys(run)), "");
+}
+
+// A trainer that stops (Consumer::Stop, its destructor, Python's close())
+// leaves: the batches it was handed are consumed, what it read ahead goes
+// to the others at once. Over gRPC, Stop() cut the stream before saying
+// so, and the producer held the read-ahead for its consumer timeout (here
+// two minutes, far past the second trainer's 20 s wait for a batch).
+TEST_P(ConsumerCheckpoint, ATrainerThatStopsLeavesItsReadAheadToOthersAtOnce) {
+  const RunInfo run = TestRun(12, 1);
+  auto w = Writer(run, 120'000);
+  ASSERT_NE(w, nullptr);
+  ServeThread serve(*w);
+  auto first = Open(w->endpoint());
+  ASSERT_NE(first, nullptr);
+  const std::vector<BatchKey> before = Steps(*first, run, 3);
+  first->Stop();
+  first.reset();
+  auto second = Open(w->endpoint());
+  ASSERT_NE(second, nullptr);
+  const std::vector<BatchKey> after = Steps(*second, run);
+  const Status ended = serve.Join();
+  EXPECT_TRUE(ended.ok()) << ended.ToString();
+  KeyTally tally;
+  tally.Add(before, "the trainer that stopped");
+  tally.Add(after, "the next trainer");
   EXPECT_EQ(tally.Check(AllKeys(run)), "");
 }
 

@@ -186,19 +186,23 @@ class GrpcReader final : public BatchReader {
     cv_.notify_all();
   }
 
+  void Leave() override { Close(); }
+
   Scheme transport() const override { return Scheme::kGrpc; }
   uint64_t batches_per_epoch() const override { return session_.batches_per_epoch(); }
 
  private:
-  // Tells the producer this consumer is closing, so what it has not
-  // acknowledged goes to other consumers at once (not after the grace a
-  // broken connection gets), and gives it a moment to end the call.
+  // Tells the producer this consumer is closing: what its trainer was
+  // handed counts as consumed, what it only read ahead goes to other
+  // consumers at once (not after the grace a broken connection gets); and
+  // gives the producer a moment to end the call.
   void Close() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (cancelled_ || !end_.ok() || ctx_ == nullptr) return;
+      if (cancelled_ || !end_.ok() || ctx_ == nullptr || closing_) return;
       closing_ = true;
     }
+    session_.Ack();
     {
       std::lock_guard<std::mutex> wlock(write_mu_);
       if (live_stream_ != nullptr && !writes_done_) {

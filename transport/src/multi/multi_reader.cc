@@ -93,6 +93,7 @@ class MultiReader final : public BatchReader {
   }
 
   ~MultiReader() override {
+    Leave();
     Cancel();
     if (resolver_.joinable()) resolver_.join();
     for (auto& c : children_) {
@@ -243,6 +244,17 @@ class MultiReader final : public BatchReader {
       all.streams.insert(all.streams.end(), one.streams.begin(), one.streams.end());
     }
     return all;
+  }
+
+  void Leave() override {
+    std::vector<Child*> live;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& c : children_) {
+        if (c->state != Child::kLost) live.push_back(c.get());
+      }
+    }
+    for (Child* c : live) c->reader->Leave();
   }
 
   void Cancel() override {

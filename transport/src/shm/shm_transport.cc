@@ -899,6 +899,11 @@ class ShmReader final : public BatchReader {
     return s;
   }
 
+  // What the trainer was handed is acknowledged in the reader's entry: the
+  // producer reads it when the reader is gone (ReaderGoneLocked), so only
+  // the read-ahead goes back.
+  void Leave() override { (void)Ack(); }
+
   void Cancel() override {
     cancelled_.store(true, std::memory_order_seq_cst);
     std::shared_ptr<ReaderCore> core = Core();

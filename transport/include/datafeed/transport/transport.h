@@ -216,6 +216,14 @@ class BatchReader {
   // Wakes every thread blocked in Next() with Cancelled; later calls fail
   // the same way. Thread-safe, idempotent.
   virtual void Cancel() = 0;
+  // The consumer is leaving (Consumer::Stop, the destructor): every batch
+  // handed to the trainer counts as consumed (as a checkpoint counts it),
+  // and what was only read ahead goes back to the producer for other
+  // consumers at once, not after its consumer timeout. A gRPC stream says
+  // so and waits (at most about a second) for the producer to end it.
+  // Call it before Cancel(), which would cut the stream first. Thread-safe;
+  // the default does nothing.
+  virtual void Leave() {}
   // The transport batches actually arrive on: kShm or kGrpc for an auto://
   // endpoint, after its handshake chose; kAuto for a reader of several
   // producers that arrive on both (see links()).
