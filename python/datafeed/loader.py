@@ -655,8 +655,10 @@ class Loader:
 
     def close(self) -> None:
         """Stops reading and closes the connection. Idempotent. A thread
-        waiting in iteration is woken with datafeed.Cancelled. Prefetched
-        batches go back to the producer; tensors handed out stay valid."""
+        waiting in iteration is woken with datafeed.Cancelled. Batches
+        handed out count as consumed (as state_dict() counts them) and
+        their tensors stay valid; prefetched batches go back to the
+        producer at once, for other consumers."""
         if self._forked():
             return  # the parent's connection: the parent closes it
         with self._lock:
